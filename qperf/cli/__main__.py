@@ -1,0 +1,5 @@
+import sys
+
+from qperf.cli import main
+
+sys.exit(main())

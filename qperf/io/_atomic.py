@@ -1,0 +1,80 @@
+"""Safe outputs: written to a temporary name beside the target, then renamed into place.
+
+A failure half-way leaves no partial output; an existing output is replaced only when the
+caller asks for it; an output that is one of the inputs is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from qperf.errors import OutputExistsError, ValidationError
+
+
+def _suffix(path: Path) -> str:
+    name = path.name
+    for multi in (".seq.nrrd", ".seg.nrrd", ".nii.gz", ".tar.gz"):
+        if name.lower().endswith(multi):
+            return name[-len(multi) :]
+    return path.suffix
+
+
+def check_output(path: str | os.PathLike[str], overwrite: bool = False, inputs: Iterable[str | os.PathLike[str]] = ()) -> Path:
+    """Validate an output path: not an input, not existing unless ``overwrite``."""
+    out = Path(path)
+    for inp in inputs:
+        p = Path(inp)
+        if p.exists() and out.exists() and os.path.samefile(p, out):
+            raise ValidationError(f"output {out} is one of the inputs; choose another output path")
+        if p.resolve() == out.resolve() or out.resolve() in p.resolve().parents:
+            raise ValidationError(f"output {out} is or contains the input {p}; choose another output path")
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"output {out} exists; pass --overwrite (overwrite=True) to replace it")
+    if not out.parent.exists():
+        raise ValidationError(f"output folder {out.parent} does not exist")
+    return out
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; rename it onto ``path`` on success."""
+    target = check_output(path, overwrite)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part" + _suffix(target), dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False, inputs: Iterable[str | os.PathLike[str]] = ()) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; it becomes ``path`` when the block succeeds.
+
+    With ``overwrite`` an existing folder is replaced as a whole (never merged), and only
+    after the new one is complete.
+    """
+    target = check_output(path, overwrite, inputs)
+    if target.exists() and not target.is_dir():
+        raise ValidationError(f"output {target} exists and is not a folder")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
