@@ -37,3 +37,11 @@ def describe(value: object) -> str:
         return f"array of shape {tuple(shape)} and dtype {dtype}"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+class MissingMetadataError(FormatError):
+    """A file lacks information QPerf needs (frame times, spacing); ``field`` names it."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field

@@ -41,7 +41,9 @@ class TerminalProgress:
         if self.enabled:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=100, desc=self.description, leave=False, file=sys.stderr, bar_format="{l_bar}{bar}| {elapsed}")
+            self._bar = tqdm(
+                total=100, desc=self.description, leave=False, file=sys.stderr, bar_format="{l_bar}{bar}| {elapsed}"
+            )
         return self
 
     def __call__(self, fraction: float, message: str = "") -> None:

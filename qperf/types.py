@@ -125,9 +125,7 @@ class SliceGeometry:
         xx = np.asarray(x, dtype=float)[..., None]
         dy, dx = spacing_mm
         return (
-            np.asarray(self.origin_mm)
-            + xx * dx * np.asarray(self.x_direction)
-            + yy * dy * np.asarray(self.y_direction)
+            np.asarray(self.origin_mm) + xx * dx * np.asarray(self.x_direction) + yy * dy * np.asarray(self.y_direction)
         )
 
     @classmethod
@@ -230,8 +228,8 @@ class PerfusionSeries:
         (a ``ValueError``) naming the field, what was expected and what was found.
     """
 
-    data: NDArray[np.float32]
-    time_s: NDArray[np.float64]
+    data: NDArray[Any]
+    time_s: NDArray[Any]
     spacing_mm: tuple[float, float] = (1.0, 1.0)
     geometry: SliceGeometry | None = None
     units: str = "signal"
@@ -291,7 +289,9 @@ class PerfusionSeries:
     @property
     def frame_interval_s(self) -> float:
         """Median interval between dynamic frames, in seconds."""
-        return float(np.median(np.diff(self.time_s[self.n_pd_frames :]))) if self.n_frames - self.n_pd_frames > 1 else 0.0
+        return (
+            float(np.median(np.diff(self.time_s[self.n_pd_frames :]))) if self.n_frames - self.n_pd_frames > 1 else 0.0
+        )
 
     @property
     def dynamic(self) -> NDArray[np.float32]:
@@ -317,11 +317,19 @@ class PerfusionSeries:
     def summary(self) -> str:
         dt = np.diff(self.dynamic_time_s)
         ny, nx = self.shape
+        units = self.units + (
+            " (not recorded in the source; assumed)" if self.metadata.get("units_recorded") is False else ""
+        )
+        if self.metadata.get("time_recorded") is False:
+            timing = "  time: not recorded in the source (frame interval unknown)"
+        else:
+            timing = f"  time {self.time_s[0]:.2f} to {self.time_s[-1]:.2f} s, interval " + (
+                f"{np.median(dt):.3f} s (min {dt.min():.3f}, max {dt.max():.3f})" if dt.size else "n/a"
+            )
         lines = [
             f"{self.name or 'series'}: {self.n_frames} frames ({self.n_pd_frames} PD), matrix {ny} x {nx}, "
-            f"spacing {self.spacing_mm[0]:.3g} x {self.spacing_mm[1]:.3g} mm, units {self.units}",
-            f"  time {self.time_s[0]:.2f} to {self.time_s[-1]:.2f} s, interval "
-            + (f"{np.median(dt):.3f} s (min {dt.min():.3f}, max {dt.max():.3f})" if dt.size else "n/a"),
+            f"spacing {self.spacing_mm[0]:.3g} x {self.spacing_mm[1]:.3g} mm, units {units}",
+            timing,
             "  geometry: " + (self.geometry.describe() if self.geometry else "unknown (not recorded in the source)"),
         ]
         if self.slice_position_mm is not None:
@@ -346,8 +354,8 @@ class AifCurve:
         Whole-blood or plasma concentration (plasma = blood / (1 - Hct)).
     """
 
-    values: NDArray[np.float64]
-    time_s: NDArray[np.float64]
+    values: NDArray[Any]
+    time_s: NDArray[Any]
     units: str = "gd_mmol_l"
     kind: str = "blood"
 
@@ -406,9 +414,9 @@ class PerfusionStudy:
     metadata : mapping
     """
 
-    slices: tuple[PerfusionSeries, ...]
+    slices: Sequence[PerfusionSeries]
     aif: AifCurve | None = None
-    aif_series: tuple[PerfusionSeries, ...] = ()
+    aif_series: Sequence[PerfusionSeries] = ()
     condition: str = "unknown"
     hematocrit: float = DEFAULT_HEMATOCRIT
     name: str = ""

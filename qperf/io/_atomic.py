@@ -24,7 +24,9 @@ def _suffix(path: Path) -> str:
     return path.suffix
 
 
-def check_output(path: str | os.PathLike[str], overwrite: bool = False, inputs: Iterable[str | os.PathLike[str]] = ()) -> Path:
+def check_output(
+    path: str | os.PathLike[str], overwrite: bool = False, inputs: Iterable[str | os.PathLike[str]] = ()
+) -> Path:
     """Validate an output path: not an input, not existing unless ``overwrite``."""
     out = Path(path)
     for inp in inputs:
@@ -56,7 +58,9 @@ def atomic_file(path: str | os.PathLike[str], overwrite: bool = False) -> Iterat
 
 
 @contextmanager
-def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False, inputs: Iterable[str | os.PathLike[str]] = ()) -> Iterator[Path]:
+def atomic_dir(
+    path: str | os.PathLike[str], overwrite: bool = False, inputs: Iterable[str | os.PathLike[str]] = ()
+) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; it becomes ``path`` when the block succeeds.
 
     With ``overwrite`` an existing folder is replaced as a whole (never merged), and only

@@ -1,0 +1,152 @@
+"""NIfTI-1/2 and Analyze 7.5 series.
+
+A 2D+T slice is stored as ``(x, y, 1, t)`` or ``(x, y, t)`` (NIfTI's index order, so QPerf's
+``(t, y, x)`` is the transpose); in-plane spacing from ``pixdim[1:3]`` (mm), the frame interval
+from ``pixdim[4]`` with the time unit of ``xyzt_units``. NIfTI geometry comes from the sform or
+qform (RAS+, converted to LPS); Analyze records none. QPerf writes its exact frame times, units,
+PD-frame count and metadata in a NIfTI header extension (a JSON comment), so irregular times
+survive a round trip; other readers see the median interval in ``pixdim[4]``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from qperf.errors import FormatError
+from qperf.io._atomic import atomic_file
+from qperf.io.nrrd_io import _jsonable
+from qperf.types import PerfusionSeries, SliceGeometry
+
+_EXT_CODE = 6  # NIFTI_ECODE_COMMENT
+_EXT_PREFIX = "qperf:"
+_TIME_UNIT_S = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
+
+
+def _load(path: Path) -> Any:
+    if not path.exists():
+        raise FormatError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise FormatError(f"{path}: empty file")
+    if path.suffix.lower() in (".hdr", ".img"):
+        other = path.with_suffix(".img" if path.suffix.lower() == ".hdr" else ".hdr")
+        if not other.exists():
+            raise FormatError(f"{path.name}: Analyze image needs both .hdr and .img; {other.name} is missing")
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj)  # type: ignore[attr-defined]
+    except Exception as exc:
+        raise FormatError(
+            f"{path.name}: not a readable NIfTI/Analyze image ({' '.join(str(exc).split())[:120]})"
+        ) from exc
+    return img, data
+
+
+def read_nifti_series(
+    path: str | os.PathLike[str], *, frame_interval_s: float | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """Read a 2D+T NIfTI or Analyze file into :class:`PerfusionSeries` keyword arguments.
+
+    Returns the arguments and the list of required fields not recorded in the file.
+    """
+    p = Path(path)
+    img, data = _load(p)
+    if data.ndim == 4 and data.shape[2] == 1:
+        data = data[:, :, 0, :]
+    if data.ndim != 3:
+        hint = " (a single 2D image has no time axis)" if data.ndim == 2 else ""
+        raise FormatError(f"{p.name}: expected (x, y, t) or (x, y, 1, t), found shape {data.shape}{hint}")
+    arr = np.ascontiguousarray(np.transpose(data, (2, 1, 0)))
+    header = img.header
+    zooms = [float(z) for z in header.get_zooms()]
+    spacing = (zooms[1], zooms[0])
+    extra: dict[str, Any] = {}
+    for ext in getattr(header, "extensions", []) or []:
+        content = ext.get_content()
+        if isinstance(content, bytes):
+            content = content.decode("utf-8", errors="replace")
+        content = str(content).rstrip("\x00")
+        if ext.get_code() == _EXT_CODE and content.startswith(_EXT_PREFIX):
+            extra = json.loads(content[len(_EXT_PREFIX) :])
+    missing: list[str] = []
+    times = None
+    if "time_s" in extra:
+        times = np.asarray(extra["time_s"], dtype=float)
+    elif frame_interval_s is not None:
+        times = np.arange(arr.shape[0]) * float(frame_interval_s)
+    else:
+        dt = zooms[-1] if len(zooms) >= 4 else (zooms[2] if data.ndim == 3 and len(zooms) == 3 else 0.0)
+        unit = "sec"
+        if hasattr(header, "get_xyzt_units"):
+            unit = header.get_xyzt_units()[1] or "sec"
+        if dt > 0 and isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)) and unit in _TIME_UNIT_S:
+            times = np.arange(arr.shape[0]) * dt * _TIME_UNIT_S[unit]
+        else:
+            missing.append("time_s")
+    geometry = None
+    if isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        sform_code = int(header["sform_code"])
+        qform_code = int(header["qform_code"])
+        if sform_code > 0 or qform_code > 0:
+            affine = header.get_sform() if sform_code > 0 else header.get_qform()
+            lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
+            geometry, spacing = SliceGeometry.from_ijk_to_lps(lps)
+    if extra.get("geometry_unknown"):
+        geometry = None
+    kwargs: dict[str, Any] = {
+        "data": arr,
+        "time_s": times,
+        "spacing_mm": spacing,
+        "geometry": geometry,
+        "units": extra.get("units", "signal"),
+        "n_pd_frames": int(extra.get("n_pd_frames", 0)),
+        "name": extra.get("name", ""),
+        "metadata": dict(extra.get("metadata", {})),
+    }
+    if extra.get("slice_position_mm") is not None:
+        kwargs["slice_position_mm"] = float(extra["slice_position_mm"])
+    if "units" not in extra:
+        kwargs["metadata"]["units_recorded"] = False
+    return kwargs, missing
+
+
+def write_nifti_series(series: PerfusionSeries, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Write a series as NIfTI-1 (``.nii``, ``.nii.gz``) or Analyze 7.5 (``.hdr``/``.img`` pair)."""
+    p = Path(path)
+    data = np.transpose(series.data, (2, 1, 0))[:, :, None, :]
+    ras = series.ijk_to_ras()
+    dt = series.frame_interval_s or 1.0
+    if p.suffix.lower() == ".hdr":
+        img = nib.AnalyzeImage(data, None)
+        img.header.set_zooms((series.spacing_mm[1], series.spacing_mm[0], 1.0, dt))
+        img_path = p.with_suffix(".img")
+        with atomic_file(p, overwrite) as tmp_hdr, atomic_file(img_path, overwrite) as tmp_img:
+            # nibabel writes the pair next to each other; move the image part into place
+            nib.save(img, str(tmp_hdr))
+            written_img = tmp_hdr.with_suffix(".img")
+            os.replace(written_img, tmp_img)
+        return p
+    img = nib.Nifti1Image(data, ras)
+    img.header.set_xyzt_units("mm", "sec")
+    img.header.set_zooms((series.spacing_mm[1], series.spacing_mm[0], float(np.linalg.norm(ras[:3, 2])), dt))
+    code = 0 if series.geometry is None else 1
+    img.set_sform(ras, code=code)
+    img.set_qform(ras, code=code)
+    extra = {
+        "time_s": series.time_s.tolist(),
+        "units": series.units,
+        "n_pd_frames": series.n_pd_frames,
+        "name": series.name,
+        "slice_position_mm": series.slice_position_mm,
+        "geometry_unknown": series.geometry is None,
+        "metadata": _jsonable(series.metadata),
+    }
+    img.header.extensions.append(nib.nifti1.Nifti1Extension(_EXT_CODE, (_EXT_PREFIX + json.dumps(extra)).encode()))
+    with atomic_file(p, overwrite) as tmp:
+        nib.save(img, str(tmp))
+    return p
