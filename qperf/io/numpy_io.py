@@ -18,7 +18,7 @@ import numpy as np
 from qperf.errors import FormatError, ValidationError
 from qperf.io._atomic import atomic_file
 from qperf.io.nrrd_io import _jsonable
-from qperf.types import PerfusionSeries
+from qperf.types import PerfusionSeries, SliceGeometry
 
 AXES = ("tyx", "yxt")
 
@@ -70,6 +70,14 @@ def read_numpy_series(
                 kwargs["metadata"]["units_recorded"] = False
             if "metadata" in loaded.files:
                 kwargs["metadata"].update(json.loads(str(loaded["metadata"])))
+            if "ijk_to_lps" in loaded.files:
+                geometry, sp = SliceGeometry.from_ijk_to_lps(loaded["ijk_to_lps"])
+                kwargs["geometry"] = geometry
+                kwargs.setdefault("spacing_mm", sp)
+            if "slice_position_mm" in loaded.files:
+                kwargs["slice_position_mm"] = float(loaded["slice_position_mm"])
+            if "name" in loaded.files:
+                kwargs["name"] = str(loaded["name"])
     else:
         kwargs["data"] = _orient(np.asarray(loaded), axes, p.name)
         kwargs["metadata"]["units_recorded"] = False
@@ -95,8 +103,14 @@ def write_numpy_series(series: PerfusionSeries, path: str | os.PathLike[str], *,
             if p.suffix.lower() == ".npy":
                 np.save(fh, series.data)
             else:
+                extra: dict[str, Any] = {"name": np.asarray(series.name)}
+                if series.geometry is not None:
+                    extra["ijk_to_lps"] = series.geometry.ijk_to_lps(series.spacing_mm)
+                if series.slice_position_mm is not None:
+                    extra["slice_position_mm"] = np.asarray(series.slice_position_mm)
                 np.savez_compressed(
                     fh,
+                    **extra,
                     data=series.data,
                     time_s=series.time_s,
                     spacing_mm=np.asarray(series.spacing_mm),
