@@ -1,0 +1,233 @@
+"""Finding the left-ventricular blood pool in AIF images.
+
+Detectors are small objects with a ``name`` and a ``detect(aif_series) -> mask`` method
+(:class:`LvDetector`); they are registered by name so that another method (a trained
+network) can replace the classical one without touching the callers:
+
+>>> from qperf.aif import detect_lv, register_detector
+>>> mask = detect_lv(aif_series)                   # the default, "classical"
+>>> register_detector(MyCnnDetector())             # then detect_lv(s, method="cnn")
+
+The classical detector uses the first pass of the bolus only:
+
+1. Temporal smoothing, per-pixel baseline from the frames before the global bolus foot, and
+   per-pixel features: peak enhancement, time to peak.
+2. Blood candidates: pixels whose peak enhancement is above Otsu's threshold of the
+   enhancement histogram and well above the noise (the blood pools enhance far more than
+   tissue).
+3. The right ventricle fills before the left: the candidates' times to peak are split into an
+   early and a late group (two-class Otsu on the times) when the groups are clearly apart.
+4. Connected components of the late group are scored by size, mean enhancement, compactness
+   and closeness to the early (right-heart) group; the best is the LV.
+5. The pool is trimmed to pixels above half of its own peak enhancement (the half-maximum
+   edge of a blurred object), which keeps out partial-volume pixels at the wall.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage as ndi
+
+from qperf.aif.curve import detect_bolus, noise_sd
+from qperf.errors import NotAvailableError, ValidationError, describe
+from qperf.types import PerfusionSeries
+
+#: Fewest pixels in an LV blood-pool mask.
+MIN_POOL_PIXELS = 4
+
+
+@runtime_checkable
+class LvDetector(Protocol):
+    """Finds the LV blood pool in an AIF image series."""
+
+    name: str
+
+    def detect(self, aif_series: PerfusionSeries) -> NDArray[np.bool_]:
+        """Boolean mask ``(y, x)`` of the LV blood pool; raises ``ValidationError`` when none is found."""
+        ...
+
+
+_REGISTRY: dict[str, LvDetector] = {}
+
+
+def register_detector(detector: LvDetector, *, replace: bool = False) -> None:
+    """Make ``detector`` available to :func:`detect_lv` under ``detector.name``."""
+    if not isinstance(detector, LvDetector):
+        raise ValidationError(f"detector: expected an object with name and detect(), found {describe(detector)}")
+    if detector.name in _REGISTRY and not replace:
+        raise ValidationError(f"detector: {detector.name!r} is already registered (pass replace=True)")
+    _REGISTRY[detector.name] = detector
+
+
+def available_detectors() -> tuple[str, ...]:
+    """Names of the registered LV detectors."""
+    return tuple(sorted(_REGISTRY))
+
+
+def detect_lv(aif_series: PerfusionSeries | Sequence[PerfusionSeries], method: str = "classical") -> NDArray[np.bool_]:
+    """Boolean mask ``(y, x)`` of the LV blood pool in an AIF image series.
+
+    Parameters
+    ----------
+    aif_series : PerfusionSeries or sequence of them
+        ``(t, y, x)`` AIF images (signal or Gd); with several echoes the first is used.
+    method : str
+        A registered detector (see :func:`available_detectors`).
+
+    Raises
+    ------
+    ValidationError
+        When no LV blood pool can be found.
+    NotAvailableError
+        When ``method`` is not registered.
+    """
+    series = aif_series if isinstance(aif_series, PerfusionSeries) else _first(aif_series)
+    detector = _REGISTRY.get(method)
+    if detector is None:
+        raise NotAvailableError(f"method: expected one of {', '.join(available_detectors())}, found {method!r}")
+    mask = np.asarray(detector.detect(series), dtype=bool)
+    if mask.shape != series.shape:
+        raise ValidationError(f"detector {method!r}: returned a mask of shape {mask.shape}, expected {series.shape}")
+    return mask
+
+
+def _first(aif_series: Sequence[PerfusionSeries]) -> PerfusionSeries:
+    if len(aif_series) == 0 or not isinstance(aif_series[0], PerfusionSeries):
+        raise ValidationError(f"aif_series: expected a PerfusionSeries (one per echo), found {describe(aif_series)}")
+    return aif_series[0]
+
+
+def _otsu(values: NDArray[np.float64], bins: int = 128) -> float:
+    """Otsu's threshold of a 1D sample."""
+    hist, edges = np.histogram(values, bins=bins)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    w0 = np.cumsum(hist).astype(np.float64)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centres)
+    mean0 = m0 / np.maximum(w0, 1)
+    mean1 = (m0[-1] - m0) / np.maximum(w1, 1)
+    between = w0 * w1 * (mean0 - mean1) ** 2
+    return float(centres[int(np.argmax(between))])
+
+
+def _compactness(component: NDArray[np.bool_]) -> float:
+    """Area over the area of the circle through its farthest pixel from the centroid (0 to 1)."""
+    yy, xx = np.nonzero(component)
+    r2 = (yy - yy.mean()) ** 2 + (xx - xx.mean()) ** 2
+    return float(min(1.0, yy.size / (math.pi * (math.sqrt(r2.max()) + 0.5) ** 2)))
+
+
+class ClassicalLvDetector:
+    """LV blood pool from first-pass timing and enhancement (no training).
+
+    Parameters
+    ----------
+    min_group_gap_s : float
+        Smallest difference between the early (RV) and late (LV) times to peak for the two
+        groups to be told apart.
+    """
+
+    name = "classical"
+
+    def __init__(self, min_group_gap_s: float = 1.5) -> None:
+        self.min_group_gap_s = float(min_group_gap_s)
+
+    def features(self, series: PerfusionSeries) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
+        """Peak enhancement ``(y, x)``, time to peak ``(y, x)`` in s and the noise level."""
+        data = series.dynamic.astype(np.float64)
+        time_s = series.dynamic_time_s
+        if data.shape[0] < 8:
+            raise ValidationError(f"aif_series: expected at least 8 dynamic frames, found {data.shape[0]}")
+        smooth = ndi.gaussian_filter1d(data, 1.0, axis=0, mode="nearest")
+        early = np.median(smooth[:3], axis=0)
+        rise = smooth - early
+        ny, nx = series.shape
+        flat = rise.reshape(rise.shape[0], -1)
+        global_curve = np.percentile(flat, 99.5, axis=1)
+        try:
+            landmarks = detect_bolus(global_curve, time_s, name="aif_series")
+        except ValidationError as exc:
+            raise ValidationError(f"aif_series: no LV blood pool found, the images show no bolus ({exc})") from exc
+        foot = max(landmarks.foot, 1)
+        base = smooth[:foot].mean(axis=0)
+        enh = smooth - base
+        # First pass: up to the global valley (or a generous window after the peak).
+        stop = max(landmarks.valley, min(landmarks.peak + 2 * (landmarks.peak - foot) + 2, data.shape[0] - 1)) + 1
+        window = enh[foot:stop]
+        peak = window.max(axis=0)
+        ttp = time_s[foot + np.argmax(window, axis=0)]
+        raw_noise = float(np.median(np.abs(np.diff(data[: foot + 1], axis=0)))) if foot >= 1 else 0.0
+        sigma = max(noise_sd(global_curve), 1.4826 * raw_noise / math.sqrt(2.0), 1e-12)
+        return peak.reshape(ny, nx), ttp.reshape(ny, nx), sigma
+
+    def detect(self, aif_series: PerfusionSeries) -> NDArray[np.bool_]:
+        peak, ttp, sigma = self.features(aif_series)
+        positive = peak[peak > 0]
+        if positive.size < MIN_POOL_PIXELS:
+            raise ValidationError("aif_series: no LV blood pool found (no pixel enhances)")
+        threshold = max(_otsu(positive), 6.0 * sigma)
+        candidates = peak > threshold
+        # Remove isolated pixels and one-pixel bridges (noise, vessel edges).
+        candidates = ndi.binary_opening(candidates, structure=ndi.generate_binary_structure(2, 1))
+        if np.count_nonzero(candidates) < MIN_POOL_PIXELS:
+            raise ValidationError("aif_series: no LV blood pool found (too few strongly enhancing pixels)")
+        times = ttp[candidates]
+        late = candidates.copy()
+        early = np.zeros_like(candidates)
+        if np.ptp(times) > 0:
+            split = _otsu(times, bins=64)
+            t_early, t_late = times[times <= split], times[times > split]
+            if t_early.size and t_late.size and np.median(t_late) - np.median(t_early) >= self.min_group_gap_s:
+                late = candidates & (ttp > split)
+                early = candidates & (ttp <= split)
+        best = self._best_component(late, early, peak)
+        if best is None:
+            raise ValidationError("aif_series: no LV blood pool found (no compact late-enhancing region)")
+        return self._core(best, peak)
+
+    def _best_component(
+        self, late: NDArray[np.bool_], early: NDArray[np.bool_], peak: NDArray[np.float64]
+    ) -> NDArray[np.bool_] | None:
+        labels, n = ndi.label(late, structure=np.ones((3, 3), dtype=int))
+        if n == 0:
+            return None
+        distance = ndi.distance_transform_edt(~early) if early.any() else None
+        scale = max(float(np.percentile(peak[late], 90)), 1e-12)
+        best, best_score = None, -np.inf
+        for label in range(1, n + 1):
+            comp = labels == label
+            size = int(np.count_nonzero(comp))
+            if size < MIN_POOL_PIXELS:
+                continue
+            score = math.sqrt(size) * (float(peak[comp].mean()) / scale) * _compactness(comp)
+            if distance is not None:
+                gap_px = float(distance[comp].min())
+                score /= 1.0 + (gap_px / 3.0) ** 2
+            if score > best_score:
+                best, best_score = comp, score
+        return best
+
+    @staticmethod
+    def _core(component: NDArray[np.bool_], peak: NDArray[np.float64]) -> NDArray[np.bool_]:
+        level = 0.5 * float(np.percentile(peak[component], 95))
+        core = component & (peak >= level)
+        labels, n = ndi.label(core)
+        if n > 1:
+            sizes = ndi.sum(core, labels, index=np.arange(1, n + 1))
+            core = labels == (1 + int(np.argmax(sizes)))
+        return core if np.count_nonzero(core) >= MIN_POOL_PIXELS else component
+
+
+register_detector(ClassicalLvDetector())
+
+
+def dice(a: NDArray[np.bool_], b: NDArray[np.bool_]) -> float:
+    """Dice overlap of two boolean masks (1 for two empty masks)."""
+    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    total = int(np.count_nonzero(a)) + int(np.count_nonzero(b))
+    return 1.0 if total == 0 else 2.0 * int(np.count_nonzero(a & b)) / total
