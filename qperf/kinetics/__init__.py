@@ -1,0 +1,60 @@
+"""Tracer-kinetic models for pixel-wise myocardial perfusion quantification.
+
+One interface for all models::
+
+    from qperf import kinetics
+    model = kinetics.get_model("btex")   # "btex", "fermi", "2cxm", "tofts", "extended_tofts"
+    curve = model.simulate(aif_plasma_mmol_l, time_s, Fp=1.0, PS=1.3, Vp=0.05, Visf=0.2)
+    fit = model.fit(tissue_mmol_l, aif_plasma_mmol_l, time_s, mask=None, max_delay_s=3.0)
+    fit.params["Fp"], fit.status, fit.nrmse, fit.maps()
+
+Units: Fp, PS ml/min/g; Vp, Visf, Ve ml/g; Ktrans /min; delay_s s; concentrations mmol/L
+(plasma AIF). Tissue density is taken as 1 g/ml (ml/g = ml/ml). See :mod:`qperf.kinetics.base`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from qperf.errors import ValidationError
+from qperf.kinetics.base import FitResult, FitStatus, KineticModel, ParameterInfo
+from qperf.kinetics.btex import BtexModel
+
+_FACTORIES: dict[str, Callable[[], KineticModel]] = {
+    "btex": BtexModel,
+}
+
+
+def available_models() -> tuple[str, ...]:
+    """Names accepted by :func:`get_model`."""
+    return tuple(_FACTORIES)
+
+
+def get_model(name: str) -> KineticModel:
+    """A kinetic model by name.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`available_models` (case-insensitive).
+
+    Raises
+    ------
+    ValidationError
+        For an unknown name.
+    """
+    key = str(name).strip().lower().replace("-", "_")
+    if key not in _FACTORIES:
+        raise ValidationError(f"model: expected one of {list(_FACTORIES)}, found {name!r}")
+    return _FACTORIES[key]()
+
+
+__all__ = [
+    "BtexModel",
+    "FitResult",
+    "FitStatus",
+    "KineticModel",
+    "ParameterInfo",
+    "available_models",
+    "get_model",
+]
