@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from qperf.errors import FormatError
+from qperf.errors import FormatError, ValidationError
 from qperf.io.dicom_read import (
     Frame,
     as_float,
@@ -407,6 +407,14 @@ def read_dicom_folder(folder: str | os.PathLike[str], *, progress: ProgressCallb
     aif_series = _build_aif(aif, t0, root, time_source, thickness)
     if not slices:  # only AIF images in the folder: they are the slices
         slices, aif_series = aif_series, []
+    fewest_pd = min(s.n_pd_frames for s in slices)
+    if aif_series and aif_series[0].n_pd_frames > fewest_pd:
+        # PD frames are acquired in the same beats for AIF and slices: when the flip angles
+        # of the slices do not show them, the AIF keeps as few so its dynamic part covers theirs
+        aif_series = [
+            s.replace(n_pd_frames=fewest_pd, metadata={**s.metadata, "n_pd_frames_detected": s.n_pd_frames})
+            for s in aif_series
+        ]
     report(1.0, "done")
 
     first_ds = (myo or aif)[0].first.ds
@@ -419,11 +427,14 @@ def read_dicom_folder(folder: str | os.PathLike[str], *, progress: ProgressCallb
     for key, keyword in (("patient_id", "PatientID"), ("study_uid", "StudyInstanceUID"), ("study_date", "StudyDate")):
         if first_ds.get(keyword):
             study_meta[key] = str(first_ds.get(keyword))
-    return PerfusionStudy(
-        slices=tuple(slices),
-        aif_series=tuple(aif_series),
-        condition=condition,
-        hematocrit=hematocrit if 0.0 < hematocrit < 1.0 else DEFAULT_HEMATOCRIT,
-        name=str(first_ds.get("StudyDescription", "") or ""),
-        metadata=study_meta,
-    )
+    try:
+        return PerfusionStudy(
+            slices=tuple(slices),
+            aif_series=tuple(aif_series),
+            condition=condition,
+            hematocrit=hematocrit if 0.0 < hematocrit < 1.0 else DEFAULT_HEMATOCRIT,
+            name=str(first_ds.get("StudyDescription", "") or ""),
+            metadata=study_meta,
+        )
+    except ValidationError as exc:
+        raise FormatError(f"{root}: {exc}") from exc

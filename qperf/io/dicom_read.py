@@ -40,6 +40,12 @@ __all__ = [
 COMMENT_PREFIX = "qperf:"
 
 _SECONDARY_CAPTURE_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
+_MR_IMAGE_CLASSES = (
+    "1.2.840.10008.5.1.4.1.1.4",  # MR Image
+    "1.2.840.10008.5.1.4.1.1.4.1",  # Enhanced MR Image
+    "1.2.840.10008.5.1.4.1.1.4.3",  # Enhanced MR Color Image
+    "1.2.840.10008.5.1.4.1.1.4.4",  # Legacy Converted Enhanced MR Image
+)
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _COMMENT_NUMBERS = ("hematocrit", "saturation_time_ms", "echo_spacing_ms", "n_pe_to_center", "heart_rate_bpm")
 _SATURATION_RE = re.compile(
@@ -192,6 +198,11 @@ def read_dataset(path: Path) -> Dataset | None:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise FormatError(f"{path}: cannot read the DICOM file ({reason})") from exc
     if not any(kw in ds for kw in _PIXEL_KEYWORDS):
+        sop_class = str(
+            ds.get("SOPClassUID", "") or getattr(ds, "file_meta", Dataset()).get("MediaStorageSOPClassUID", "")
+        )
+        if sop_class in _MR_IMAGE_CLASSES:
+            raise FormatError(f"{path}: an MR image without pixel data (is the file truncated?)")
         return None  # presentation states, structured reports, raw data
     if str(ds.get("SOPClassUID", "")).startswith(_SECONDARY_CAPTURE_PREFIX):
         return None  # screenshots and reports, not acquisitions
