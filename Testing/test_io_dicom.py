@@ -201,6 +201,12 @@ def test_written_files_are_standard_mr_images(folder: Path) -> None:
     assert ds.SOPInstanceUID == ds.file_meta.MediaStorageSOPInstanceUID
     assert ds.Modality == "MR" and ds.pixel_array.dtype == np.uint16
     assert len(str(ds.AcquisitionTime).split(".")[1]) == 6  # microseconds
+    # DICOM semantics: PixelSpacing is (between rows, between columns) = (dy, dx); the first
+    # ImageOrientationPatient triplet is the direction along a row (increasing column index x)
+    assert (ds.Rows, ds.Columns) == (18, 16)
+    assert [float(v) for v in ds.PixelSpacing] == [1.875, 2.125]
+    x, y, _ = _oblique_axes()
+    np.testing.assert_allclose([float(v) for v in ds.ImageOrientationPatient], [*x, *y], atol=1e-12)
     uids = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in _files(folder)}
     assert len(uids) == len(_files(folder))
 
@@ -553,3 +559,61 @@ def test_real_aif_images_round_trip(shared_data: Path, tmp_path: Path) -> None:
     for got, want in zip((*read.slices, *read.aif_series), (myo, *echoes), strict=True):
         span = np.ptp(want.data, axis=(1, 2))
         assert np.all(np.abs(got.data - want.data).max(axis=(1, 2)) <= span / 130000.0 * 1.01 + 1e-4)
+
+
+# --- Enhanced MR multi-frame ---------------------------------------------------------------
+
+
+def _item(**values: object) -> Dataset:
+    item = Dataset()
+    for keyword, value in values.items():
+        setattr(item, keyword, value)
+    return item
+
+
+def _to_enhanced(folder: Path, out: Path) -> None:
+    """Rewrite each series of a classic folder as one Enhanced MR multi-frame file."""
+    by_series: dict[str, list[Dataset]] = {}
+    for path in _files(folder):
+        ds = pydicom.dcmread(path)
+        by_series.setdefault(str(ds.SeriesInstanceUID), []).append(ds)
+    out.mkdir()
+    for n, frames in enumerate(by_series.values()):
+        frames.sort(key=lambda ds: int(ds.InstanceNumber))
+        first = frames[0]
+        ds = Dataset()
+        for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SeriesDescription", "StudyDescription", "PatientID"):
+            setattr(ds, keyword, getattr(first, keyword))
+        ds.SOPClassUID = pydicom.uid.EnhancedMRImageStorage
+        ds.SOPInstanceUID = generate_uid()
+        ds.Modality = "MR"
+        ds.ImageComments = first.ImageComments
+        ds.MagneticFieldStrength = first.MagneticFieldStrength
+        ds.SharedFunctionalGroupsSequence = [
+            _item(PixelMeasuresSequence=[_item(PixelSpacing=first.PixelSpacing, SliceThickness=first.SliceThickness)])
+        ]
+        ds.PerFrameFunctionalGroupsSequence = [
+            _item(
+                PlanePositionSequence=[_item(ImagePositionPatient=f.ImagePositionPatient)],
+                PlaneOrientationSequence=[_item(ImageOrientationPatient=f.ImageOrientationPatient)],
+                FrameContentSequence=[_item(FrameAcquisitionDateTime=f.AcquisitionDateTime)],
+                MRTimingAndRelatedParametersSequence=[_item(FlipAngle=f.FlipAngle)],
+                MREchoSequence=[_item(EffectiveEchoTime=f.EchoTime)],
+                PixelValueTransformationSequence=[
+                    _item(RescaleSlope=f.RescaleSlope, RescaleIntercept=f.RescaleIntercept, RescaleType="US")
+                ],
+            )
+            for f in frames
+        ]
+        ds.set_pixel_data(np.stack([f.pixel_array for f in frames]), "MONOCHROME2", 16, generate_instance_uid=False)
+        ds.save_as(out / f"enhanced_{n}.dcm", enforce_file_format=True)
+
+
+def test_enhanced_multiframe_files_read_like_classic(study: PerfusionStudy, folder: Path, tmp_path: Path) -> None:
+    enhanced = tmp_path / "enhanced"
+    _to_enhanced(folder, enhanced)
+    assert len(list(enhanced.iterdir())) == 2
+    read = read_dicom_folder(enhanced)
+    _assert_same_study(read, study)
+    assert [s.metadata["echo_time_ms"] for s in read.aif_series] == ECHO_TIMES_MS
+    assert read.condition == "stress"
