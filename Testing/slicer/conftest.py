@@ -1,0 +1,34 @@
+"""Fixtures for the Slicer layer, tested against the real MRML of the ``slicer-core`` wheel.
+
+Slicer finds a scripted module's library (``QPerfSegLib``, ``QPerfFlowLib``) because the
+module's folder is on its module path; the tests put the same folders on ``sys.path``.
+Everything here skips, with the reason, only when ``slicer-core`` is not installed.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MODULE_DIRS = (REPO / "QPerfSeg", REPO / "QPerfFlow")
+
+for _moduleDir in MODULE_DIRS:
+    if str(_moduleDir) not in sys.path:
+        sys.path.insert(0, str(_moduleDir))
+
+
+@pytest.fixture(scope="session")
+def slicer_core():
+    """The ``slicer`` package of the slicer-core wheel (MRML scene, nodes, slicer.util)."""
+    return pytest.importorskip(
+        "slicer", reason="the slicer-core wheel is not installed (pip install slicer-core); it runs the MRML glue"
+    )
+
+
+@pytest.fixture
+def scene(slicer_core):
+    """A fresh, empty MRML scene."""
+    return slicer_core.vtkMRMLScene()
