@@ -542,6 +542,37 @@ def test_two_acquisitions_in_one_folder(study: PerfusionStudy, folder: Path, tmp
     _one_line(e.value)
 
 
+def _copy_as_new_series(paths: list[Path], out: Path, change: Callable[[Dataset, int], None]) -> None:
+    uid = generate_uid()
+    out.mkdir()
+    for n, path in enumerate(paths):
+        ds = pydicom.dcmread(path)
+        ds.SeriesInstanceUID = uid
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        change(ds, n)
+        ds.save_as(out / f"{n}.dcm", enforce_file_format=True)
+
+
+def test_series_of_single_images_are_left_out(study: PerfusionStudy, folder: Path) -> None:
+    def localizer(ds: Dataset, n: int) -> None:
+        ds.SeriesDescription = "localizer"
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [0, 0, 20.0 * n]
+
+    _copy_as_new_series(_files(folder)[:3], folder / "loc", localizer)
+    read = read_dicom_folder(folder)
+    assert read.metadata["ignored_series"] == ["localizer"]
+    _assert_same_study(read, study)
+
+
+def test_two_aif_series_with_the_same_echoes(folder: Path) -> None:
+    aif_files = [p for p in _files(folder) if _is_aif(pydicom.dcmread(p, stop_before_pixels=True))]
+    _copy_as_new_series(aif_files, folder / "aif_moco", lambda ds, n: None)
+    with pytest.raises(FormatError, match="same echo") as e:
+        read_dicom_folder(folder)
+    _one_line(e.value)
+
+
 # --- real data -------------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,6 @@ class _Group:
     position_mm: float = 0.0
     echo_key: tuple[float, float] = (np.inf, np.inf)
     is_aif: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def first(self) -> Frame:
@@ -90,8 +89,7 @@ def _group_frames(frames: list[Frame]) -> list[_Group]:
         if pid is None:
             known.append(d)
             pid = len(known) - 1
-        echo = f.echo_number if f.echo_number is not None else None
-        key = (f.series_uid, oid, pid, None if f.echo_time_ms is None else round(f.echo_time_ms, 3), echo)
+        key = (f.series_uid, oid, pid, None if f.echo_time_ms is None else round(f.echo_time_ms, 3), f.echo_number)
         keyed.setdefault(key, []).append(f)
     groups = []
     for key, members in keyed.items():
@@ -115,11 +113,29 @@ def _check_group(group: _Group) -> None:
                 f"{group.where()}: images of differing PixelSpacing, {first.spacing_mm} in {first.label()} and "
                 f"{f.spacing_mm} in {f.label()}"
             )
-    if len(group.frames) < 2:
-        raise FormatError(
-            f"{group.where()}: a single frame ({first.label()}); a perfusion slice needs at least 2 frames "
-            "(keep one acquisition per folder)"
-        )
+
+
+def _drop_still_series(groups: list[_Group]) -> tuple[list[_Group], list[str]]:
+    """Leave out series made only of single images (localizers, maps) beside perfusion series.
+
+    A slice with a single frame in a series that has dynamic slices, or a folder with no
+    dynamic slice at all, is an error.
+    """
+    by_series: dict[str, list[_Group]] = {}
+    for g in groups:
+        by_series.setdefault(g.first.series_uid, []).append(g)
+    still = {uid for uid, gs in by_series.items() if all(len(g.frames) < 2 for g in gs)}
+    if len(still) == len(by_series):
+        still = set()
+    kept = [g for g in groups if g.first.series_uid not in still]
+    for g in kept:
+        if len(g.frames) < 2:
+            raise FormatError(
+                f"{g.where()}: a single frame ({g.first.label()}); a perfusion slice needs at least 2 frames "
+                "(keep one acquisition per folder)"
+            )
+    ignored = sorted({by_series[uid][0].first.description or uid for uid in still})
+    return kept, ignored
 
 
 def _choose_clock(groups: list[_Group]) -> str:
@@ -304,6 +320,12 @@ def _build_aif(aif: list[_Group], t0: float, root: Path, time_source: str, thick
             "expected one AIF slice"
         )
     aif.sort(key=lambda g: g.echo_key)
+    for a, b in zip(aif, aif[1:], strict=False):
+        if a.echo_key == b.echo_key:
+            raise FormatError(
+                f"{root}: two AIF image groups with the same echo ({a.where()} and {b.where()}); "
+                "keep one acquisition per folder"
+            )
     counts = sorted({len(g.frames) for g in aif})
     if len(counts) > 1:
         raise FormatError(f"{root}: the AIF echoes have differing frame counts {counts}")
@@ -358,6 +380,8 @@ def read_dicom_folder(folder: str | os.PathLike[str], *, progress: ProgressCallb
 
     Notes
     -----
+    Series made only of single images (localizers, parametric maps) are left out when other
+    series hold dynamic slices; ``metadata["ignored_series"]`` lists them.
     Frames are ordered by AcquisitionDateTime (or AcquisitionDate/AcquisitionTime), else by
     TriggerTime when it increases with InstanceNumber, else by InstanceNumber alone; in the
     last case times are frame counts times the nominal RR interval (or 1 s) and
@@ -387,6 +411,8 @@ def read_dicom_folder(folder: str | os.PathLike[str], *, progress: ProgressCallb
     groups = _group_frames(frames)
     for g in groups:
         _check_group(g)
+    groups, ignored = _drop_still_series(groups)
+    frames = [f for g in groups for f in g.frames]
     time_source = _choose_clock(groups)
     t0 = min(f.clock_s for f in frames)
     _classify_aif(groups)
@@ -424,6 +450,8 @@ def read_dicom_folder(folder: str | os.PathLike[str], *, progress: ProgressCallb
         condition = _condition([g.first.description for g in myo or aif])
     hematocrit = comments.get("hematocrit", DEFAULT_HEMATOCRIT)
     study_meta: dict[str, Any] = {"source": str(root), "time_source": time_source}
+    if ignored:
+        study_meta["ignored_series"] = ignored
     for key, keyword in (("patient_id", "PatientID"), ("study_uid", "StudyInstanceUID"), ("study_date", "StudyDate")):
         if first_ds.get(keyword):
             study_meta[key] = str(first_ds.get(keyword))
