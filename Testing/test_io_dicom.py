@@ -272,6 +272,12 @@ def test_duplicate_copies_of_a_file_are_read_once(study: PerfusionStudy, folder:
     _assert_same_study(read_dicom_folder(folder), study)
 
 
+def test_files_without_preamble_are_read(study: PerfusionStudy, folder: Path) -> None:
+    for path in _files(folder)[::2]:
+        path.write_bytes(path.read_bytes()[132:])  # no 128-byte preamble, no "DICM"
+    _assert_same_study(read_dicom_folder(folder), study)
+
+
 def test_each_slice_has_its_own_times_on_one_clock(folder: Path) -> None:
     read = read_dicom_folder(folder)
     t = np.stack([s.time_s for s in read.slices])

@@ -92,6 +92,7 @@ class Frame:
 
 
 def as_float(value: Any) -> float | None:
+    """A finite float from a DICOM value (DS, IS, str, number), else None."""
     if value is None or value == "":
         return None
     try:
@@ -102,6 +103,7 @@ def as_float(value: Any) -> float | None:
 
 
 def as_int(value: Any) -> int | None:
+    """The nearest integer of a DICOM value, else None."""
     f = as_float(value)
     return None if f is None else int(round(f))
 
@@ -288,6 +290,7 @@ def frames_of(path: Path, ds: Dataset) -> list[Frame]:
 
 
 def dicom_files(folder: Path) -> list[Path]:
+    """Every file below ``folder`` in a stable order, DICOMDIR excepted."""
     files = []
     for root, dirs, names in os.walk(folder):
         dirs.sort()
@@ -296,6 +299,13 @@ def dicom_files(folder: Path) -> list[Path]:
 
 
 def frame_pixels(f: Frame) -> NDArray[np.float64]:
+    """The frame's pixels ``(rows, columns)`` as float64 after RescaleSlope/Intercept.
+
+    Raises
+    ------
+    FormatError
+        The pixel data cannot be decoded or is not a grey image of the recorded matrix.
+    """
     try:
         arr = f.ds.pixel_array
     except Exception as exc:
@@ -311,6 +321,7 @@ def frame_pixels(f: Frame) -> NDArray[np.float64]:
 
 
 def readout_guess(ds: Dataset) -> str | None:
+    """``"ssfp"`` or ``"flash"`` when SequenceName/PulseSequenceName say so clearly, else None."""
     names = " ".join(str(ds.get(k, "") or "") for k in ("SequenceName", "PulseSequenceName")).lower()
     if re.search(r"tfi|trufi|ssfp|fiesta|bffe|b-tfe|balanced", names):
         return "ssfp"
