@@ -360,22 +360,25 @@ def _drop_acquisition_times(ds: Dataset) -> None:
         delattr(ds, keyword)
 
 
-def test_times_from_acquisition_time_alone_across_midnight(study: PerfusionStudy, folder: Path) -> None:
-    t0 = min(float(s.time_s[0]) for s in (*study.slices, *study.aif_series))
-
-    # shift every time so that the acquisition starts 4 s before midnight
-    times = {}
+def _seconds_from_start(folder: Path) -> dict[str, float]:
+    """Acquisition time of every file (by SOP Instance UID) from the study's first frame, in s."""
+    tm = {}
     for path in _files(folder):
         ds = pydicom.dcmread(path, stop_before_pixels=True)
-        h, m, s = int(ds.AcquisitionTime[:2]), int(ds.AcquisitionTime[2:4]), float(ds.AcquisitionTime[4:])
-        times[str(ds.SOPInstanceUID)] = h * 3600 + m * 60 + s
-    start = min(times.values())
+        t = str(ds.AcquisitionTime)
+        tm[str(ds.SOPInstanceUID)] = float(t[:2]) * 3600 + float(t[2:4]) * 60 + float(t[4:])
+    start = min(tm.values())
+    return {uid: t - start for uid, t in tm.items()}
 
-    def shift(ds: Dataset) -> None:
-        seconds = (times[str(ds.SOPInstanceUID)] - start + 86396.0) % 86400.0
-        h, rem = divmod(seconds, 3600)
-        m, s = divmod(rem, 60)
-        ds.AcquisitionTime = f"{int(h):02d}{int(m):02d}{s:09.6f}"
+
+def test_times_from_acquisition_time_alone_across_midnight(study: PerfusionStudy, folder: Path) -> None:
+    t0 = min(float(s.time_s[0]) for s in (*study.slices, *study.aif_series))
+    seconds = _seconds_from_start(folder)
+
+    def shift(ds: Dataset) -> None:  # starts 4 s before midnight, without dates
+        h, rem = divmod((seconds[str(ds.SOPInstanceUID)] + 86396.0) % 86400.0, 3600)
+        m, sec = divmod(rem, 60)
+        ds.AcquisitionTime = f"{int(h):02d}{int(m):02d}{sec:09.6f}"
         del ds.AcquisitionDateTime, ds.AcquisitionDate
 
     _edit(folder, shift)
@@ -386,16 +389,11 @@ def test_times_from_acquisition_time_alone_across_midnight(study: PerfusionStudy
 
 def test_times_from_trigger_time_then_instance_number(study: PerfusionStudy, folder: Path) -> None:
     t0 = min(float(s.time_s[0]) for s in (*study.slices, *study.aif_series))
-    seconds = {}
-    for path in _files(folder):
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-        seconds[str(ds.SOPInstanceUID)] = (
-            float(ds.AcquisitionTime[:2]) * 3600 + float(ds.AcquisitionTime[2:4]) * 60 + float(ds.AcquisitionTime[4:])
-        )
+    seconds = _seconds_from_start(folder)
 
     def trigger(ds: Dataset) -> None:  # a scanner that records a running trigger clock in ms
         _drop_acquisition_times(ds)
-        ds.TriggerTime = f"{(seconds[str(ds.SOPInstanceUID)] - min(seconds.values())) * 1000.0 + 40.0:.3f}"
+        ds.TriggerTime = f"{seconds[str(ds.SOPInstanceUID)] * 1000.0 + 40.0:.3f}"
 
     _edit(folder, trigger)
     read = read_dicom_folder(folder)
@@ -505,17 +503,11 @@ def test_differing_matrix_within_a_slice(folder: Path) -> None:
 
 
 def test_slice_with_a_single_frame(folder: Path) -> None:
-    keep = str(pydicom.dcmread(_first_slice_file(folder)).SOPInstanceUID)
-    position = None
-
-    def position_of(ds: Dataset) -> list[float]:
-        return [float(v) for v in ds.ImagePositionPatient]
-
-    for path in _files(folder):
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-        if str(ds.SOPInstanceUID) == keep:
-            position = position_of(ds)
-    removed = _edit(folder, lambda ds: True, lambda ds: position_of(ds) == position and str(ds.SOPInstanceUID) != keep)
+    keep = pydicom.dcmread(_first_slice_file(folder))
+    position, uid = list(keep.ImagePositionPatient), keep.SOPInstanceUID
+    removed = _edit(
+        folder, lambda ds: True, lambda ds: ds.ImagePositionPatient == position and ds.SOPInstanceUID != uid
+    )
     assert removed == N_FRAMES - 1
     with pytest.raises(FormatError, match="a single frame") as e:
         read_dicom_folder(folder)
