@@ -1,0 +1,192 @@
+"""Respiratory motion of the phantom: breathing traces, displacement fields, their inverses, warping.
+
+Conventions (pixel units, ``(dy, dx)`` components):
+
+- ``ref_to_moving[t]`` (2, y, x): the anatomy at reference pixel ``p`` appears at ``p + d(p)``
+  in moving frame ``t``;
+- ``moving_to_ref[t]`` (2, y, x): moving pixel ``q`` shows the reference anatomy at
+  ``q + m(q)``; ``m`` is the inverse of ``d`` (``m(q) = -d(q + m(q))``).
+
+A moving frame is rendered by sampling the reference frame at ``q + m(q)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+@dataclass(frozen=True)
+class Breathing:
+    """A free-breathing trace ``r(t)`` (about 0 at end-expiration, 1 at a normal inspiration)."""
+
+    time_s: NDArray[np.float64]
+    depth: NDArray[np.float64]
+
+    def at(self, time_s: NDArray[np.float64]) -> NDArray[np.float64]:
+        return np.asarray(np.interp(time_s, self.time_s, self.depth))
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, t_start_s: float, t_stop_s: float, dt_s: float = 0.02) -> Breathing:
+        """Irregular period (about 3-6 s) and depth, occasional deep breaths and breath-holds."""
+        t = np.arange(t_start_s - 1.0, t_stop_s + 1.0, dt_s)
+        period = rng.uniform(3.0, 6.0)
+        # slowly varying frequency: smooth random modulation
+        n_knots = max(int((t[-1] - t[0]) / 4.0) + 2, 3)
+        knots = np.linspace(t[0], t[-1], n_knots)
+        freq = (1.0 / period) * (1.0 + np.interp(t, knots, rng.normal(0.0, 0.15, n_knots)))
+        phase = 2 * np.pi * np.cumsum(np.clip(freq, 0.08, None)) * dt_s + rng.uniform(0, 2 * np.pi)
+        cycle = np.floor(phase / (2 * np.pi)).astype(int)
+        cycle -= cycle.min()
+        amp = rng.uniform(0.6, 1.25, cycle.max() + 1)
+        for _ in range(int(rng.poisson(1.0))):  # deep breaths
+            amp[rng.integers(0, amp.size)] *= rng.uniform(1.8, 2.8)
+        depth = amp[cycle] * ((1.0 - np.cos(phase)) / 2.0) ** 1.5
+        if rng.random() < 0.3:  # breath-hold at the start, released with a gasp
+            hold_end = t_start_s + rng.uniform(8.0, 25.0)
+            level = rng.uniform(0.2, 0.6)
+            ramp = np.clip((t - hold_end) / 1.5, 0.0, 1.0)
+            depth = np.where(
+                t < hold_end, level, (1 - ramp) * level + ramp * depth * (1.0 + 0.8 * np.exp(-(t - hold_end) / 6.0))
+            )
+        return cls(time_s=t, depth=depth)
+
+
+@dataclass(frozen=True)
+class MotionModel:
+    """Static in-plane displacement patterns of one slice; ``d_t = r(t) F + e_t W``.
+
+    ``F`` (2, y, x) is the displacement (pixels) at depth 1 of breathing: heart and liver follow
+    the diaphragm, the chest wall moves less, plus a small affine deformation of the heart and
+    smooth random non-rigid bumps. ``W`` (y, x) is the heart weight carrying the per-beat
+    trigger jitter ``e_t`` (2,) in pixels.
+    """
+
+    field: NDArray[np.float32]
+    heart_weight: NDArray[np.float32]
+
+    @classmethod
+    def draw(
+        cls,
+        rng: np.random.Generator,
+        shape: tuple[int, int],
+        spacing_mm: tuple[float, float],
+        heart_yx: tuple[float, float],
+        motion_yx_mm: tuple[float, float],
+        scale: float = 1.0,
+    ) -> MotionModel:
+        ny, nx = shape
+        dy, dx = spacing_mm
+        yy, xx = np.meshgrid(np.arange(ny, dtype=np.float64), np.arange(nx, dtype=np.float64), indexing="ij")
+        ym = (yy - heart_yx[0]) * dy
+        xm = (xx - heart_yx[1]) * dx
+        sigma = rng.uniform(60.0, 90.0)
+        w = np.exp(-(ym * ym + xm * xm) / (2 * sigma * sigma))
+        wall = rng.uniform(0.1, 0.35)
+        my, mx = motion_yx_mm
+        fy = (w + wall * (1 - w)) * my
+        fx = (w + wall * (1 - w)) * mx
+        # affine deformation of the heart region (rotation and anisotropic scaling)
+        rot = rng.normal(0.0, 0.03)
+        sy, sx = rng.normal(0.0, 0.03, 2)
+        fy += w * (sy * ym + rot * xm)
+        fx += w * (-rot * ym + sx * xm)
+        for _ in range(3):  # smooth non-rigid bumps
+            cy, cx = rng.uniform(-60, 60, 2)
+            width = rng.uniform(25.0, 50.0)
+            g = np.exp(-((ym - cy) ** 2 + (xm - cx) ** 2) / (2 * width * width))
+            amp = rng.normal(0.0, 1.5, 2)
+            fy += amp[0] * g
+            fx += amp[1] * g
+        field = np.stack([fy / dy, fx / dx]).astype(np.float32) * scale
+        return cls(field=field, heart_weight=w.astype(np.float32))
+
+    def displacement(self, depth: NDArray[np.float64], jitter_px: NDArray[np.float64]) -> NDArray[np.float32]:
+        """``ref_to_moving`` fields (t, 2, y, x) for breathing depths (t,) and jitters (t, 2)."""
+        d = depth.astype(np.float32)[:, None, None, None] * self.field[None]
+        d += jitter_px.astype(np.float32)[:, :, None, None] * self.heart_weight[None, None]
+        return np.asarray(d, dtype=np.float32)
+
+    def _sample(self, y: NDArray[np.float64], x: NDArray[np.float64]) -> tuple[NDArray[np.float64], ...]:
+        maps = np.stack([self.field[0], self.field[1], self.heart_weight]).reshape(3, -1)
+        return tuple(bilinear(maps, self.field.shape[1:], y, x))
+
+    def inverse(
+        self, depth: NDArray[np.float64], jitter_px: NDArray[np.float64], coarse: int = 4, iterations: int = 10
+    ) -> NDArray[np.float32]:
+        """``moving_to_ref`` fields (t, 2, y, x) by fixed-point inversion on a coarse grid."""
+        ny, nx = self.field.shape[1:]
+        cy = np.arange(0, ny + coarse - 1, coarse, dtype=np.float64)
+        cx = np.arange(0, nx + coarse - 1, coarse, dtype=np.float64)
+        qy, qx = np.meshgrid(cy, cx, indexing="ij")
+        qy = np.broadcast_to(qy.ravel(), (depth.shape[0], qy.size))
+        qx = np.broadcast_to(qx.ravel(), (depth.shape[0], qx.size))
+        r = depth[:, None]
+        my = np.zeros(qy.shape)
+        mx = np.zeros(qx.shape)
+        for _ in range(iterations):
+            fy, fx, w = self._sample(qy + my, qx + mx)
+            my = -(r * fy + jitter_px[:, 0:1] * w)
+            mx = -(r * fx + jitter_px[:, 1:2] * w)
+        coarse_m = np.stack([my, mx], axis=1).reshape(depth.shape[0], 2, cy.size, cx.size)
+        # bilinear upsampling to the full grid
+        fy_idx = np.arange(ny) / coarse
+        fx_idx = np.arange(nx) / coarse
+        y0 = np.floor(fy_idx).astype(int)
+        x0 = np.floor(fx_idx).astype(int)
+        wy = (fy_idx - y0)[:, None]
+        wx = (fx_idx - x0)[None, :]
+        y1 = np.minimum(y0 + 1, cy.size - 1)
+        x1 = np.minimum(x0 + 1, cx.size - 1)
+        c = coarse_m.astype(np.float32)
+        top = c[:, :, y0][:, :, :, x0] * (1 - wx) + c[:, :, y0][:, :, :, x1] * wx
+        bot = c[:, :, y1][:, :, :, x0] * (1 - wx) + c[:, :, y1][:, :, :, x1] * wx
+        return np.asarray(top * (1 - wy) + bot * wy, dtype=np.float32)
+
+
+def bilinear(
+    values: NDArray[np.floating], shape: tuple[int, int], y: NDArray[np.float64], x: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Bilinear samples of ``values`` (c, ny*nx) at points ``y, x`` (any equal shapes), edge-clamped.
+
+    Returns (c, *y.shape).
+    """
+    ny, nx = shape
+    y = np.clip(y, 0.0, ny - 1.0)
+    x = np.clip(x, 0.0, nx - 1.0)
+    y0 = np.minimum(y.astype(np.int64), ny - 2) if ny > 1 else np.zeros(y.shape, np.int64)
+    x0 = np.minimum(x.astype(np.int64), nx - 2) if nx > 1 else np.zeros(x.shape, np.int64)
+    wy = y - y0
+    wx = x - x0
+    i00 = y0 * nx + x0
+    out = []
+    for v in values:
+        a = v[i00]
+        b = v[i00 + 1]
+        c = v[i00 + nx]
+        d = v[i00 + nx + 1]
+        out.append((a * (1 - wx) + b * wx) * (1 - wy) + (c * (1 - wx) + d * wx) * wy)
+    return np.stack(out)
+
+
+def warp_frames(frames: NDArray[np.float32], moving_to_ref: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Moving frames (t, y, x): each frame ``t`` sampled at ``q + m_t(q)`` (bilinear, edge-clamped)."""
+    t, ny, nx = frames.shape
+    yy, xx = np.meshgrid(np.arange(ny, dtype=np.float32), np.arange(nx, dtype=np.float32), indexing="ij")
+    y = np.clip(yy[None] + moving_to_ref[:, 0], 0.0, ny - 1.001)
+    x = np.clip(xx[None] + moving_to_ref[:, 1], 0.0, nx - 1.001)
+    y0 = y.astype(np.int32)
+    x0 = x.astype(np.int32)
+    wy = y - y0
+    wx = x - x0
+    flat = frames.reshape(-1)
+    base = (np.arange(t, dtype=np.int64) * (ny * nx))[:, None, None] + y0 * nx + x0
+    a = flat[base]
+    b = flat[base + 1]
+    top = a + (b - a) * wx
+    c = flat[base + nx]
+    d = flat[base + nx + 1]
+    bot = c + (d - c) * wx
+    return np.asarray(top + (bot - top) * wy, dtype=np.float32)

@@ -1,0 +1,182 @@
+"""Image formation of one phantom slice: clusters, partial volume, signal, motion, noise, truth maps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from qperf.phantom import physiology
+from qperf.phantom.anatomy import CLASS_LABEL, MYO, N_BASE_CLASSES, SliceFrame
+from qperf.phantom.motion import warp_frames
+from qperf.phantom.raster import Raster, fractions, label_fractions
+from qperf.phantom.signal import Readout, rician, sr_signal, t2star_decay
+from qperf.phantom.truth import aha_sector, septal_sense
+
+_BIN_EDGES = np.array([-0.674, 0.0, 0.674], dtype=np.float32)
+
+
+@dataclass
+class ClassTable:
+    """Per-class quantities on one slice's frame times.
+
+    ``gd`` (k, t) mmol/L; ``t1_ms``, ``t2_ms``, ``t2star_ms``, ``proton_density`` (k,);
+    ``params`` name -> (k,) kinetic parameters (NaN outside the myocardium).
+    """
+
+    gd: NDArray[np.float64]
+    t1_ms: NDArray[np.float64]
+    t2_ms: NDArray[np.float64]
+    t2star_ms: NDArray[np.float64]
+    proton_density: NDArray[np.float64]
+    params: dict[str, NDArray[np.float64]]
+
+
+@dataclass
+class Acquisition:
+    """How one series is acquired: readout, PD frames, gain, coil, noise, echoes."""
+
+    readout: Readout
+    n_pd_frames: int
+    gain: float
+    coil: NDArray[np.float32]
+    noise_sigma: float  # absolute, 0 for noise-free
+    echo_times_ms: Sequence[float] = ()
+
+
+@dataclass
+class SliceLabels:
+    """Reference labels and AHA assignment of one slice."""
+
+    labels_ref: NDArray[np.uint8]
+    label_frac: NDArray[np.float32]  # (4, y*x)
+    aha: NDArray[np.int16]
+    classes: NDArray[np.int16]  # sub-pixel classes with myocardial clusters
+    lv_centroid_yx: tuple[float, float]
+    sense: float
+
+
+def assign_clusters(raster: Raster, frame: SliceFrame, clusters: bool = True) -> SliceLabels:
+    """Reference labels, AHA segments and the myocardial cluster of every sub-pixel."""
+    ny, nx = frame.shape
+    s = raster.supersample
+    base = fractions(raster.classes, frame.shape, s, N_BASE_CLASSES)
+    lab_frac = label_fractions(base, CLASS_LABEL)
+    labels_ref = np.argmax(lab_frac, axis=0).astype(np.uint8).reshape(ny, nx)
+    yy, xx = np.mgrid[0:ny, 0:nx].astype(np.float64)
+    lv = labels_ref == 1
+    if lv.any():
+        lv_c = (float(yy[lv].mean()), float(xx[lv].mean()))
+    else:  # degenerate: centre of the myocardium
+        myo = labels_ref == 2
+        lv_c = (float(yy[myo].mean()), float(xx[myo].mean())) if myo.any() else (ny / 2.0, nx / 2.0)
+    rv = labels_ref == 3
+    if rv.any():
+        rv_c = (float(yy[rv].mean()), float(xx[rv].mean()))
+    else:
+        a, b = raster.insertion_yx["anterior"], raster.insertion_yx["inferior"]
+        rv_c = ((a[0] + b[0]) / 2.0, (a[1] + b[1]) / 2.0)
+    sense = septal_sense(frame.geometry, frame.spacing_mm, lv_c, rv_c)
+    ins = raster.insertion_yx["anterior"]
+    aha = np.zeros((ny, nx), dtype=np.int16)
+    myo_px = labels_ref == 2
+    aha[myo_px] = aha_sector(yy[myo_px], xx[myo_px], frame.spacing_mm, lv_c, ins, sense, frame.level)
+    classes = raster.classes
+    if clusters:
+        classes = classes.copy()
+        sub = np.nonzero(classes == MYO)
+        sy = (sub[0] + 0.5) / s - 0.5
+        sx = (sub[1] + 0.5) / s - 0.5
+        seg = aha_sector(sy, sx, frame.spacing_mm, lv_c, ins, sense, frame.level)
+        layer = (raster.depth[sub] >= 0.5).astype(np.int64)
+        bin_ = np.searchsorted(_BIN_EDGES, raster.hetero[sub])
+        classes[sub] = physiology.cluster_id(seg.astype(np.int64), layer, bin_)
+    return SliceLabels(labels_ref, lab_frac, aha, classes, lv_c, sense)
+
+
+def class_fractions(labels: SliceLabels, frame: SliceFrame, s: int, n_classes: int) -> sp.csr_matrix:
+    return fractions(labels.classes, frame.shape, s, n_classes)
+
+
+def render_series(
+    frac: sp.csr_matrix,
+    table: ClassTable,
+    acq: Acquisition,
+    shape: tuple[int, int],
+    moving_to_ref: NDArray[np.float32] | None,
+    rng: np.random.Generator,
+) -> list[NDArray[np.float32]]:
+    """Acquired frames (t, y, x) float32, one array per echo (one when there are no echoes)."""
+    ny, nx = shape
+    n_pd = acq.n_pd_frames
+    pd = table.proton_density[:, None]
+    sig = np.empty_like(table.gd)
+    t1 = table.t1_ms[:, None]
+    t2 = table.t2_ms[:, None]
+    sig[:, :n_pd] = pd * sr_signal(table.gd[:, :n_pd], t1, t2, acq.readout, proton_density=True)
+    sig[:, n_pd:] = pd * sr_signal(table.gd[:, n_pd:], t1, t2, acq.readout)
+    echoes: list[float | None] = list(acq.echo_times_ms) or [None]
+    out = []
+    scale = (acq.coil.reshape(-1) * np.float32(acq.gain))[None, :]
+    for te in echoes:
+        s_k = (
+            sig
+            if te is None
+            else sig * t2star_decay(table.gd, table.t2star_ms[:, None], te, acq.readout.field_strength_t)
+        )
+        ref = np.asarray((frac @ s_k.astype(np.float32)).T, dtype=np.float32) * scale
+        frames = ref.reshape(-1, ny, nx)
+        if moving_to_ref is not None:
+            frames = warp_frames(frames, moving_to_ref)
+        if acq.noise_sigma > 0:
+            frames = rician(frames, acq.noise_sigma, rng)
+        out.append(np.ascontiguousarray(frames, dtype=np.float32))
+    return out
+
+
+def moving_labels(labels: SliceLabels, moving_to_ref: NDArray[np.float32] | None, n_frames: int) -> NDArray[np.uint8]:
+    """Labels of every moving frame: label fractions warped with the motion, then the majority label."""
+    ref = labels.labels_ref
+    ny, nx = ref.shape
+    if moving_to_ref is None:
+        return np.repeat(ref[None], n_frames, axis=0)
+    out = np.zeros((n_frames, ny, nx), dtype=np.uint8)
+    fg = np.nonzero(ref > 0)
+    if fg[0].size == 0:
+        return out
+    margin = int(np.ceil(np.abs(moving_to_ref).max())) + 3
+    y0, y1 = max(int(fg[0].min()) - margin, 0), min(int(fg[0].max()) + margin + 1, ny)
+    x0, x1 = max(int(fg[1].min()) - margin, 0), min(int(fg[1].max()) + margin + 1, nx)
+    frac = labels.label_frac.reshape(4, ny, nx)[:, y0:y1, x0:x1]
+    m = np.ascontiguousarray(moving_to_ref[:, :, y0:y1, x0:x1])
+    warped = np.stack(
+        [warp_frames(np.ascontiguousarray(np.broadcast_to(frac[c], (n_frames, *frac.shape[1:]))), m) for c in range(4)]
+    )
+    out[:, y0:y1, x0:x1] = np.argmax(warped, axis=0).astype(np.uint8)
+    return out
+
+
+def parameter_maps(
+    frac: sp.csr_matrix, table: ClassTable, labels_ref: NDArray[np.uint8]
+) -> dict[str, NDArray[np.float32]]:
+    """Sub-pixel averages of the kinetic parameters over the myocardium; NaN outside label 2."""
+    ny, nx = labels_ref.shape
+    myo_w = np.isfinite(table.params["Fp"]).astype(np.float32)
+    weight = np.asarray(frac @ myo_w).reshape(ny, nx)
+    out = {}
+    for name in physiology.PARAM_NAMES:
+        vals = np.nan_to_num(table.params[name]).astype(np.float32)
+        num = np.asarray(frac @ vals).reshape(ny, nx)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m = num / weight
+        m[(labels_ref != 2) | (weight <= 0)] = np.nan
+        out[name] = m.astype(np.float32)
+    return out
+
+
+def noise_free_gd(frac: sp.csr_matrix, table: ClassTable, shape: tuple[int, int]) -> NDArray[np.float32]:
+    """Partial-volume Gd (t, y, x) in the reference frame."""
+    return np.asarray((frac @ table.gd.astype(np.float32)).T, dtype=np.float32).reshape(-1, *shape)
