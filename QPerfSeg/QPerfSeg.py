@@ -62,6 +62,7 @@ class QPerfSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._describedBrowser = None
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -115,7 +116,9 @@ class QPerfSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         path = str(node.inputPath) if node else ""
         self.ui.loadButton.enabled = bool(node) and path not in ("", ".")
         browser = node.studyBrowser if node else None
-        self.ui.studySummaryText.setPlainText(self.logic.describeStudy(browser) if browser else "No study loaded.")
+        if browser is not self._describedBrowser:
+            self._describedBrowser = browser
+            self.ui.studySummaryText.setPlainText(self.logic.describeStudy(browser) if browser else "No study loaded.")
 
     def onLoadButton(self):
         with slicer.util.tryWithErrorDisplay("Failed to load the perfusion study.", waitCursor=True):
