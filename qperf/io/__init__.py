@@ -43,6 +43,7 @@ from qperf.io.nrrd_io import (
     write_nrrd_series,
 )
 from qperf.io.numpy_io import read_numpy_series, write_numpy_series
+from qperf.progress import ProgressCallback
 from qperf.types import AifCurve, PerfusionSeries, PerfusionStudy
 
 __all__ = [
@@ -297,7 +298,9 @@ def read_image(path: str | os.PathLike[str]) -> ImageData:
 # Studies -------------------------------------------------------------------------------------
 
 
-def read_study(path: str | os.PathLike[str], **series_options: Any) -> PerfusionStudy:
+def read_study(
+    path: str | os.PathLike[str], *, progress: ProgressCallback | None = None, **series_options: Any
+) -> PerfusionStudy:
     """Read a study from a manifest (``study.json`` or its folder), a DICOM folder or one series file.
 
     ``series_options`` (``frame_interval_s``, ``spacing_mm``, ``units``, ...) apply to every series
@@ -311,7 +314,7 @@ def read_study(path: str | os.PathLike[str], **series_options: Any) -> Perfusion
             return _read_manifest(p / MANIFEST_NAME, series_options)
         from qperf.io import dicom
 
-        return dicom.read_dicom_folder(p)
+        return dicom.read_dicom_folder(p, progress=progress)
     if p.suffix.lower() == ".json":
         return _read_manifest(p, series_options)
     series = read_series(p, **series_options)

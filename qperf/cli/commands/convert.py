@@ -44,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
     elif args.to == "dicom":
         from qperf.io import dicom
 
+        if study.aif is not None:
+            raise ValidationError(
+                f"{args.input} has an AIF curve, which DICOM images cannot hold; convert to a study folder instead"
+            )
         dicom.write_dicom_study(study, out, overwrite=args.overwrite)
     else:
         io.write_study(study, out, overwrite=args.overwrite)
