@@ -91,7 +91,10 @@ def _install(requirements: list, requester: str) -> None:
     if pydeps is not None and hasattr(pydeps, "pip_ensure"):
         from packaging.requirements import Requirement
 
-        pydeps.pip_ensure([Requirement(r) for r in requirements], prompt_install=False, requester=requester)
+        # The user has agreed already (see ensureRequirements); self-tests need the packages too.
+        pydeps.pip_ensure(
+            [Requirement(r) for r in requirements], prompt_install=False, requester=requester, skip_in_testing=False
+        )
     else:
         slicer.util.pip_install(" ".join(f'"{r}"' if any(c in r for c in "<>=!~ ") else r for r in requirements))
 
