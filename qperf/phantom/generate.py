@@ -208,7 +208,9 @@ def generate_study(
     starts = timing["beat_start_s"]
     bolus = BolusParameters.draw(_rng(seed, cs + _BOLUS), condition)
     t0_dyn = float(starts[N_PD_FRAMES])
-    bolus = dataclasses.replace(bolus, arrival_s=bolus.arrival_s + t0_dyn)
+    # the bolus arrives within the first third of short acquisitions
+    arrival = min(bolus.arrival_s, 0.3 * float(starts[-1] - t0_dyn))
+    bolus = dataclasses.replace(bolus, arrival_s=arrival + t0_dyn)
     t_stop = float(starts[-1] + 1.5)
     blood = blood_curves(bolus, 0.0, t_stop)
     hct = bolus.hematocrit

@@ -114,7 +114,7 @@ class MotionModel:
         return tuple(bilinear(maps, self.field.shape[1:], y, x))
 
     def inverse(
-        self, depth: NDArray[np.float64], jitter_px: NDArray[np.float64], coarse: int = 4, iterations: int = 10
+        self, depth: NDArray[np.float64], jitter_px: NDArray[np.float64], coarse: int = 2, iterations: int = 10
     ) -> NDArray[np.float32]:
         """``moving_to_ref`` fields (t, 2, y, x) by fixed-point inversion on a coarse grid."""
         ny, nx = self.field.shape[1:]

@@ -1,0 +1,312 @@
+"""Tests of the digital perfusion phantom: structure, truth consistency, determinism, physics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qperf import phantom
+from qperf.errors import ValidationError
+from qperf.phantom.motion import bilinear
+from qperf.phantom.physiology import TERRITORY, Perfusion
+from qperf.types import LABELS
+
+SMALL = {"shape": (112, 112), "spacing_mm": 2.4, "n_frames": 30}
+
+
+@pytest.fixture(scope="module")
+def moving() -> phantom.PhantomStudy:
+    return phantom.generate_study(seed=3, condition="stress", **SMALL)
+
+
+@pytest.fixture(scope="module")
+def static_clean() -> phantom.PhantomStudy:
+    return phantom.generate_study(seed=3, condition="stress", motion=False, noise=False, **SMALL)
+
+
+def _defect_seed() -> int:
+    for seed in range(100):
+        if Perfusion.draw(np.random.default_rng([seed, 2])).defect != "none":
+            return seed
+    raise AssertionError("no seed with a defect in 100")
+
+
+# --- structure -------------------------------------------------------------------------------
+
+
+def test_study_structure(moving: phantom.PhantomStudy) -> None:
+    study = moving.study
+    assert study.n_slices == 3 and study.condition == "stress" and study.aif is None
+    assert [t.level for t in moving.truth.slices] == ["basal", "mid", "apical"]
+    positions = [s.slice_position_mm for s in study.slices]
+    assert positions[0] > positions[1] > positions[2]
+    for s in study.slices:
+        assert s.units == "signal" and s.n_pd_frames == 3 and s.data.shape == (30, 112, 112)
+        for key in (
+            "field_strength_t",
+            "readout",
+            "saturation_time_ms",
+            "flip_angle_deg",
+            "pd_flip_angle_deg",
+            "echo_spacing_ms",
+            "n_pe_to_center",
+        ):
+            assert key in s.metadata
+        assert s.metadata["pd_flip_angle_deg"] == 5.0
+        assert s.geometry is not None
+        assert np.ptp(np.diff(s.dynamic_time_s)) > 0.01  # ECG-triggered: irregular
+    # slices acquired one after another within each beat
+    assert np.all(study.slices[1].time_s > study.slices[0].time_s)
+    assert len(study.aif_series) == 2
+    e1, e2 = study.aif_series
+    te = e1.metadata["echo_times_ms"]
+    assert len(te) == 2 and te[1] > te[0]
+    assert e1.shape[1] < study.slices[0].shape[1] // 1.5  # low resolution
+    assert e1.metadata["saturation_time_ms"] < study.slices[0].metadata["saturation_time_ms"]
+    # T2* decay: the second echo is darker in the blood at peak
+    assert e2.data.max() < e1.data.max()
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValidationError, match="condition"):
+        phantom.generate_study(condition="exercise")
+    with pytest.raises(ValidationError, match="n_frames"):
+        phantom.generate_study(n_frames=5)
+    with pytest.raises(ValidationError, match="field_t"):
+        phantom.generate_study(field_t=7.0)
+    with pytest.raises(ValidationError, match="seed"):
+        phantom.generate_study(seed=-1)
+
+
+def test_determinism() -> None:
+    kw = {"shape": (96, 96), "spacing_mm": 2.8, "n_frames": 14, "n_slices": 1, "aif_images": False}
+    a = phantom.generate_study(seed=11, **kw)
+    b = phantom.generate_study(seed=11, **kw)
+    c = phantom.generate_study(seed=12, **kw)
+    np.testing.assert_array_equal(a.study.slices[0].data, b.study.slices[0].data)
+    np.testing.assert_array_equal(a.truth.slices[0].labels_moving, b.truth.slices[0].labels_moving)
+    np.testing.assert_array_equal(a.truth.slices[0].mbf_ml_min_g, b.truth.slices[0].mbf_ml_min_g)
+    assert not np.array_equal(a.study.slices[0].data, c.study.slices[0].data)
+
+
+def test_stress_and_rest_share_the_heart(static_clean: phantom.PhantomStudy) -> None:
+    rest = phantom.generate_study(seed=3, condition="rest", motion=False, noise=False, aif_images=False, **SMALL)
+    for ts, tr in zip(static_clean.truth.slices, rest.truth.slices, strict=True):
+        np.testing.assert_array_equal(ts.labels_ref, tr.labels_ref)
+        np.testing.assert_array_equal(ts.aha_segments, tr.aha_segments)
+        m = ts.labels_ref == 2
+        assert np.all(ts.mbf_ml_min_g[m] > tr.mbf_ml_min_g[m])
+    for seg, row in static_clean.truth.segments.items():
+        other = rest.truth.segments[seg]
+        assert row["nominal_rest_mbf_ml_min_g"] == pytest.approx(other["nominal_rest_mbf_ml_min_g"])
+        assert 0.5 <= other["nominal_rest_mbf_ml_min_g"] <= 1.5
+        assert row["mbf_ml_min_g"] / other["mbf_ml_min_g"] == pytest.approx(row["nominal_mpr"], rel=0.15)
+
+
+# --- truth consistency -----------------------------------------------------------------------
+
+
+def test_labels_versus_maps(moving: phantom.PhantomStudy) -> None:
+    for t in moving.truth.slices:
+        myo = t.labels_ref == 2
+        assert set(np.unique(t.labels_ref)) == set(LABELS)
+        for name in ("mbf_ml_min_g", "ps_ml_min_g", "vp_ml_g", "visf_ml_g"):
+            arr = getattr(t, name)
+            assert arr.dtype == np.float32 and arr.shape == t.labels_ref.shape
+            np.testing.assert_array_equal(np.isfinite(arr), myo)
+        assert np.all((t.mbf_ml_min_g[myo] > 0.3) & (t.mbf_ml_min_g[myo] < 5.5))
+        assert np.all((t.vp_ml_g[myo] > 0.03) & (t.vp_ml_g[myo] < 0.15))
+        assert np.all((t.visf_ml_g[myo] > 0.08) & (t.visf_ml_g[myo] < 0.5))
+        np.testing.assert_array_equal(t.aha_segments > 0, myo)
+        expected = {"basal": set(range(1, 7)), "mid": set(range(7, 13)), "apical": set(range(13, 17))}[t.level]
+        assert set(np.unique(t.aha_segments[myo])) == expected
+        assert t.labels_moving.shape == (30, *t.labels_ref.shape) and t.labels_moving.dtype == np.uint8
+        assert t.gd_noise_free.shape == (30, *t.labels_ref.shape)
+        assert np.abs(t.gd_noise_free[:3]).max() < 1e-3  # no contrast during the PD frames
+
+
+def test_segment_table_versus_maps() -> None:
+    seed = _defect_seed()
+    ps = phantom.generate_study(seed=seed, motion=False, noise=False, aif_images=False, **SMALL)
+    table = ps.truth.segments
+    assert sorted(table) == list(range(1, 17))
+    for seg, row in table.items():
+        assert row["territory"] == TERRITORY[seg]
+        values = np.concatenate([t.mbf_ml_min_g[t.aha_segments == seg] for t in ps.truth.slices])
+        assert row["n_pixels"] == values.size > 0
+        assert row["mbf_ml_min_g"] == pytest.approx(float(values.mean()), rel=1e-5)
+    isch = [row["mbf_ml_min_g"] for row in table.values() if row["ischaemic"]]
+    normal = [row["mbf_ml_min_g"] for row in table.values() if not row["ischaemic"]]
+    assert isch and normal and max(isch) < min(normal)
+    territories = {row["territory"] for row in table.values() if row["ischaemic"]}
+    assert territories == set(ps.truth.parameters["perfusion"]["territories"])
+
+
+def test_motion_fields_versus_moving_labels(moving: phantom.PhantomStudy) -> None:
+    for t in moving.truth.slices:
+        ny, nx = t.labels_ref.shape
+        yy, xx = np.mgrid[0:ny, 0:nx]
+        heart = t.labels_ref > 0
+        assert np.abs(t.ref_to_moving_px).max() > 1.0  # it does move
+        n_diff = 0
+        agreements = []
+        for f in range(t.labels_moving.shape[0]):
+            d = t.ref_to_moving_px[f]
+            # warping the reference labels by ref_to_moving reproduces the moving labels (up to
+            # the pixel discretisation of partial-volume boundaries)
+            ty = np.clip(np.rint(yy + d[0]), 0, ny - 1).astype(int)
+            tx = np.clip(np.rint(xx + d[1]), 0, nx - 1).astype(int)
+            agree = t.labels_moving[f][ty, tx] == t.labels_ref
+            agreements.append(agree[heart].mean())
+            # each structure moves with its displacement field: centroids follow the mean of d
+            for label in (1, 2, 3):
+                ref = t.labels_ref == label
+                mov = t.labels_moving[f] == label
+                expected = np.array([yy[ref].mean() + d[0][ref].mean(), xx[ref].mean() + d[1][ref].mean()])
+                found = np.array([yy[mov].mean(), xx[mov].mean()])
+                assert np.abs(found - expected).max() < 0.5
+            n_diff += int((t.labels_moving[f] != t.labels_ref).sum())
+            # moving_to_ref is the inverse: m(q) + d(q + m(q)) = 0
+            m = t.moving_to_ref_px[f]
+            back = bilinear(d.reshape(2, -1), (ny, nx), (yy + m[0]).ravel(), (xx + m[1]).ravel())
+            inner = (slice(8, ny - 8), slice(8, nx - 8))
+            err = (m.reshape(2, -1) + back).reshape(2, ny, nx)[:, inner[0], inner[1]]
+            assert np.abs(err).max() < 0.1
+        assert min(agreements) > 0.85 and np.mean(agreements) > 0.93
+        assert n_diff > 0
+
+
+def test_static_phantom_has_no_motion(static_clean: phantom.PhantomStudy) -> None:
+    for t in static_clean.truth.slices:
+        assert not np.any(t.ref_to_moving_px) and not np.any(t.moving_to_ref_px)
+        assert np.all(t.labels_moving == t.labels_ref[None])
+
+
+def test_geometry_points_to_anatomy(moving: phantom.PhantomStudy) -> None:
+    """The in-plane projection of LPS anterior points to the anterior wall; the RV is septal."""
+    dy, dx = moving.study.slices[0].spacing_mm
+    for s, t in zip(moving.study.slices, moving.truth.slices, strict=True):
+        g = s.geometry
+        assert g is not None
+        ant = np.array([float(np.dot(g.y_direction, (0, -1, 0))), float(np.dot(g.x_direction, (0, -1, 0)))])
+        ant /= np.linalg.norm(ant)
+        right = np.array([float(np.dot(g.y_direction, (-1, 0, 0))), float(np.dot(g.x_direction, (-1, 0, 0)))])
+        yy, xx = np.mgrid[0 : t.labels_ref.shape[0], 0 : t.labels_ref.shape[1]]
+        lv = np.array([yy[t.labels_ref == 1].mean() * dy, xx[t.labels_ref == 1].mean() * dx])
+
+        def direction(mask: np.ndarray, yy: np.ndarray = yy, xx: np.ndarray = xx, lv: np.ndarray = lv) -> np.ndarray:
+            v = np.array([yy[mask].mean() * dy, xx[mask].mean() * dx]) - lv
+            return v / np.linalg.norm(v)
+
+        anterior_segments = {"basal": 1, "mid": 7, "apical": 13}[t.level]
+        septal_segments = {"basal": (2, 3), "mid": (8, 9), "apical": (14,)}[t.level]
+        assert np.dot(direction(t.aha_segments == anterior_segments), ant) > 0.5
+        sept = direction(np.isin(t.aha_segments, septal_segments))
+        assert np.dot(sept, direction(t.labels_ref == 3)) > 0.6
+        assert np.dot(sept, right) > 0.0  # the septum faces the patient's right
+        # insertion points lie where the RV meets the myocardium
+        for p in t.insertion_points_yx.values():
+            for label in (2, 3):
+                dist = np.hypot(yy[t.labels_ref == label] - p[0], xx[t.labels_ref == label] - p[1]).min()
+                assert dist < 2.5
+
+
+# --- physics ---------------------------------------------------------------------------------
+
+
+def test_enhancement_ranges(moving: phantom.PhantomStudy) -> None:
+    truth = moving.truth
+    assert 3.0 <= truth.aif_blood_gd_mmol_l.max() <= 9.0
+    t = truth.slices[1]
+    inner = (t.labels_ref == 1) & (t.mbf_ml_min_g != t.mbf_ml_min_g)  # LV label (not myocardium)
+    lv_peak = t.gd_noise_free[:, inner].max(axis=1).max()
+    assert 0.8 * truth.aif_blood_gd_mmol_l.max() < lv_peak <= truth.aif_blood_gd_mmol_l.max() * 1.001
+    myo_peak = t.gd_noise_free[:, t.labels_ref == 2].mean(axis=1).max()
+    assert 0.4 < myo_peak < 2.0
+    # the RV enhances before the LV, the LV before the myocardium
+    rv = t.gd_noise_free[:, t.labels_ref == 3].mean(axis=1)
+    lv = t.gd_noise_free[:, t.labels_ref == 1].mean(axis=1)
+    myo = t.gd_noise_free[:, t.labels_ref == 2].mean(axis=1)
+    assert np.argmax(rv) < np.argmax(lv) < np.argmax(myo)
+    # blood saturates: at peak the blood signal is far below linear in Gd
+    s = moving.study.slices[1]
+    base = s.dynamic[:3].mean(axis=0)
+    assert (s.dynamic[:, inner].mean(axis=1).max() / base[inner].mean()) < 0.5 * (1 + 5.565 * 1.7 * lv_peak)
+
+
+def test_signal_inverts_to_gd(static_clean: phantom.PhantomStudy) -> None:
+    """The project's look-up table turns the noise-free phantom back into the true Gd."""
+    gd = pytest.importorskip("qperf.gd")
+    for s, t in zip(static_clean.study.slices, static_clean.truth.slices, strict=True):
+        conv = gd.series_to_gd(s, tissue="myocardium")
+        from scipy.ndimage import binary_erosion
+
+        core = binary_erosion(t.labels_ref == 2, iterations=1)
+        if core.sum() < 10:
+            continue
+        est = conv.data[:, core].mean(axis=1)
+        ref = t.gd_noise_free[3:, core].mean(axis=1)
+        np.testing.assert_allclose(est, ref, atol=0.02 * ref.max() + 1e-3)
+
+
+def test_two_compartment_stand_in_matches_ode() -> None:
+    from scipy.integrate import solve_ivp
+
+    from qperf.phantom.kinetics import TwoCompartmentExchange
+
+    t = np.arange(0.0, 40.0, 0.5)
+    aif = 6.0 * np.clip((t - 5) / 3, 0, None) ** 2 * np.exp(-np.clip(t - 5, 0, None) / 2.0)
+    fp, ps, vp, ve = 2.5, 1.2, 0.08, 0.2
+    curve = TwoCompartmentExchange().simulate(aif, t, Fp=fp, PS=ps, Vp=vp, Visf=ve)
+
+    def rhs(tt: float, y: np.ndarray) -> list[float]:
+        ca = np.interp(tt, t, aif)
+        return [(fp / 60 * (ca - y[0]) - ps / 60 * (y[0] - y[1])) / vp, ps / 60 * (y[0] - y[1]) / ve]
+
+    sol = solve_ivp(rhs, (0, t[-1]), [0.0, 0.0], t_eval=t, max_step=0.05, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(curve, vp * sol.y[0] + ve * sol.y[1], atol=1e-4)
+
+
+def test_flash_closed_form_matches_pulse_loop() -> None:
+    from qperf.phantom.signal import Readout, sr_signal
+
+    ro = Readout(1.5, "flash", 95.0, 12.0, 5.0, 2.5, 30)
+    gd = np.array([0.0, 1.0, 5.0])
+    r1 = 1 / 1100.0 + 5.565e-3 * gd
+    mz = 1 - np.exp(-(95.0 - 75.0) * r1)
+    e1 = np.exp(-2.5 * r1)
+    for _ in range(30):
+        mz = mz * np.cos(np.deg2rad(12)) * e1 + 1 - e1
+    np.testing.assert_allclose(sr_signal(gd, 1100.0, 50.0, ro), mz * np.sin(np.deg2rad(12)), rtol=1e-12)
+
+
+# --- files and command line ------------------------------------------------------------------
+
+
+def test_write_study_and_cli(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from qperf import io
+    from qperf.cli import main
+    from qperf.errors import OutputExistsError
+
+    out = tmp_path / "ph"
+    assert (
+        main(["phantom", str(out), "--slices", "1", "--frames", "16", "--seed", "4", "--condition", "rest", "-q"]) == 0
+    )
+    study = io.read_study(out)
+    assert study.n_slices == 1 and study.condition == "rest" and len(study.aif_series) == 2
+    doc = json.loads((out / "truth" / "truth.json").read_text())
+    assert doc["condition"] == "rest" and len(doc["segments"]) == 16
+    labels = io.read_image(out / "truth" / doc["slices"][0]["files"]["labels_ref"])
+    assert labels.array.shape == study.slices[0].shape
+    moving = io.read_image(out / "truth" / doc["slices"][0]["files"]["labels_moving"])
+    assert moving.array.shape == study.slices[0].data.shape
+    aif = io.read_aif_curve(out / "truth" / "aif_blood.csv")
+    assert aif.values.max() > 2.0
+    ps = phantom.generate_study(seed=4, n_slices=1, n_frames=16, condition="rest")
+    np.testing.assert_allclose(study.slices[0].data, ps.study.slices[0].data, rtol=1e-6)
+    np.testing.assert_array_equal(labels.array, ps.truth.slices[0].labels_ref)
+    with pytest.raises(OutputExistsError):
+        phantom.write_study(ps, out)
+    assert main(["phantom", str(tmp_path / "bad"), "--slices", "0", "-q"]) == 2
