@@ -5,8 +5,12 @@ One :class:`qperf.PerfusionSeries` (one short-axis slice over time) becomes one
 ``"s"``, numeric index values equal to the frame times. Every frame is a single-slice volume
 whose voxel array is ``(k, j, i) = (1, y, x)`` and whose IJK-to-RAS matrix is
 ``series.ijk_to_ras()``. The fields that MRML has no place for (units, proton-density frame
-count, slice position, name, metadata) are node attributes prefixed with ``QPerf.``, so they
-are saved with the scene. Sequences from elsewhere (for example Slicer's DICOM module) are read
+count, slice position, name, metadata) are node attributes named like the custom fields of
+QPerf's NRRD files (``qperf_units``, ``qperf_n_pd_frames``, ...). Slicer's sequence storage
+writes node attributes as NRRD fields and reads fields back as attributes, so a sequence saved
+by Slicer reads completely with ``qperf.io.read_series`` and a ``.seq.nrrd`` written by
+``qperf.io`` and opened in Slicer reads completely with :func:`seriesFromSequenceNode`.
+Sequences from elsewhere (for example Slicer's DICOM module) are read
 too: their geometry comes from the volumes and their times from the index values.
 
 Functions take the MRML scene as an argument; ``None`` means ``slicer.mrmlScene``, which exists
@@ -25,15 +29,14 @@ import vtk
 from qperf.errors import ValidationError
 from qperf.types import PerfusionSeries, SliceGeometry
 
-ATTRIBUTE_PREFIX = "QPerf."
-ATTR_ROLE = "QPerf.role"
-ATTR_NAME = "QPerf.name"
-ATTR_UNITS = "QPerf.units"
-ATTR_N_PD_FRAMES = "QPerf.nPdFrames"
-ATTR_SLICE_POSITION_MM = "QPerf.slicePositionMm"
-ATTR_GEOMETRY = "QPerf.geometry"
-ATTR_METADATA = "QPerf.metadata"
-ATTR_FRAME_KIND = "QPerf.frameKind"
+# Attribute names are the custom field names of qperf.io's NRRD series files.
+ATTR_ROLE = "qperf_role"
+ATTR_NAME = "qperf_name"
+ATTR_UNITS = "qperf_units"
+ATTR_N_PD_FRAMES = "qperf_n_pd_frames"
+ATTR_SLICE_POSITION_MM = "qperf_slice_position_mm"
+ATTR_GEOMETRY_UNKNOWN = "qperf_geometry_unknown"
+ATTR_METADATA = "qperf_metadata"
 
 ROLE_SLICE = "slice"
 ROLE_AIF_SERIES = "aifSeries"
@@ -175,7 +178,7 @@ def sequenceNodeFromSeries(
     name : str, optional
         Node name; defaults to ``series.name`` or ``"slice"`` (made unique in the scene).
     role : {"slice", "aifSeries"}
-        Stored as the ``QPerf.role`` attribute.
+        Stored as the ``qperf_role`` attribute.
 
     Returns
     -------
@@ -200,7 +203,6 @@ def sequenceNodeFromSeries(
             frame.SetName(f"{nodeName} [{i:03d}]")
             slicer.util.updateVolumeFromArray(frame, series.data[i][np.newaxis])
             frame.SetIJKToRASMatrix(ijkToRas)
-            frame.SetAttribute(ATTR_FRAME_KIND, "pd" if i < series.n_pd_frames else "dynamic")
             sequenceNode.SetDataNodeAtValue(frame, _formatTime(series.time_s[i]))
     finally:
         sequenceNode.EndModify(wasModifying)
@@ -208,10 +210,10 @@ def sequenceNodeFromSeries(
     sequenceNode.SetAttribute(ATTR_NAME, series.name)
     sequenceNode.SetAttribute(ATTR_UNITS, series.units)
     sequenceNode.SetAttribute(ATTR_N_PD_FRAMES, str(series.n_pd_frames))
-    sequenceNode.SetAttribute(
-        ATTR_SLICE_POSITION_MM, "" if series.slice_position_mm is None else repr(series.slice_position_mm)
-    )
-    sequenceNode.SetAttribute(ATTR_GEOMETRY, "known" if series.geometry is not None else "unknown")
+    if series.slice_position_mm is not None:
+        sequenceNode.SetAttribute(ATTR_SLICE_POSITION_MM, repr(series.slice_position_mm))
+    if series.geometry is None:
+        sequenceNode.SetAttribute(ATTR_GEOMETRY_UNKNOWN, "1")
     sequenceNode.SetAttribute(ATTR_METADATA, _jsonMetadata(series.metadata))
     return sequenceNode
 
@@ -296,7 +298,7 @@ def seriesFromSequenceNode(sequenceNode: Any) -> PerfusionSeries:
     -------
     qperf.PerfusionSeries
         ``data`` float32 ``(t, y, x)``, ``time_s`` from the index values, spacing and geometry
-        from the frames' IJK-to-RAS matrix, the other fields from the ``QPerf.*`` attributes
+        from the frames' IJK-to-RAS matrix, the other fields from the ``qperf_*`` attributes
         when present (a sequence made elsewhere gives units "signal" and no PD frames).
 
     Raises
@@ -325,7 +327,7 @@ def seriesFromSequenceNode(sequenceNode: Any) -> PerfusionSeries:
             )
         frames.append(voxels)
     geometry, spacing_mm = SliceGeometry.from_ijk_to_lps(_RAS_FROM_LPS @ ijkToRas)
-    if sequenceNode.GetAttribute(ATTR_GEOMETRY) == "unknown":
+    if sequenceNode.GetAttribute(ATTR_GEOMETRY_UNKNOWN) == "1":
         geometry = None
     metadataText = sequenceNode.GetAttribute(ATTR_METADATA)
     try:

@@ -5,7 +5,7 @@
 node per slice (each with its own times), the AIF image series as further sequences, and the AIF
 curve as a ``vtkMRMLTableNode`` with columns ``time_s`` and ``gd_mmol_l`` (or ``signal``). The
 browser records its slices and AIF through ordered node references and the study fields
-(condition, hematocrit, name, metadata) as ``QPerf.*`` attributes, so :func:`studyFromBrowserNode`
+(condition, hematocrit, name, metadata) as ``qperf_*`` attributes, so :func:`studyFromBrowserNode`
 gives the same study back. This file imports ``slicer`` but never ``qt``.
 """
 
@@ -45,9 +45,9 @@ from .sequences import (
 
 ROLE_STUDY = "study"
 ROLE_AIF_CURVE = "aifCurve"
-ATTR_CONDITION = "QPerf.condition"
-ATTR_HEMATOCRIT = "QPerf.hematocrit"
-ATTR_AIF_KIND = "QPerf.aifKind"
+ATTR_CONDITION = "qperf_condition"
+ATTR_HEMATOCRIT = "qperf_hematocrit"
+ATTR_AIF_KIND = "qperf_aif_kind"
 REFERENCE_AIF_TABLE = "QPerfAifTable"
 TIME_COLUMN = "time_s"
 
@@ -103,7 +103,7 @@ def aifCurveFromTableNode(tableNode: Any) -> AifCurve:
     """Read an AIF curve from a table node.
 
     The time column is ``time_s`` (or the first column); the value column is ``gd_mmol_l`` or
-    ``signal`` (or the second column). Units and kind come from the ``QPerf.*`` attributes, else
+    ``signal`` (or the second column). Units and kind come from the ``qperf_*`` attributes, else
     from the value column's name, else "gd_mmol_l" of whole blood.
 
     Raises
@@ -226,9 +226,9 @@ def studyFromBrowserNode(
     aifTableNode : vtkMRMLTableNode, optional
         Overrides the AIF table the browser references.
     hematocrit : float, optional
-        Overrides the browser's ``QPerf.hematocrit`` (default 0.42).
+        Overrides the browser's ``qperf_hematocrit`` (default 0.42).
     condition : {"stress", "rest", "unknown"}, optional
-        Overrides the browser's ``QPerf.condition``.
+        Overrides the browser's ``qperf_condition``.
     """
     if browserNode is None or not browserNode.IsA("vtkMRMLSequenceBrowserNode"):
         found = "None" if browserNode is None else browserNode.GetClassName()

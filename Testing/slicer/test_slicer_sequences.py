@@ -11,7 +11,7 @@ vtk = pytest.importorskip("vtk")
 from QPerfSegLib import loadSeries, sequenceNodeFromSeries, seriesFromSequenceNode, updateProxyNodes  # noqa: E402
 from QPerfSegLib.sequences import getScene  # noqa: E402
 
-from qperf import PerfusionSeries, SliceGeometry, ValidationError  # noqa: E402
+from qperf import PerfusionSeries, SliceGeometry, ValidationError, io  # noqa: E402
 
 
 def obliqueSeries(rng: np.random.Generator, geometry: SliceGeometry | None = None, **changes) -> PerfusionSeries:
@@ -64,9 +64,9 @@ def test_series_becomes_a_time_sequence_of_single_slice_volumes(scene, rng):
         voxels = slicer.util.arrayFromVolume(frame)
         assert voxels.shape == (1, 9, 13) and voxels.dtype == np.float32
         np.testing.assert_array_equal(voxels[0], series.data[i])
-        assert frame.GetAttribute("QPerf.frameKind") == ("pd" if i < 3 else "dynamic")
-    assert node.GetAttribute("QPerf.nPdFrames") == "3"
-    assert node.GetAttribute("QPerf.units") == "gd_mmol_l"
+    assert node.GetAttribute("qperf_n_pd_frames") == "3"
+    assert node.GetAttribute("qperf_units") == "gd_mmol_l"
+    assert node.GetAttribute("qperf_slice_position_mm") == "-12.5"
 
 
 def test_frame_geometry_places_pixels_at_their_patient_positions(scene, rng):
@@ -130,6 +130,40 @@ def test_series_round_trips_through_a_sequence_node(scene, rng, with_geometry):
     assert back.n_pd_frames == 3 and back.units == "gd_mmol_l"
     assert back.slice_position_mm == -12.5 and back.name == "mid"
     assert back.metadata == series.metadata
+
+
+def assertSameSeries(back: PerfusionSeries, series: PerfusionSeries) -> None:
+    np.testing.assert_array_equal(back.data, series.data)
+    np.testing.assert_array_equal(back.time_s, series.time_s)
+    np.testing.assert_allclose(back.ijk_to_ras(), series.ijk_to_ras(), atol=1e-9)
+    assert (back.geometry is None) == (series.geometry is None)
+    assert (back.units, back.n_pd_frames, back.name) == (series.units, series.n_pd_frames, series.name)
+    assert back.slice_position_mm == series.slice_position_mm
+    assert {k: v for k, v in back.metadata.items() if k != "source"} == series.metadata
+
+
+@pytest.mark.parametrize("with_geometry", [True, False])
+def test_sequence_saved_by_slicer_reads_completely_with_qperf_io(scene, rng, tmp_path, with_geometry):
+    series = obliqueSeries(rng)
+    if not with_geometry:
+        series = series.replace(geometry=None)
+    storage = scene.AddNewNodeByClass("vtkMRMLVolumeSequenceStorageNode")
+    storage.SetFileName(str(tmp_path / "saved by Slicer.seq.nrrd"))
+    assert storage.WriteData(loadSeries(series, scene))
+    assertSameSeries(io.read_series(tmp_path / "saved by Slicer.seq.nrrd"), series)
+
+
+@pytest.mark.parametrize("with_geometry", [True, False])
+def test_qperf_file_opened_by_slicer_reads_completely(scene, rng, tmp_path, with_geometry):
+    series = obliqueSeries(rng)
+    if not with_geometry:
+        series = series.replace(geometry=None)
+    io.write_series(series, tmp_path / "written by qperf.seq.nrrd")
+    node = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "opened in Slicer")
+    storage = scene.AddNewNodeByClass("vtkMRMLVolumeSequenceStorageNode")
+    storage.SetFileName(str(tmp_path / "written by qperf.seq.nrrd"))
+    assert storage.ReadData(node)
+    assertSameSeries(seriesFromSequenceNode(node), series)
 
 
 def test_unnamed_series_keeps_an_empty_name_and_gets_a_unique_node_name(scene, rng):

@@ -47,13 +47,13 @@ def test_study_loads_as_one_sequence_per_slice_under_one_browser(scene, study):
     assert browser.GetMasterSequenceNode() is nodes.sliceSequenceNodes[0]
     for node, series in zip(nodes.sliceSequenceNodes, study.slices, strict=True):
         assert browser.IsSynchronizedSequenceNode(node, True)
-        assert node.GetAttribute("QPerf.role") == "slice"
+        assert node.GetAttribute("qperf_role") == "slice"
         # each slice keeps its own acquisition times
         assert [float(node.GetNthIndexValue(i)) for i in range(series.n_frames)] == series.time_s.tolist()
         assert browser.GetProxyNode(node).IsA("vtkMRMLScalarVolumeNode")
     assert nodes.sliceSequenceNodes[0].GetNthIndexValue(0) != nodes.sliceSequenceNodes[1].GetNthIndexValue(0)
-    assert browser.GetAttribute("QPerf.condition") == "rest"
-    assert browser.GetAttribute("QPerf.hematocrit") == "0.45"
+    assert browser.GetAttribute("qperf_condition") == "rest"
+    assert browser.GetAttribute("qperf_hematocrit") == "0.45"
     assert nodes.aifSequenceNodes == []
 
 
@@ -89,7 +89,7 @@ def test_aif_image_series_become_sequences_of_their_own(scene, study):
     with_aif_images = study.replace(aif_series=(echo, echo.replace(name="AIF echo 2")))
     nodes = loadStudy(with_aif_images, scene)
     assert [n.GetName() for n in nodes.aifSequenceNodes] == ["AIF echo 1", "AIF echo 2"]
-    assert all(n.GetAttribute("QPerf.role") == "aifSeries" for n in nodes.aifSequenceNodes)
+    assert all(n.GetAttribute("qperf_role") == "aifSeries" for n in nodes.aifSequenceNodes)
     back = studyFromBrowserNode(nodes.browserNode)
     assert back.n_slices == 2 and len(back.aif_series) == 2
     checkSeriesEqual(echo, back.aif_series[0], "AIF echo 1")
