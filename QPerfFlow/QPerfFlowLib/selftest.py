@@ -51,6 +51,8 @@ def runSelfTest(scene: Any | None = None, log: LogCallback | None = None) -> dic
     _check(inputs.hematocrit == 0.40 and inputs.condition == "stress", "hematocrit and condition overrides")
     for i, (original, restored) in enumerate(zip(study.slices, inputs.slices)):
         checkSeriesEqual(original, restored, f"slice {i + 1}")
+    _check(inputs.aif is not None and study.aif is not None, "the AIF curve is missing")
+    assert inputs.aif is not None and study.aif is not None
     _check(np.array_equal(inputs.aif.time_s, study.aif.time_s), "AIF times")
     _check(np.array_equal(inputs.aif.values, study.aif.values), "AIF values")
     _check("AIF covers" in describeInputs(inputs), "input summary")

@@ -146,13 +146,17 @@ def runSelfTest(scene: Any | None = None, log: LogCallback | None = None) -> dic
         _check(proxy is not None and proxy.IsA("vtkMRMLScalarVolumeNode"), f"{what}: no proxy volume")
         checkSeriesEqual(original, seriesFromSequenceNode(sequenceNode), what)
         checks += 1
-    _check(nodes.aifTableNode is not None and nodes.aifTableNode.GetNumberOfRows() == study.aif.n_samples, "AIF table")
+    aif = study.aif
+    assert aif is not None
+    _check(nodes.aifTableNode is not None and nodes.aifTableNode.GetNumberOfRows() == aif.n_samples, "AIF table")
 
     restored = studyFromBrowserNode(nodes.browserNode)
     for i, (original, back) in enumerate(zip(study.slices, restored.slices)):
         checkSeriesEqual(original, back, f"study slice {i + 1}")
-    _check(restored.aif is not None and np.array_equal(restored.aif.time_s, study.aif.time_s), "AIF times")
-    _check(np.allclose(restored.aif.values, study.aif.values, rtol=1e-9, atol=1e-12), "AIF values")
+    _check(restored.aif is not None, "the AIF curve did not come back")
+    assert restored.aif is not None
+    _check(np.array_equal(restored.aif.time_s, aif.time_s), "AIF times")
+    _check(np.allclose(restored.aif.values, aif.values, rtol=1e-9, atol=1e-12), "AIF values")
     _check(restored.condition == study.condition and restored.hematocrit == study.hematocrit, "study fields")
     checks += 1
     log(f"QPerfSeg self-test passed ({checks} groups of checks)")

@@ -20,6 +20,7 @@ inside the Slicer application only. This file imports ``slicer`` but never ``qt`
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -76,7 +77,7 @@ def _formatTime(time_s: float) -> str:
     return repr(float(time_s))
 
 
-def _jsonMetadata(metadata: dict) -> str:
+def _jsonMetadata(metadata: Mapping[str, Any]) -> str:
     def fallback(value: Any) -> Any:
         if isinstance(value, np.generic):
             return value.item()
@@ -326,15 +327,16 @@ def seriesFromSequenceNode(sequenceNode: Any) -> PerfusionSeries:
                 f"item {i} differs from item 0"
             )
         frames.append(voxels)
-    geometry, spacing_mm = SliceGeometry.from_ijk_to_lps(_RAS_FROM_LPS @ ijkToRas)
-    if sequenceNode.GetAttribute(ATTR_GEOMETRY_UNKNOWN) == "1":
-        geometry = None
+    recorded, spacing_mm = SliceGeometry.from_ijk_to_lps(_RAS_FROM_LPS @ ijkToRas)
+    geometry = None if sequenceNode.GetAttribute(ATTR_GEOMETRY_UNKNOWN) == "1" else recorded
     metadataText = sequenceNode.GetAttribute(ATTR_METADATA)
     try:
         metadata = json.loads(metadataText) if metadataText else {}
     except json.JSONDecodeError as exc:
         raise ValidationError(f"sequence {sequenceNode.GetName()!r}: attribute {ATTR_METADATA} is not JSON") from exc
     nPdText = sequenceNode.GetAttribute(ATTR_N_PD_FRAMES)
+    if nPdText and not nPdText.strip().isdigit():
+        raise ValidationError(f"sequence {sequenceNode.GetName()!r}: attribute {ATTR_N_PD_FRAMES} is not a count")
     storedName = sequenceNode.GetAttribute(ATTR_NAME)
     return PerfusionSeries(
         data=np.stack(frames),

@@ -191,7 +191,8 @@ def loadStudy(study: StudyOrPath, scene: Any | None = None, name: str | None = N
         browserNode.SetNodeReferenceID(REFERENCE_AIF_TABLE, nodes.aifTableNode.GetID())
     browserNode.SetSelectedItemNumber(0)
     updateProxyNodes(browserNode)
-    for sequenceNode, series in zip(nodes.sliceSequenceNodes + nodes.aifSequenceNodes, study.slices + study.aif_series):
+    allSeries = (*study.slices, *study.aif_series)
+    for sequenceNode, series in zip(nodes.sliceSequenceNodes + nodes.aifSequenceNodes, allSeries):
         setFixedWindowLevel(browserNode, sequenceNode, series.data)
     return nodes
 

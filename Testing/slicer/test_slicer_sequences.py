@@ -221,6 +221,17 @@ def test_bad_sequences_raise_one_clear_validation_error(scene):
     moved.GetNthDataNode(2).SetOrigin(0.0, 0.0, 0.0)
     with pytest.raises(ValidationError, match="item 2 differs"):
         seriesFromSequenceNode(moved)
+    bad_count, _ = handMadeSequence(scene, [0, 1, 2])
+    bad_count.SetAttribute("qperf_n_pd_frames", "two")
+    with pytest.raises(ValidationError, match="qperf_n_pd_frames is not a count"):
+        seriesFromSequenceNode(bad_count)
+    bad_count.SetAttribute("qperf_n_pd_frames", "2")
+    with pytest.raises(ValidationError, match="n_pd_frames: expected an integer from 0 to 1"):
+        seriesFromSequenceNode(bad_count)
+    bad_json, _ = handMadeSequence(scene, [0, 1, 2])
+    bad_json.SetAttribute("qperf_metadata", "{not json")
+    with pytest.raises(ValidationError, match="qperf_metadata is not JSON"):
+        seriesFromSequenceNode(bad_json)
     tables = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "tables")
     for value in ("0", "1"):
         tables.SetDataNodeAtValue(slicer.vtkMRMLTableNode(), value)
