@@ -152,3 +152,31 @@ def test_bad_study_inputs_raise_validation_errors(scene, study):
     with pytest.raises(ValidationError, match="study: expected a qperf.PerfusionStudy or a path"):
         loadStudy(study.slices[0], scene)
     assert isinstance(study.slices[0], PerfusionSeries)
+
+
+def test_study_survives_saving_and_reopening_the_scene(scene, study, tmp_path):
+    loadStudy(study, scene)
+    # What Slicer's "Save" does: every storable node writes its file, then the scene its XML.
+    storables = scene.GetNodesByClass("vtkMRMLStorableNode")
+    for i in range(storables.GetNumberOfItems()):
+        node = storables.GetItemAsObject(i)
+        node.AddDefaultStorageNode()
+        storage = node.GetStorageNode()
+        storage.SetFileName(str(tmp_path / f"{node.GetID()}.{storage.GetDefaultWriteFileExtension()}"))
+        assert storage.WriteData(node), node.GetName()
+    scene.SetRootDirectory(str(tmp_path))
+    scene.SetURL(str(tmp_path / "study.mrml"))
+    assert scene.Commit()
+
+    reopened = slicer.vtkMRMLScene()
+    reopened.RegisterNodeClass(slicer.vtkMRMLSequenceBrowserNode())
+    reopened.SetURL(str(tmp_path / "study.mrml"))
+    assert reopened.Connect()
+    browser = reopened.GetFirstNodeByClass("vtkMRMLSequenceBrowserNode")
+    back = studyFromBrowserNode(browser)
+    for i, (original, restored) in enumerate(zip(study.slices, back.slices, strict=True)):
+        checkSeriesEqual(original, restored, f"slice {i + 1}")
+    np.testing.assert_array_equal(back.aif.time_s, study.aif.time_s)
+    # Slicer's table files keep 6 significant digits
+    np.testing.assert_allclose(back.aif.values, study.aif.values, rtol=1e-5, atol=1e-9)
+    assert (back.condition, back.hematocrit, back.name) == (study.condition, study.hematocrit, study.name)
