@@ -79,24 +79,34 @@ def missingRequirements(requirements: list | None = None) -> list:
     return [r for r in requirements if not _isSatisfied(r)]
 
 
+def _pipEnsure() -> Callable | None:
+    """Slicer's ``pip_ensure`` (``slicer.pydeps`` from 5.11, ``slicer.packaging`` later), if any."""
+    for name in ("slicer.packaging", "slicer.pydeps"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if hasattr(module, "pip_ensure"):
+            return module.pip_ensure
+    return None
+
+
 def _install(requirements: list, requester: str) -> None:
     import slicer
 
-    pydeps = getattr(slicer, "pydeps", None)
-    if pydeps is None:
-        try:
-            pydeps = importlib.import_module("slicer.pydeps")
-        except ImportError:
-            pydeps = None
-    if pydeps is not None and hasattr(pydeps, "pip_ensure"):
+    pipEnsure = _pipEnsure()
+    if pipEnsure is not None:
         from packaging.requirements import Requirement
 
         # The user has agreed already (see ensureRequirements); self-tests need the packages too.
-        pydeps.pip_ensure(
-            [Requirement(r) for r in requirements], prompt_install=False, requester=requester, skip_in_testing=False
-        )
-    else:
-        slicer.util.pip_install(" ".join(f'"{r}"' if any(c in r for c in "<>=!~ ") else r for r in requirements))
+        try:
+            pipEnsure(
+                [Requirement(r) for r in requirements], prompt_install=False, requester=requester, skip_in_testing=False
+            )
+            return
+        except TypeError:  # an older signature: fall back to the plain installer
+            pass
+    slicer.util.pip_install(" ".join(r.replace(" ", "") for r in requirements))
 
 
 def ensureRequirements(confirm: ConfirmCallback, requirements: list | None = None, requester: str = "QPerf") -> list:
