@@ -1,0 +1,332 @@
+"""Building the report dictionary (schema ``qperf.report``) from analysed slices."""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import importlib.metadata
+import math
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from qperf._version import __version__
+from qperf.aha.sectors import SliceSectors
+from qperf.aha.stats import REGIONS, RegionStats, SegmentStats, perfusion_reserve, segment_stats
+from qperf.aha.table import LEVEL_SEGMENTS, LEVELS, SEGMENTS, TERRITORIES
+from qperf.errors import ValidationError, describe
+from qperf.report.schema import SCHEMA_NAME, SCHEMA_VERSION, map_keys, split_map_name, unit_label, validate_report
+from qperf.types import CONDITIONS, SliceGeometry
+
+__all__ = ["PRIMARY_MAP", "SliceResult", "add_perfusion_reserve", "build_report", "report_rows", "versions"]
+
+#: The map the bull's-eye, the flow-map figures and the MPR use.
+PRIMARY_MAP = "mbf_ml_min_g"
+#: Insertion-point angles from anterior (towards the septum) outside this range raise a QC warning.
+INSERTION_FROM_ANTERIOR_RANGE_DEG = (-30.0, 110.0)
+#: Fraction of myocardial pixels without a valid MBF above which a QC warning is raised.
+MAX_INVALID_FRACTION = 0.1
+
+
+@dataclass(frozen=True, eq=False)
+class SliceResult:
+    """What the report needs from one analysed slice.
+
+    Attributes
+    ----------
+    sectors : SliceSectors
+        From :func:`qperf.aha.analyse_slice` (level, frame, segments, layers).
+    maps : mapping of str to ndarray, each (y, x)
+        Parameter maps named with their units, e.g. ``"mbf_ml_min_g"``, ``"ps_ml_min_g"``,
+        ``"vp_ml_g"``; must include ``"mbf_ml_min_g"``. NaN marks failed fits.
+    labels : ndarray of int, shape (y, x), optional
+        Label map (0 background, 1 LV, 2 myocardium, 3 RV), for the figures.
+    name : str
+    geometry : SliceGeometry, optional
+    qc : mapping, optional
+        Per-slice quality values of earlier steps (for example a motion-correction score),
+        reported as the slice's ``"qc"`` object.
+    """
+
+    sectors: SliceSectors
+    maps: Mapping[str, NDArray[Any]]
+    labels: NDArray[Any] | None = None
+    name: str = ""
+    geometry: SliceGeometry | None = None
+    qc: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _num(value: float) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def _region_entry(stats: SegmentStats, layer: str, region: str) -> dict[str, Any]:
+    first = stats.table[layer][region][stats.map_names[0]]
+    entry: dict[str, Any] = {"n_pixels": first.n_pixels}
+    for name in stats.map_names:
+        s: RegionStats = stats.table[layer][region][name]
+        keys = map_keys(name)
+        entry[keys["mean"]] = _num(s.mean)
+        entry[keys["median"]] = _num(s.median)
+        entry[keys["sd"]] = _num(s.sd)
+        entry[keys["n_valid"]] = s.n_valid
+    return entry
+
+
+def _region_with_layers(stats: SegmentStats, region: str) -> dict[str, Any]:
+    entry = _region_entry(stats, "all", region)
+    entry["endo"] = _region_entry(stats, "endo", region)
+    entry["epi"] = _region_entry(stats, "epi", region)
+    return entry
+
+
+def versions() -> dict[str, str]:
+    """Versions of QPerf, Python and the numerical packages, for provenance."""
+    out = {"qperf": __version__, "python": platform.python_version()}
+    for pkg in ("numpy", "scipy", "matplotlib", "torch"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _check_slices(slices: Sequence[SliceResult]) -> list[str]:
+    if isinstance(slices, SliceResult):
+        slices = [slices]
+    if not isinstance(slices, Sequence) or not slices:
+        raise ValidationError(f"slices: expected a non-empty list of SliceResult, found {describe(slices)}")
+    names: list[str] | None = None
+    for i, s in enumerate(slices):
+        if not isinstance(s, SliceResult) or not isinstance(s.sectors, SliceSectors):
+            raise ValidationError(f"slices[{i}]: expected a SliceResult with SliceSectors, found {describe(s)}")
+        these = sorted(str(k) for k in s.maps)
+        if PRIMARY_MAP not in these:
+            raise ValidationError(f"slices[{i}].maps: expected a map named {PRIMARY_MAP}, found {these}")
+        for name in these:
+            split_map_name(name)
+            shape = np.shape(s.maps[name])
+            if shape != s.sectors.segments.shape:
+                raise ValidationError(
+                    f"slices[{i}].maps[{name!r}]: expected shape {s.sectors.segments.shape}, found {shape}"
+                )
+        if names is not None and these != names:
+            raise ValidationError(f"slices[{i}].maps: expected the same maps as slice 0 {names}, found {these}")
+        names = these
+    assert names is not None
+    return [PRIMARY_MAP, *[n for n in names if n != PRIMARY_MAP]]
+
+
+def build_report(
+    slices: Sequence[SliceResult],
+    *,
+    study_name: str = "",
+    condition: str = "unknown",
+    level_source: str = "unknown",
+    qc: Mapping[str, Any] | None = None,
+    timings_s: Mapping[str, float] | None = None,
+    extra_versions: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The report of one study: per-segment, per-territory, global and per-slice statistics.
+
+    Parameters
+    ----------
+    slices : sequence of SliceResult
+        The analysed slices, each with the same set of maps.
+    study_name : str
+    condition : {"stress", "rest", "unknown"}
+    level_source : str
+        How the slice levels were decided (:attr:`qperf.aha.LevelAssignment.source`).
+    qc : mapping, optional
+        Quality-control values of earlier steps (for example motion-correction scores); a
+        ``"warnings"`` list is merged with the report's own warnings.
+    timings_s : mapping of str to float, optional
+        Seconds per processing step.
+    extra_versions : mapping of str to str, optional
+        Further provenance (for example the CNN model's checksum).
+
+    Returns
+    -------
+    dict
+        JSON-ready report following schema ``qperf.report`` 1.0 (``qperf/report/schema.md``);
+        statistics that cannot be computed (no pixels) are None.
+    """
+    map_names = _check_slices(slices)
+    if condition not in CONDITIONS:
+        raise ValidationError(f"condition: expected one of {', '.join(CONDITIONS)}, found {condition!r}")
+    stats = segment_stats(
+        {n: [np.asarray(s.maps[n], dtype=np.float64) for s in slices] for n in map_names},
+        [s.sectors.segments for s in slices],
+        layers=[s.sectors.layers for s in slices],
+    )
+    segments: dict[str, Any] = {}
+    for n, seg in SEGMENTS.items():
+        entry: dict[str, Any] = {"name": seg.name, "level": seg.level, "territory": seg.territory}
+        entry["slices"] = list(stats.slices[n])
+        entry.update(_region_with_layers(stats, str(n)))
+        segments[str(n)] = entry
+    territories = {
+        t: {"segments": list(members), **_region_with_layers(stats, t)} for t, members in TERRITORIES.items()
+    }
+    slice_entries = []
+    warnings: list[str] = []
+    for i, s in enumerate(slices):
+        sec = s.sectors
+        one = segment_stats({n: np.asarray(s.maps[n], dtype=np.float64) for n in map_names}, sec.segments)
+        frame = sec.frame
+        present = sorted(int(v) for v in np.unique(sec.segments) if v > 0)
+        geom = s.geometry
+        from_anterior = frame.insertion_from_anterior_deg
+        entry = {
+            "index": i,
+            "name": s.name or f"slice {i + 1}",
+            "level": sec.level,
+            "spacing_mm": list(frame.spacing_mm),
+            "shape": list(sec.segments.shape),
+            "geometry": None
+            if geom is None
+            else {
+                "origin_mm": list(geom.origin_mm),
+                "x_direction": list(geom.x_direction),
+                "y_direction": list(geom.y_direction),
+            },
+            "lv_center_yx": list(frame.center_yx),
+            "insertion_yx": list(sec.insertion_yx),
+            "insertion_angle_deg": frame.insertion_angle_deg,
+            "anterior_angle_deg": frame.anterior_angle_deg,
+            "insertion_from_anterior_deg": from_anterior,
+            "septum_clockwise": frame.septum_clockwise,
+            "sense_source": frame.sense_source,
+            "segments": present,
+            **_region_entry(one, "all", "global"),
+            "qc": dict(s.qc),
+        }
+        slice_entries.append(entry)
+        missing = [n for n in LEVEL_SEGMENTS[sec.level] if n not in present]
+        if missing:
+            warnings.append(f"{entry['name']} ({sec.level}): segments {missing} have no myocardial pixels")
+        lo, hi = INSERTION_FROM_ANTERIOR_RANGE_DEG
+        if from_anterior is not None and not lo <= from_anterior <= hi:
+            warnings.append(
+                f"{entry['name']}: the anterior RV insertion point lies {from_anterior:.0f} degrees from anterior "
+                f"towards the septum (expected {lo:.0f} to {hi:.0f}); check the insertion point and orientation"
+            )
+        n_pix = entry["n_pixels"]
+        n_valid = entry[map_keys(PRIMARY_MAP)["n_valid"]]
+        if n_pix and (n_pix - n_valid) / n_pix > MAX_INVALID_FRACTION:
+            warnings.append(f"{entry['name']}: {n_pix - n_valid} of {n_pix} myocardial pixels have no valid MBF")
+    levels_present = sorted({s.sectors.level for s in slices}, key=LEVELS.index)
+    for level in LEVELS:
+        if level not in levels_present:
+            warnings.append(f"no {level} slice: segments {list(LEVEL_SEGMENTS[level])} are not reported")
+    g = stats.get("global", PRIMARY_MAP)
+    qc_out: dict[str, Any] = {
+        "warnings": warnings,
+        "levels_present": levels_present,
+        "n_myocardium_pixels": g.n_pixels,
+        "n_invalid_pixels": g.n_pixels - g.n_valid,
+    }
+    if qc:
+        user = dict(qc)
+        extra_warnings = [str(w) for w in user.pop("warnings", [])]
+        qc_out.update(user)
+        qc_out["warnings"] = extra_warnings + warnings
+    report: dict[str, Any] = {
+        "schema": SCHEMA_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "study": {"name": study_name, "condition": condition, "n_slices": len(slices), "level_source": level_source},
+        "maps": {n: {"quantity": split_map_name(n)[0], "unit": unit_label(n)} for n in map_names},
+        "segments": segments,
+        "territories": territories,
+        "global": _region_with_layers(stats, "global"),
+        "slices": slice_entries,
+        "mpr": None,
+        "qc": qc_out,
+        "timings_s": {str(k): float(v) for k, v in (timings_s or {}).items()},
+        "versions": {**versions(), **{str(k): str(v) for k, v in (extra_versions or {}).items()}},
+    }
+    validate_report(report)
+    return report
+
+
+def add_perfusion_reserve(stress_report: Mapping[str, Any], rest_report: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of the stress report with its ``"mpr"`` section: stress / rest mean MBF per region.
+
+    Parameters
+    ----------
+    stress_report, rest_report : mapping
+        Reports of the stress and the rest study of one patient.
+    """
+    validate_report(stress_report)
+    validate_report(rest_report)
+    for name, rep, want in (("stress_report", stress_report, "stress"), ("rest_report", rest_report, "rest")):
+        cond = rep["study"]["condition"]
+        if cond not in (want, "unknown"):
+            raise ValidationError(f"{name}: expected a {want} study, found condition {cond!r}")
+    key = map_keys(PRIMARY_MAP)["mean"]
+
+    def region_means(rep: Mapping[str, Any]) -> dict[str, float]:
+        out = {}
+        for region in REGIONS:
+            src = (
+                rep["global"]
+                if region == "global"
+                else (rep["territories"][region] if region in TERRITORIES else rep["segments"][region])
+            )
+            v = src[key]
+            out[region] = math.nan if v is None else float(v)
+        return out
+
+    mpr = perfusion_reserve(region_means(stress_report), region_means(rest_report))
+    out = copy.deepcopy(dict(stress_report))
+    out["mpr"] = {
+        "map": PRIMARY_MAP,
+        "rest_study": rest_report["study"]["name"],
+        "rest_mbf_mean_ml_min_g": {k: _num(v) for k, v in region_means(rest_report).items()},
+        "values": {k: _num(v) for k, v in mpr.items()},
+    }
+    validate_report(out)
+    return out
+
+
+def report_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The report as table rows (one per region and layer), the content of ``report.csv``.
+
+    Columns: ``region``, ``name``, ``level``, ``territory``, ``layer`` (all, endo, epi),
+    ``n_pixels``, then mean, median, SD and valid count of every map, and ``mpr`` when the
+    report has a perfusion reserve.
+    """
+    validate_report(report)
+    map_names = list(report["maps"])
+    mpr = (report.get("mpr") or {}).get("values", {})
+    rows = []
+    for region in REGIONS:
+        if region in TERRITORIES:
+            src, name, level, territory = report["territories"][region], f"{region} territory", "", region
+        elif region == "global":
+            src, name, level, territory = report["global"], "global", "", ""
+        else:
+            seg = report["segments"][region]
+            src, name, level, territory = seg, seg["name"], seg["level"], seg["territory"]
+        for layer in ("all", "endo", "epi"):
+            entry = src if layer == "all" else src[layer]
+            row: dict[str, Any] = {
+                "region": region,
+                "name": name,
+                "level": level,
+                "territory": territory,
+                "layer": layer,
+                "n_pixels": entry["n_pixels"],
+            }
+            for m in map_names:
+                for key in map_keys(m).values():
+                    row[key] = entry[key]
+            if mpr:
+                row["mpr"] = mpr.get(region) if layer == "all" else None
+            rows.append(row)
+    return rows

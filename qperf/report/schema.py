@@ -1,0 +1,192 @@
+"""The ``qperf.report`` schema: names, map-name conventions and a validator.
+
+The schema is documented in ``qperf/report/schema.md``. Version ``1.x`` readers accept any
+``1.*`` report: minor versions only add keys.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from qperf.aha.table import LEVELS, SEGMENTS, TERRITORIES
+from qperf.errors import ValidationError, describe
+
+__all__ = [
+    "SCHEMA_NAME",
+    "SCHEMA_VERSION",
+    "STATS",
+    "UNIT_SUFFIXES",
+    "map_keys",
+    "split_map_name",
+    "validate_report",
+]
+
+SCHEMA_NAME = "qperf.report"
+SCHEMA_VERSION = "1.0"
+
+#: Map-name unit suffixes and their display units, longest first.
+UNIT_SUFFIXES: tuple[tuple[str, str], ...] = (
+    ("_ml_min_g", "ml/min/g"),
+    ("_mmol_l", "mmol/L"),
+    ("_ml_g", "ml/g"),
+    ("_deg", "deg"),
+    ("_mm", "mm"),
+    ("_s", "s"),
+)
+#: Statistics reported per map and region.
+STATS: tuple[str, ...] = ("mean", "median", "sd")
+
+
+def split_map_name(name: str) -> tuple[str, str]:
+    """``"mbf_ml_min_g"`` -> ``("mbf", "_ml_min_g")``; a name without a unit suffix -> ``(name, "")``."""
+    if not isinstance(name, str) or not name or not name.replace("_", "").isalnum():
+        raise ValidationError(f"map name: expected letters, digits and underscores, found {name!r}")
+    for suffix, _ in UNIT_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)], suffix
+    return name, ""
+
+
+def unit_label(name: str) -> str:
+    """Display unit of a map name (``"ml/min/g"``), empty when dimensionless."""
+    _, suffix = split_map_name(name)
+    return dict(UNIT_SUFFIXES).get(suffix, "")
+
+
+def map_keys(name: str) -> dict[str, str]:
+    """Report keys of one map: ``{"mean": "mbf_mean_ml_min_g", ..., "n_valid": "mbf_n_valid"}``."""
+    q, u = split_map_name(name)
+    keys = {stat: f"{q}_{stat}{u}" for stat in STATS}
+    keys["n_valid"] = f"{q}_n_valid"
+    return keys
+
+
+def _fail(where: str, expected: str, found: Any) -> None:
+    raise ValidationError(f"report{where}: expected {expected}, found {describe(found)}")
+
+
+def _number(where: str, value: Any, allow_none: bool = True) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        _fail(where, "a finite number" + (" or null" if allow_none else ""), value)
+
+
+def _count(where: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        _fail(where, "a non-negative integer", value)
+
+
+def _mapping(where: str, value: Any, keys: tuple[str, ...] = ()) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        _fail(where, "an object", value)
+    missing = [k for k in keys if k not in value]
+    if missing:
+        raise ValidationError(f"report{where}: expected keys {', '.join(missing)}, found {sorted(value)}")
+    return value
+
+
+def _region(where: str, entry: Any, maps: list[str], layers: bool) -> None:
+    _mapping(where, entry, ("n_pixels",))
+    _count(f"{where}.n_pixels", entry["n_pixels"])
+    for name in maps:
+        keys = map_keys(name)
+        _mapping(where, entry, tuple(keys.values()))
+        for stat in STATS:
+            _number(f"{where}.{keys[stat]}", entry[keys[stat]])
+        _count(f"{where}.{keys['n_valid']}", entry[keys["n_valid"]])
+    if layers:
+        for layer in ("endo", "epi"):
+            _region(f"{where}.{layer}", entry.get(layer), maps, False)
+
+
+def validate_report(report: Any) -> None:
+    """Check a report against schema ``qperf.report`` 1.x; raise ValidationError naming the first problem.
+
+    Parameters
+    ----------
+    report : mapping
+        A report as built by :func:`qperf.report.build_report` or read back from ``report.json``.
+    """
+    top = (
+        "schema",
+        "schema_version",
+        "study",
+        "maps",
+        "segments",
+        "territories",
+        "global",
+        "slices",
+        "qc",
+        "timings_s",
+        "versions",
+    )
+    r = _mapping("", report, top)
+    if r["schema"] != SCHEMA_NAME:
+        _fail(".schema", repr(SCHEMA_NAME), r["schema"])
+    version = r["schema_version"]
+    if not isinstance(version, str) or version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+        _fail(".schema_version", f"a {SCHEMA_VERSION.split('.')[0]}.x version string", version)
+    study = _mapping(".study", r["study"], ("name", "condition", "n_slices", "level_source"))
+    _count(".study.n_slices", study["n_slices"])
+    maps_section = _mapping(".maps", r["maps"])
+    maps = list(maps_section)
+    if "mbf_ml_min_g" not in maps:
+        _fail(".maps", "an entry mbf_ml_min_g", maps)
+    for name, info in maps_section.items():
+        split_map_name(name)
+        _mapping(f".maps.{name}", info, ("quantity", "unit"))
+    segments = _mapping(".segments", r["segments"], tuple(str(n) for n in SEGMENTS))
+    for n, seg in SEGMENTS.items():
+        where = f".segments.{n}"
+        entry = _mapping(where, segments[str(n)], ("name", "level", "territory", "slices"))
+        if (entry["name"], entry["level"], entry["territory"]) != (seg.name, seg.level, seg.territory):
+            _fail(
+                where, f"{seg.name} ({seg.level}, {seg.territory})", (entry["name"], entry["level"], entry["territory"])
+            )
+        if not isinstance(entry["slices"], list):
+            _fail(f"{where}.slices", "a list of slice indices", entry["slices"])
+        _region(where, entry, maps, True)
+    territories = _mapping(".territories", r["territories"], tuple(TERRITORIES))
+    for t in TERRITORIES:
+        _region(f".territories.{t}", territories[t], maps, True)
+    _region(".global", r["global"], maps, True)
+    slices = r["slices"]
+    if not isinstance(slices, list) or len(slices) != study["n_slices"]:
+        _fail(".slices", f"a list of {study['n_slices']} slices", slices)
+    for i, s in enumerate(slices):
+        where = f".slices[{i}]"
+        entry = _mapping(
+            where,
+            s,
+            (
+                "index",
+                "name",
+                "level",
+                "spacing_mm",
+                "shape",
+                "lv_center_yx",
+                "insertion_yx",
+                "septum_clockwise",
+                "sense_source",
+                "segments",
+                "n_pixels",
+            ),
+        )
+        if entry["level"] not in LEVELS:
+            _fail(f"{where}.level", f"one of {', '.join(LEVELS)}", entry["level"])
+        _region(where, entry, maps, False)
+    qc = _mapping(".qc", r["qc"], ("warnings",))
+    if not isinstance(qc["warnings"], list) or not all(isinstance(w, str) for w in qc["warnings"]):
+        _fail(".qc.warnings", "a list of strings", qc["warnings"])
+    for key, value in _mapping(".timings_s", r["timings_s"]).items():
+        _number(f".timings_s.{key}", value, allow_none=False)
+    _mapping(".versions", r["versions"], ("qperf",))
+    mpr = r.get("mpr")
+    if mpr is not None:
+        m = _mapping(".mpr", mpr, ("map", "values"))
+        values = _mapping(".mpr.values", m["values"], (*(str(n) for n in SEGMENTS), *TERRITORIES, "global"))
+        for key, value in values.items():
+            _number(f".mpr.values.{key}", value)

@@ -1,0 +1,106 @@
+"""Writing a report folder: report.json, report.csv, report.html and the figures."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from qperf.errors import FormatError, ValidationError, describe
+from qperf.io._atomic import atomic_file, check_output
+from qperf.report.build import report_rows
+from qperf.report.figures import ReportFigures
+from qperf.report.html import render_html
+from qperf.report.schema import validate_report
+
+__all__ = ["REPORT_FILES", "read_report", "write_report"]
+
+#: Fixed file names of a report folder (plus one ``flowmap_<n>_<level>.png`` per slice).
+REPORT_FILES = ("report.json", "report.csv", "report.html", "bullseye.png", "bullseye.svg")
+
+
+def write_report(
+    report: Mapping[str, Any],
+    figures: ReportFigures,
+    out_dir: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+) -> dict[str, Path]:
+    """Write the report files into a folder, each atomically.
+
+    Parameters
+    ----------
+    report : mapping
+        From :func:`qperf.report.build_report` (validated again here).
+    figures : ReportFigures
+        From :func:`qperf.report.render_figures`.
+    out_dir : path
+        Folder to write into; created when missing (its parent must exist). Other files in it
+        are left alone.
+    overwrite : bool
+        Replace existing report files; otherwise any existing one stops the write before
+        anything is written.
+
+    Returns
+    -------
+    dict of str to Path
+        File name -> written path.
+
+    Raises
+    ------
+    OutputExistsError
+        When a report file exists and ``overwrite`` is False.
+    """
+    validate_report(report)
+    if not isinstance(figures, ReportFigures):
+        raise ValidationError(f"figures: expected ReportFigures, found {describe(figures)}")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValidationError(f"out_dir: expected a folder, found the file {out}")
+    if not out.exists():
+        if not out.parent.exists():
+            raise ValidationError(f"out_dir: the parent folder {out.parent} does not exist")
+        out.mkdir()
+    rows = report_rows(report)
+    contents: dict[str, bytes] = {
+        "report.json": (json.dumps(report, indent=2, allow_nan=False) + "\n").encode("utf-8"),
+        "report.html": render_html(report, figures).encode("utf-8"),
+        "bullseye.png": figures.bullseye_png,
+        "bullseye.svg": figures.bullseye_svg,
+    }
+    for name, png in figures.flowmaps_png:
+        if os.path.basename(name) != name or not name.endswith(".png"):
+            raise ValidationError(f"figures.flowmaps_png: expected plain .png file names, found {name!r}")
+        contents[name] = png
+    for name in [*contents, "report.csv"]:
+        check_output(out / name, overwrite)
+    written: dict[str, Path] = {}
+    with atomic_file(out / "report.csv", overwrite) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
+    written["report.csv"] = out / "report.csv"
+    for name, data in contents.items():
+        with atomic_file(out / name, overwrite) as tmp:
+            tmp.write_bytes(data)
+        written[name] = out / name
+    return written
+
+
+def read_report(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate a ``report.json`` (or the folder holding one)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "report.json"
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise FormatError(f"path: expected a report.json, found nothing at {p}") from exc
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"path: expected JSON in {p}, found a syntax error ({exc})") from exc
+    validate_report(data)
+    return dict(data)
