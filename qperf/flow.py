@@ -1,0 +1,308 @@
+"""Pixel-wise myocardial blood flow mapping: a perfusion series and its AIF to parameter maps.
+
+The chain of the inline mapping pipeline:
+
+1. the series to Gd concentration (:func:`qperf.gd.series_to_gd`, myocardial T1) unless it
+   already is;
+2. the AIF from a curve, or from AIF images (LV detection, T2* correction, blood T1);
+3. bolus foot, peak and valley of the AIF; baseline (the frames before the foot) removed from
+   the AIF and from every tissue curve;
+4. AIF and tissue resampled from their own acquisition times onto one regular grid
+   (``dt_s``, 0.5 s by default) that the AIF covers;
+5. blood to plasma, ``Cp = Cb / (1 - Hct)``;
+6. the global AIF-to-tissue delay measured from the bolus arrival and bounded to
+   ``[0, max_delay_s]`` (an excess becomes a shift of the AIF), the per-pixel delay is left
+   to the fit;
+7. the kinetic model fitted to every pixel in the mask (:mod:`qperf.kinetics`).
+
+>>> from qperf.flow import compute_flow_maps
+>>> result = compute_flow_maps(series, aif_curve, model="btex", mask=myocardium)
+>>> result.maps["mbf_ml_min_g"]          # (y, x) float32, NaN where not fitted
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from qperf import kinetics
+from qperf.aif.curve import (
+    BolusLandmarks,
+    DelayEstimate,
+    blood_to_plasma,
+    bound_delay,
+    detect_bolus,
+    regular_grid,
+    resample,
+    shift,
+    tissue_foot_s,
+)
+from qperf.aif.extract import aif_from_images
+from qperf.errors import ValidationError, describe
+from qperf.gd import SrSequence, series_to_gd
+from qperf.progress import ProgressCallback, null_progress
+from qperf.types import AIF_KINDS, DEFAULT_HEMATOCRIT, AifCurve, PerfusionSeries
+
+#: Status code of pixels outside the mask (as :class:`qperf.kinetics.FitStatus.MASKED`).
+STATUS_MASKED = 1
+
+_UNIT_SUFFIXES = ("_ml_min_g", "_ml_g", "_per_min", "_per_s", "_mmol_l", "_s")
+
+
+def map_file_stem(map_name: str) -> str:
+    """File stem of a map: its name without the unit, e.g. ``"mbf_ml_min_g"`` -> ``"mbf"``.
+
+    Standard-deviation maps keep their suffix: ``"ps_ml_min_g_sd"`` -> ``"ps_sd"``.
+    """
+    name, sd = (map_name[:-3], "_sd") if map_name.endswith("_sd") else (map_name, "")
+    for suffix in _UNIT_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+            break
+    return name + sd
+
+
+@dataclass(frozen=True, eq=False)
+class FlowResult:
+    """Parameter maps of one slice.
+
+    Attributes
+    ----------
+    maps : dict of str to ndarray of float32, each (y, x)
+        Maps with units in their names (``"mbf_ml_min_g"``, ``"fp_ml_min_g"``, ``"ps_ml_min_g"``,
+        ``"vp_ml_g"``, ``"vb_ml_g"``, ``"visf_ml_g"``, ``"delay_s"``, ``"nrmse"`` for BTEX), NaN
+        where not fitted. ``mbf_ml_min_g`` is myocardial (whole-)blood flow,
+        ``Fp / (1 - Hct)``, from the plasma flow ``fp_ml_min_g`` fitted against the plasma AIF
+        (as ``vb = vp / (1 - Hct)``). ``delay_s`` is the delay from the AIF as given to each
+        pixel (global shift included).
+    status : ndarray of int8, (y, x)
+        :class:`qperf.kinetics.FitStatus` codes (1 outside the mask).
+    aif : AifCurve
+        The plasma AIF used (baseline removed, shifted), on the fitting grid, on the series'
+        clock.
+    time_s : ndarray of float64, (n,)
+        The fitting grid (s, series clock).
+    tissue_mmol_l : ndarray of float32, (n, y, x)
+        The tissue curves fitted (baseline removed), on the fitting grid; 0 outside the mask.
+    model : str
+    landmarks : BolusLandmarks
+        Foot, peak and valley of the AIF (indices into its own samples).
+    delay : DelayEstimate
+        Measured global delay and the AIF shift applied.
+    aif_mask : ndarray of bool (y', x') or None
+        The LV pool used when the AIF came from images.
+    spacing_mm, geometry
+        Of the series (the maps share its grid).
+    """
+
+    maps: dict[str, NDArray[np.float32]]
+    status: NDArray[np.int8]
+    aif: AifCurve
+    time_s: NDArray[np.float64]
+    tissue_mmol_l: NDArray[np.float32]
+    model: str
+    landmarks: BolusLandmarks
+    delay: DelayEstimate
+    aif_mask: NDArray[np.bool_] | None
+    spacing_mm: tuple[float, float]
+    geometry: Any
+
+    @property
+    def n_fitted(self) -> int:
+        """Pixels with a successful fit."""
+        return int(np.count_nonzero(self.status == 0))
+
+
+def _aif_blood_or_plasma(
+    aif: AifCurve | PerfusionSeries | Sequence[PerfusionSeries],
+    aif_kind: str | None,
+    aif_sequence: SrSequence | None,
+    aif_method: str,
+) -> tuple[AifCurve, NDArray[np.bool_] | None]:
+    if isinstance(aif, AifCurve):
+        if aif.units != "gd_mmol_l":
+            raise ValidationError(
+                "aif.units: expected gd_mmol_l for an AIF curve (a signal curve has no proton-density reference), "
+                "found signal; give the AIF images instead"
+            )
+        kind = aif_kind or aif.kind
+        return (aif if kind == aif.kind else AifCurve(aif.values, aif.time_s, kind=kind)), None
+    if isinstance(aif, PerfusionSeries) or (
+        isinstance(aif, Sequence) and len(aif) > 0 and all(isinstance(a, PerfusionSeries) for a in aif)
+    ):
+        extraction = aif_from_images(aif, method=aif_method, sequence=aif_sequence)
+        curve = extraction.aif
+        if aif_kind == "plasma":
+            raise ValidationError(
+                "aif_kind: AIF images give whole-blood concentration; expected 'blood', found 'plasma'"
+            )
+        return curve, extraction.mask
+    raise ValidationError(f"aif: expected an AifCurve or AIF image series, found {describe(aif)}")
+
+
+def _check_covers(aif: AifCurve, time_s: NDArray[np.float64], interval_s: float) -> None:
+    tol = 1.5 * max(interval_s, 1e-6)
+    if aif.time_s[0] > time_s[0] + tol or aif.time_s[-1] < time_s[-1] - tol:
+        raise ValidationError(
+            f"aif.time_s: expected times covering the series ({time_s[0]:.2f} to {time_s[-1]:.2f} s), "
+            f"found {aif.time_s[0]:.2f} to {aif.time_s[-1]:.2f} s (the AIF is shorter than the series)"
+        )
+
+
+def _check_mask(mask: ArrayLike | None, shape: tuple[int, int]) -> NDArray[np.bool_]:
+    if mask is None:
+        return np.ones(shape, dtype=bool)
+    m = np.asarray(mask)
+    if m.shape != shape:
+        raise ValidationError(f"mask: expected shape {shape} (the series' matrix), found {describe(m)}")
+    if m.dtype.kind == "f" and not np.all(np.isfinite(m)):
+        raise ValidationError("mask: expected finite values, found NaN or infinity")
+    out = m.astype(bool)
+    if not out.any():
+        raise ValidationError("mask: expected at least one pixel to fit, found none")
+    return out
+
+
+def _scatter(values: ArrayLike, pixels: NDArray[np.bool_]) -> NDArray[np.float32]:
+    full = np.full(pixels.shape, np.nan, dtype=np.float32)
+    full[pixels] = np.asarray(values, dtype=np.float32)
+    return full
+
+
+def compute_flow_maps(
+    series: PerfusionSeries,
+    aif: AifCurve | PerfusionSeries | Sequence[PerfusionSeries],
+    *,
+    model: str = "btex",
+    dt_s: float = 0.5,
+    hematocrit: float = DEFAULT_HEMATOCRIT,
+    aif_kind: str | None = None,
+    mask: ArrayLike | None = None,
+    max_delay_s: float = 3.0,
+    sequence: SrSequence | None = None,
+    aif_sequence: SrSequence | None = None,
+    aif_method: str = "classical",
+    progress: ProgressCallback | None = None,
+) -> FlowResult:
+    """Pixel-wise kinetic parameter maps of one slice.
+
+    Parameters
+    ----------
+    series : PerfusionSeries
+        ``(t, y, x)`` in ``"gd_mmol_l"``, or ``"signal"`` with PD frames and readout metadata.
+    aif : AifCurve or PerfusionSeries or sequence of PerfusionSeries
+        The arterial input: a curve in mmol/L (blood or plasma), or the AIF images (one
+        series per echo) from which the LV blood pool is found and converted.
+    model : str
+        A :mod:`qperf.kinetics` model: ``"btex"``, ``"fermi"``, ``"2cxm"``, ``"tofts"``.
+    dt_s : float
+        Step of the regular fitting grid, s.
+    hematocrit : float
+        For blood to plasma.
+    aif_kind : {"blood", "plasma"} or None
+        What the AIF curve holds; None takes the curve's own ``kind``.
+    mask : array_like of bool, (y, x), optional
+        Pixels to fit (e.g. the myocardium); all pixels when None.
+    max_delay_s : float
+        Largest AIF-to-tissue delay the per-pixel fit searches, s.
+    sequence, aif_sequence : SrSequence, optional
+        Readouts of the series and of the AIF images when their metadata lack them.
+    aif_method : str
+        LV detector for AIF images.
+    progress : callable(fraction, message), optional
+
+    Returns
+    -------
+    FlowResult
+
+    Raises
+    ------
+    ValidationError
+        Bad or inconsistent input: an AIF that does not cover the series or has no bolus,
+        metadata missing for the Gd conversion, a mask of the wrong shape, a bad grid step.
+    """
+    report = progress or null_progress
+    if not isinstance(series, PerfusionSeries):
+        raise ValidationError(f"series: expected a PerfusionSeries, found {describe(series)}")
+    if aif_kind is not None and aif_kind not in AIF_KINDS:
+        raise ValidationError(f"aif_kind: expected one of {', '.join(AIF_KINDS)}, found {aif_kind!r}")
+    if not (isinstance(hematocrit, (int, float)) and 0.0 < hematocrit < 1.0):
+        raise ValidationError(f"hematocrit: expected a fraction between 0 and 1, found {hematocrit!r}")
+    if not (isinstance(dt_s, (int, float)) and math.isfinite(dt_s) and dt_s > 0):
+        raise ValidationError(f"dt_s: expected a positive time step in seconds, found {dt_s!r}")
+    pixels = _check_mask(mask, series.shape)
+    kinetic_model = kinetics.get_model(model)
+
+    report(0.0, "converting to Gd")
+    gd = series_to_gd(series, tissue="myocardium", sequence=sequence)
+    report(0.05, "arterial input")
+    curve, aif_mask = _aif_blood_or_plasma(aif, aif_kind, aif_sequence, aif_method)
+    time_s = gd.dynamic_time_s
+    _check_covers(curve, time_s, gd.frame_interval_s)
+    landmarks = detect_bolus(curve.values, curve.time_s, name="aif")
+    start = max(float(time_s[0]), float(curve.time_s[0]))
+    stop = min(float(time_s[-1]), float(curve.time_s[-1]))
+    grid = regular_grid(start, stop, dt_s)
+
+    aif_grid = resample(curve.values - landmarks.baseline, curve.time_s, grid)
+    plasma = blood_to_plasma(AifCurve(aif_grid, grid, kind=curve.kind), hematocrit).values
+
+    report(0.1, "resampling tissue curves")
+    tissue = resample(gd.dynamic[:, pixels].T.astype(np.float64), time_s, grid)
+    before_foot = grid < landmarks.foot_s
+    if np.count_nonzero(before_foot) >= 1:
+        tissue = tissue - tissue[:, before_foot].mean(axis=1, keepdims=True)
+
+    blood_peak = landmarks.peak_height if curve.kind == "blood" else landmarks.peak_height * (1.0 - hematocrit)
+    delay = bound_delay(landmarks.foot_s, tissue_foot_s(tissue, grid, blood_peak=blood_peak), max_delay_s)
+    if delay.shift_s != 0.0:
+        plasma = shift(plasma, grid, delay.shift_s)
+
+    report(0.2, f"fitting {model} to {tissue.shape[0]} pixels")
+    extra: dict[str, Any] = {}
+    if "hematocrit" in inspect.signature(kinetic_model.fit).parameters:
+        extra["hematocrit"] = hematocrit
+    fit = kinetic_model.fit(tissue, plasma, grid - grid[0], mask=None, max_delay_s=max_delay_s, **extra)
+    report(0.95, "assembling maps")
+
+    ny, nx = series.shape
+    maps: dict[str, NDArray[np.float32]] = {}
+    for name, values in fit.maps().items():
+        full = _scatter(values, pixels)
+        if name == "delay_s" and delay.shift_s != 0.0:
+            full[pixels] += np.float32(delay.shift_s)
+        maps[name] = full
+    if "Fp" in fit.params:
+        # Myocardial blood flow is whole-blood flow: the plasma flow fitted against the plasma
+        # AIF, divided by the plasma fraction (as Vb = Vp / (1 - Hct)).
+        fp = _scatter(fit.params["Fp"], pixels)
+        maps["fp_ml_min_g"] = fp
+        maps["mbf_ml_min_g"] = (fp / np.float32(1.0 - hematocrit)).astype(np.float32)
+        if "Fp" in fit.sd:
+            sd = _scatter(fit.sd["Fp"], pixels)
+            maps["fp_ml_min_g_sd"] = sd
+            maps["mbf_ml_min_g_sd"] = (sd / np.float32(1.0 - hematocrit)).astype(np.float32)
+    status = np.full((ny, nx), STATUS_MASKED, dtype=np.int8)
+    status[pixels] = np.asarray(fit.status, dtype=np.int8)
+    tissue_full = np.zeros((grid.size, ny, nx), dtype=np.float32)
+    tissue_full[:, pixels] = tissue.T.astype(np.float32)
+    report(1.0, "done")
+    return FlowResult(
+        maps=maps,
+        status=status,
+        aif=AifCurve(plasma, grid, units="gd_mmol_l", kind="plasma"),
+        time_s=grid,
+        tissue_mmol_l=tissue_full,
+        model=kinetic_model.name,
+        landmarks=landmarks,
+        delay=delay,
+        aif_mask=aif_mask,
+        spacing_mm=series.spacing_mm,
+        geometry=series.geometry,
+    )
