@@ -1,23 +1,14 @@
 """Fixtures for the Slicer layer, tested against the real MRML of the ``slicer-core`` wheel.
 
 Slicer finds a scripted module's library (``QPerfSegLib``, ``QPerfFlowLib``) because the
-module's folder is on its module path; the tests put the same folders on ``sys.path``.
+module's folder is on its module path; pytest's ``pythonpath`` setting (pyproject.toml) puts
+the same folders on the import path for the tests.
 Everything here skips, with the reason, only when ``slicer-core`` is not installed.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-MODULE_DIRS = (REPO / "QPerfSeg", REPO / "QPerfFlow")
-
-for _moduleDir in MODULE_DIRS:
-    if str(_moduleDir) not in sys.path:
-        sys.path.insert(0, str(_moduleDir))
 
 
 @pytest.fixture(scope="session")
