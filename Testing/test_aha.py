@@ -297,3 +297,44 @@ def test_segment_stats_match_direct_computation(rng):
 def test_perfusion_reserve():
     mpr = aha.perfusion_reserve({"1": 3.0, "2": 2.0, "global": 2.5, "3": 1.0}, {"1": 1.0, "2": 0.0, "global": 1.25})
     assert mpr["1"] == 3.0 and math.isnan(mpr["2"]) and mpr["global"] == 2.0 and "3" not in mpr
+
+
+@pytest.fixture(scope="module")
+def phantom_studies():
+    from qperf import phantom
+
+    return [
+        phantom.generate_study(seed=seed, n_frames=10, motion=False, noise=False, aif_images=False) for seed in range(6)
+    ]
+
+
+def test_phantom_levels_segments_and_statistics(phantom_studies):
+    senses = set()
+    for ps in phantom_studies:
+        truth = ps.truth
+        levels = aha.slice_levels(ps.study.slices)
+        assert levels.levels == tuple(t.level for t in truth.slices)
+        assert aha.slice_levels([s.geometry for s in ps.study.slices]).levels == levels.levels
+        segs = []
+        for s, t in zip(ps.study.slices, truth.slices, strict=True):
+            res = aha.analyse_slice(
+                t.labels_ref.astype(np.int16),
+                t.insertion_points_yx["anterior"],
+                levels.levels[len(segs)],
+                spacing_mm=s.spacing_mm,
+                geometry=s.geometry,
+            )
+            senses.add(res.frame.sense)
+            myo = t.labels_ref == 2
+            assert np.mean(res.segments[myo] == t.aha_segments[myo]) > 0.99
+            for n in np.unique(t.aha_segments[myo]):  # every segment assigned correctly
+                values, counts = np.unique(res.segments[t.aha_segments == n], return_counts=True)
+                assert values[np.argmax(counts)] == n
+            assert 0.0 < res.frame.insertion_from_anterior_deg < 90.0
+            segs.append(res.segments)
+        st = aha.segment_stats({"mbf_ml_min_g": [t.mbf_ml_min_g for t in truth.slices]}, segs)
+        for n, row in truth.segments.items():
+            got = st.get(n, "mbf_ml_min_g")
+            assert got.n_pixels == row["n_pixels"]
+            assert got.mean == pytest.approx(row["mbf_ml_min_g"], rel=1e-5)
+    assert senses == {1, -1}  # the phantom draws both image orientations

@@ -321,3 +321,44 @@ def test_slicer_reads_the_color_table():
     rgba = [0.0] * 4
     node.GetColor(128, rgba)
     assert np.allclose(rgba[:3], colormaps.perfusion_colors(256)[128], atol=1 / 255)
+
+
+def test_report_of_a_phantom_study_reproduces_its_truth(tmp_path):
+    from qperf import phantom
+
+    def draw(seed):
+        return phantom.generate_study(seed=seed, n_frames=10, motion=False, noise=False, aif_images=False)
+
+    def ischaemic(ps):
+        return {row["territory"] for row in ps.truth.segments.values() if row["ischaemic"]}
+
+    # a heart with a subendocardial defect in one territory
+    ps = next(
+        p
+        for p in map(draw, range(20))
+        if len(ischaemic(p)) == 1 and "subendocardial" in {r["defect"] for r in p.truth.segments.values()}
+    )
+    levels = aha.slice_levels(ps.study.slices)
+    slices = []
+    for s, t, level in zip(ps.study.slices, ps.truth.slices, levels.levels, strict=True):
+        sec = aha.analyse_slice(
+            t.labels_ref.astype(np.int16),
+            t.insertion_points_yx["anterior"],
+            level,
+            spacing_mm=s.spacing_mm,
+            geometry=s.geometry,
+        )
+        maps = {k: getattr(t, k) for k in ("mbf_ml_min_g", "ps_ml_min_g", "vp_ml_g", "visf_ml_g")}
+        slices.append(report.SliceResult(sec, maps, t.labels_ref, s.name, s.geometry))
+    rep = report.build_report(slices, condition=ps.truth.condition, level_source=levels.source)
+    for n, row in ps.truth.segments.items():
+        for key in ("mbf_ml_min_g", "ps_ml_min_g", "vp_ml_g", "visf_ml_g"):
+            assert rep["segments"][str(n)][map_keys(key)["mean"]] == pytest.approx(row[key], rel=1e-5)
+        assert rep["segments"][str(n)]["territory"] == row["territory"]
+    (defect,) = ischaemic(ps)
+    assert min(aha.TERRITORIES, key=lambda t: rep["territories"][t]["mbf_mean_ml_min_g"]) == defect
+    terr = rep["territories"][defect]
+    assert terr["endo"]["mbf_mean_ml_min_g"] < 0.9 * terr["epi"]["mbf_mean_ml_min_g"]
+    assert not any("insertion point" in w for w in rep["qc"]["warnings"])
+    report.write_report(rep, report.render_figures(rep, slices), tmp_path / "phantom")
+    assert report.read_report(tmp_path / "phantom")["segments"]["1"]["name"] == "basal anterior"
