@@ -1,0 +1,107 @@
+"""``qperf segment SERIES --out DIR``: LV blood pool, myocardium, RV and RV insertion points."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import numpy as np
+
+from qperf import io
+from qperf.cli.commands._options import add_series_options, series_options
+from qperf.errors import ValidationError
+from qperf.io._atomic import atomic_dir
+
+NAME = "segment"
+ORDER = 30
+HELP = "segment the LV blood pool, myocardium and RV of perfusion series with the CNN"
+DESCRIPTION = """Segment every slice of a series, study folder, study.json or DICOM folder with the
+shipped network (or --model). Writes, in DIR: labels.nrrd (one slice) or labels_N.nrrd (slice N
+of several): 2D+T labels on the input's frames, grid and geometry (0 background, 1 LV blood
+pool, 2 myocardium, 3 RV blood pool); confidence.nrrd / confidence_N.nrrd (y, x); and
+insertion.json: RV insertion points per slice and per frame, in pixels (y, x) and LPS mm, with
+the quality-control report. Without motion fields the reference-frame labels are repeated over
+frames (stated in insertion.json)."""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("series", help="series file, study folder, study.json or DICOM folder")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist unless --overwrite)")
+    parser.add_argument(
+        "--model", metavar="PATH", help="model weights (.pt) or card (.json); default: the shipped model"
+    )
+    parser.add_argument("--slice", type=int, metavar="N", help="segment only slice N (1-based)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N", help="torch threads")
+    add_series_options(parser)
+
+
+def _point_record(p_yx: np.ndarray, series: Any) -> dict[str, Any]:
+    geometry = series.geometry
+    rec: dict[str, Any] = {"pixel_yx": [float(p_yx[0]), float(p_yx[1])]}
+    if geometry is not None:
+        lps = geometry.pixel_to_lps(p_yx[0], p_yx[1], series.spacing_mm)
+        rec["lps_mm"] = [float(v) for v in lps]
+    else:
+        rec["lps_mm"] = None
+    return rec
+
+
+def insertion_record(result: Any, series: Any, index: int) -> dict[str, Any]:
+    """JSON-ready insertion points (reference frame and per frame) and QC of one slice."""
+    rec: dict[str, Any] = {
+        "slice": index + 1,
+        "name": series.name,
+        "coordinates": "pixel_yx: (row, column) of the input grid; lps_mm: DICOM patient space (null without geometry)",
+        "reference": {k: _point_record(np.asarray(p), series) for k, p in result.insertion_points.items()},
+        "per_frame": {
+            k: [dict(_point_record(v[i], series), frame=i, time_s=float(series.time_s[i])) for i in range(v.shape[0])]
+            for k, v in result.insertion_points_per_frame.items()
+        },
+        "qc": result.qc.to_dict(),
+    }
+    return rec
+
+
+def run(args: argparse.Namespace) -> int:
+    from qperf.segmentation import load_segmenter
+
+    study = io.read_study(args.series, **series_options(args))
+    indices = list(range(study.n_slices))
+    if args.slice is not None:
+        if not 1 <= args.slice <= study.n_slices:
+            raise ValidationError(f"--slice: expected 1 to {study.n_slices}, found {args.slice}")
+        indices = [args.slice - 1]
+    segmenter = load_segmenter(args.model, threads=args.threads)
+    records = []
+    with atomic_dir(args.out, overwrite=args.overwrite, inputs=[args.series]) as tmp:
+        for i in indices:
+            series = study.slices[i]
+            result = segmenter(series)
+            suffix = "" if len(indices) == 1 else f"_{i + 1}"
+            io.write_image(
+                result.labels.astype(np.uint8),
+                tmp / f"labels{suffix}.nrrd",
+                spacing_mm=series.spacing_mm,
+                geometry=series.geometry,
+                time_s=series.time_s,
+            )
+            io.write_image(
+                result.confidence.astype(np.float32),
+                tmp / f"confidence{suffix}.nrrd",
+                spacing_mm=series.spacing_mm,
+                geometry=series.geometry,
+            )
+            records.append(insertion_record(result, series, i))
+            if not args.quiet:
+                flags = ", ".join(result.qc.flags) or "none"
+                print(f"slice {i + 1}: myocardium {result.qc.myo_area_mm2:.0f} mm2, QC flags: {flags}")
+        card = segmenter.card
+        doc = {
+            "model": {"name": card.get("name"), "version": card.get("version"), "sha256": card.get("sha256")},
+            "slices": records,
+        }
+        (tmp / "insertion.json").write_text(json.dumps(doc, indent=2) + "\n")
+    if not args.quiet:
+        print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,250 @@
+"""Segmentation of a perfusion series with the trained network.
+
+>>> from qperf.segmentation import load_segmenter
+>>> segmenter = load_segmenter()          # the shipped model, or a path
+>>> result = segmenter(series)            # a PerfusionSeries
+>>> result.labels, result.insertion_points, result.confidence, result.qc
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from qperf.errors import ValidationError
+from qperf.segmentation import postprocess as post
+from qperf.segmentation import preprocessing as pre
+from qperf.segmentation.model_store import load_network
+from qperf.segmentation.network import POINT_NAMES, ResUNet
+from qperf.types import PerfusionSeries
+
+#: A heat map whose peak holds less than this fraction of its mass is not trusted.
+MIN_POINT_PEAK = 0.02
+#: Re-centre and run again when the first pass finds the heart this far from the crop centre.
+RECENTRE_MM = 12.0
+
+
+@dataclass
+class SegmentationResult:
+    """Segmentation of one slice.
+
+    Attributes
+    ----------
+    labels : ndarray, uint8, shape (t, y, x)
+        Labels over every frame of the input (0 background, 1 LV blood pool, 2 myocardium,
+        3 RV blood pool). Without motion fields, the reference-frame labels are repeated over
+        frames (``qc.labels_per_frame == "repeated"``).
+    labels_ref : ndarray, uint8, shape (y, x)
+        Labels in the (motion-corrected) reference frame.
+    confidence : ndarray, float32, shape (y, x)
+        Per-pixel probability of the chosen class (1.0 outside the analysed window).
+    probabilities : ndarray, float32, shape (4, y, x)
+        Class probabilities on the input grid.
+    insertion_points : dict
+        ``{"anterior": (y, x), "inferior": (y, x)}`` in reference-frame pixels (empty without RV).
+    insertion_points_per_frame : dict
+        Same names, arrays (t, 2) of pixel positions per frame.
+    qc : QualityReport
+    """
+
+    labels: NDArray[np.uint8]
+    labels_ref: NDArray[np.uint8]
+    confidence: NDArray[np.float32]
+    probabilities: NDArray[np.float32]
+    insertion_points: dict[str, tuple[float, float]]
+    insertion_points_per_frame: dict[str, NDArray[np.float64]]
+    qc: post.QualityReport
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def _to_input_grid(maps: NDArray[np.float32], tf: pre.CropTransform, shape: tuple[int, int]) -> NDArray[np.float32]:
+    """Resample network-grid maps (c, v, u) onto the input's pixels (c, y, x); NaN outside."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
+    vu = tf.original_to_grid(yy, xx)
+    out = np.empty((maps.shape[0],) + shape, dtype=np.float32)
+    for i in range(maps.shape[0]):
+        out[i] = ndimage.map_coordinates(maps[i], vu, order=1, mode="constant", cval=np.nan, prefilter=False)
+    return out
+
+
+class Segmenter:
+    """A loaded segmentation network with its pre- and post-processing.
+
+    Parameters
+    ----------
+    network : ResUNet
+        In eval mode.
+    card : dict
+        The model card (version, metrics).
+    threads : int or None
+        ``torch.set_num_threads`` value used during inference (None leaves it).
+    flip_tta : bool
+        Average the prediction with that of the flipped input (twice the compute).
+    """
+
+    def __init__(
+        self,
+        network: ResUNet,
+        card: dict[str, Any] | None = None,
+        *,
+        threads: int | None = None,
+        flip_tta: bool = False,
+    ) -> None:
+        self.network = network.eval()
+        self.card = dict(card or {})
+        self.threads = threads
+        self.flip_tta = flip_tta
+
+    def _run(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        with torch.inference_mode():
+            xt = torch.from_numpy(x[None])
+            out = self.network(xt)
+            if self.flip_tta:
+                out = 0.5 * (out + torch.flip(self.network(torch.flip(xt, dims=[3])), dims=[3]))
+        return out[0].numpy()
+
+    def predict_grid(self, series: PerfusionSeries) -> tuple[NDArray[np.float32], pre.CropTransform]:
+        """Raw network output (classes + heat maps, on the network grid) and its crop transform."""
+        temporal = pre.temporal_input(series)
+        centre = pre.locate_heart(temporal.enhancement, series.spacing_mm)
+        for attempt in range(2):
+            tf = pre.CropTransform.make(centre, series.spacing_mm)
+            x = pre.normalise_crop(pre.sample_channels(temporal.enhancement, tf.coordinates()))
+            out = self._run(x)
+            pred = out[: self.network.config.n_classes].argmax(0)
+            heart = np.isin(pred, (1, 2))
+            if attempt == 1 or heart.sum() < 20:
+                break
+            cv, cu = ndimage.center_of_mass(heart)
+            new = tf.grid_to_original(np.array([cv]), np.array([cu]))[:, 0]
+            shift_mm = np.hypot(
+                (new[0] - centre[0]) * series.spacing_mm[0], (new[1] - centre[1]) * series.spacing_mm[1]
+            )
+            if shift_mm < RECENTRE_MM:
+                break
+            centre = (float(new[0]), float(new[1]))
+        return out, tf
+
+    def __call__(self, series: PerfusionSeries, *, motion: Any | None = None) -> SegmentationResult:
+        """Segment one slice.
+
+        Parameters
+        ----------
+        series : PerfusionSeries
+            Preferably motion-corrected; any units, with or without PD frames.
+        motion : optional
+            A motion-correction result of :func:`qperf.motion.correct_series` for this series;
+            when given, ``series`` should be its corrected series and labels and insertion
+            points are carried to every original frame through its inverse fields.
+        """
+        if not isinstance(series, PerfusionSeries):
+            raise ValidationError(f"series: expected a PerfusionSeries, found {type(series).__name__}")
+        n_classes = self.network.config.n_classes
+        out, tf = self.predict_grid(series)
+        logits = out[:n_classes]
+        e = np.exp(logits - logits.max(0, keepdims=True))
+        prob_grid = (e / e.sum(0, keepdims=True)).astype(np.float32)
+        prob = _to_input_grid(prob_grid, tf, series.shape)
+        outside = ~np.isfinite(prob[0])
+        prob[:, outside] = 0.0
+        prob[0, outside] = 1.0
+        raw = prob.argmax(0)
+        labels_ref = post.clean_labels(raw)
+        confidence = prob.max(0).astype(np.float32)
+        qc = post.quality(labels_ref, confidence, series.spacing_mm)
+        points, source, from_geometry = self._insertion_points(out[n_classes:], tf, labels_ref, series)
+        qc.insertion_source = source
+        qc.orientation_from_geometry = from_geometry
+        if points and not from_geometry:
+            qc.flags.append("orientation_assumed")
+        labels, per_frame = self._over_frames(labels_ref, points, series, motion, qc)
+        return SegmentationResult(
+            labels, labels_ref, confidence, prob, points, per_frame, qc, extras={"crop_centre_yx": tf.centre_yx}
+        )
+
+    def _insertion_points(
+        self, heat: NDArray[np.float32], tf: pre.CropTransform, labels: NDArray[np.uint8], series: PerfusionSeries
+    ) -> tuple[dict[str, tuple[float, float]], str, bool]:
+        if not (labels == 3).any() or not (labels == 2).any():
+            return {}, "none", False
+        found: list[tuple[float, float]] = []
+        for k in range(min(heat.shape[0], len(POINT_NAMES))):
+            h = heat[k].astype(np.float64)
+            p = np.exp(h - h.max())
+            p /= p.sum()
+            iv, iu = np.unravel_index(int(np.argmax(p)), p.shape)
+            win = np.zeros_like(p, dtype=bool)
+            win[max(0, iv - 3) : iv + 4, max(0, iu - 3) : iu + 4] = True
+            mass = float(p[win].sum())
+            if mass < MIN_POINT_PEAK * 10:
+                break
+            vv, uu = np.nonzero(win)
+            w = p[vv, uu] / p[vv, uu].sum()
+            yx = tf.grid_to_original(np.array([np.sum(w * vv)]), np.array([np.sum(w * uu)]))[:, 0]
+            found.append(post.snap_to_epicardium((float(yx[0]), float(yx[1])), labels, series.spacing_mm))
+        source = "heatmap"
+        if len(found) < 2 or np.hypot(*np.subtract(found[0], found[1])) < 1.0:
+            ends = post.arc_ends(labels, series.spacing_mm)
+            if ends is None:
+                return {}, "none", False
+            found = list(ends)
+            source = "contact_arc"
+        named, from_geometry = post.name_junctions(found[0], found[1], labels, series.spacing_mm, series.geometry)
+        return named, source, from_geometry
+
+    @staticmethod
+    def _over_frames(
+        labels_ref: NDArray[np.uint8],
+        points: dict[str, tuple[float, float]],
+        series: PerfusionSeries,
+        motion: Any | None,
+        qc: post.QualityReport,
+    ) -> tuple[NDArray[np.uint8], dict[str, NDArray[np.float64]]]:
+        t = series.n_frames
+        if motion is not None:
+            from qperf import motion as motion_mod
+
+            to_original: Any = motion_mod.__dict__["labels_to_original"]
+            points_to_original: Any = motion_mod.__dict__["points_to_original"]
+            labels = np.asarray(to_original(labels_ref, motion)).astype(np.uint8)
+            per_frame = {
+                k: np.asarray(points_to_original(np.asarray([p]), motion), dtype=np.float64).reshape(t, 2)
+                for k, p in points.items()
+            }
+            qc.labels_per_frame = "motion_fields"
+            return labels, per_frame
+        labels = np.repeat(labels_ref[None], t, axis=0)
+        per_frame = {k: np.repeat(np.asarray([p], dtype=np.float64), t, axis=0) for k, p in points.items()}
+        qc.labels_per_frame = "repeated"
+        return labels, per_frame
+
+
+def load_segmenter(model: str | Path | None = None, *, threads: int | None = None, flip_tta: bool = False) -> Segmenter:
+    """Load the shipped segmentation model (or one named by path), verifying its checksum.
+
+    Parameters
+    ----------
+    model : str or path, optional
+        A model name in ``models/``, or the path of its ``.pt`` weights or ``.json`` card.
+    threads : int, optional
+        Torch threads to use during inference.
+    flip_tta : bool
+        Flip test-time augmentation (about twice the time).
+
+    Raises
+    ------
+    NotAvailableError
+        No such model.
+    ModelIntegrityError
+        The weights do not match the card's sha256.
+    """
+    net, card, _ = load_network(model)
+    return Segmenter(net, card, threads=threads, flip_tta=flip_tta)

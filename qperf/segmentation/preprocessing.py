@@ -1,0 +1,276 @@
+"""Pre-processing of a 2D+T perfusion series for the segmentation network.
+
+The network sees a fixed representation whatever the scanner, units or timing:
+
+1. Proton-density frames are dropped; the dynamic frames are resampled onto a fixed temporal
+   grid (``N_CHANNELS`` samples ``DT_S`` apart) aligned on the first-pass bolus, so the
+   contrast phases fall on the same channels for every scan (any frame count, any timing).
+2. Each pixel's pre-contrast baseline is subtracted and the result divided by a robust maximum
+   of the enhancement, so raw signal, coil-corrected signal and Gd concentration in any
+   scaling give similar inputs.
+3. The heart is located at full field of view from the enhancement of the blood pools, and a
+   ``CROP_PX`` x ``CROP_PX`` window at ``GRID_SPACING_MM`` is sampled around it.
+
+All spatial sampling goes through one affine map from the network grid to the original pixel
+grid (:class:`CropTransform`), so training augmentation (rotation, scaling, flips, shifts) and
+inference share the same code, and network outputs map back exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from qperf.errors import ValidationError
+from qperf.types import PerfusionSeries
+
+#: Isotropic in-plane spacing of the network grid, mm.
+GRID_SPACING_MM = 1.5
+#: Side of the network's crop in pixels (CROP_PX * GRID_SPACING_MM = 168 mm).
+CROP_PX = 112
+#: Number of temporal channels and their spacing, s.
+N_CHANNELS = 40
+DT_S = 1.5
+#: Channel at which the bolus peak (of the blood pools) falls.
+PEAK_CHANNEL = 12
+
+
+@dataclass(frozen=True)
+class TemporalInput:
+    """A series on the network's temporal grid, still on its own pixel grid.
+
+    Attributes
+    ----------
+    enhancement : ndarray, float32, shape (N_CHANNELS, y, x)
+        Baseline-subtracted, normalised intensity (about 1 at the blood-pool peak).
+    peak_time_s : float
+        Time of the bolus peak used to align the grid.
+    scale : float
+        The robust maximum enhancement the data were divided by (input units).
+    """
+
+    enhancement: NDArray[np.float32]
+    peak_time_s: float
+    scale: float
+
+
+def _check_series(series: PerfusionSeries) -> None:
+    if not isinstance(series, PerfusionSeries):
+        raise ValidationError(f"series: expected a PerfusionSeries, found {type(series).__name__}")
+    if series.n_frames - series.n_pd_frames < 4:
+        raise ValidationError(
+            f"series: expected at least 4 dynamic frames for segmentation, found {series.n_frames - series.n_pd_frames}"
+        )
+    ny, nx = series.shape
+    if min(ny, nx) < 8:
+        raise ValidationError(f"series: expected an image of at least 8 x 8 pixels, found {ny} x {nx}")
+
+
+def bolus_curve(dynamic: NDArray[np.float32]) -> NDArray[np.float64]:
+    """Enhancement of the brightest-enhancing pixels over time.
+
+    Parameters
+    ----------
+    dynamic : ndarray, shape (t, y, x)
+        Dynamic frames (no PD frames).
+
+    Returns
+    -------
+    ndarray, float64, shape (t,)
+        99.5th percentile over pixels of ``frame - baseline`` (baseline: median of the
+        first frames); dominated by the blood pools during the first pass.
+    """
+    n_base = max(1, min(3, dynamic.shape[0] // 8))
+    base = np.median(dynamic[:n_base], axis=0)
+    diff = dynamic - base[None]
+    flat = diff.reshape(diff.shape[0], -1)
+    return np.asarray(np.percentile(flat, 99.5, axis=1), dtype=np.float64)
+
+
+def temporal_input(
+    series: PerfusionSeries, *, peak_jitter_s: float = 0.0, rng: np.random.Generator | None = None
+) -> TemporalInput:
+    """Resample a series onto the fixed, bolus-aligned temporal grid and normalise it.
+
+    Parameters
+    ----------
+    series : PerfusionSeries
+        Any units, with or without PD frames, any frame count and timing (at least 4 dynamic frames).
+    peak_jitter_s : float
+        Training augmentation: the alignment point is moved by a uniform random offset up to
+        this many seconds (0 at inference).
+    rng : numpy Generator, optional
+        Needed when ``peak_jitter_s`` > 0.
+
+    Returns
+    -------
+    TemporalInput
+    """
+    _check_series(series)
+    dyn = np.asarray(series.dynamic, dtype=np.float32)
+    t = np.asarray(series.dynamic_time_s, dtype=np.float64)
+    curve = bolus_curve(dyn)
+    smooth = ndimage.gaussian_filter1d(curve, sigma=1.0, mode="nearest") if curve.size > 4 else curve
+    peak_idx = int(np.argmax(smooth))
+    peak_time_s = float(t[peak_idx])
+    if peak_jitter_s > 0 and rng is not None:
+        peak_time_s += float(rng.uniform(-peak_jitter_s, peak_jitter_s))
+    # Baseline: frames well before the peak (at least the first), at most the first 5.
+    pre = np.nonzero(t < min(peak_time_s, t[peak_idx]) - 6.0)[0]
+    n_base = int(np.clip(pre.size, 1, 5)) if pre.size else 1
+    baseline = np.mean(dyn[:n_base], axis=0)
+    grid_s = peak_time_s + (np.arange(N_CHANNELS) - PEAK_CHANNEL) * DT_S
+    # Linear interpolation in time, clamped at the ends.
+    pos = np.interp(grid_s, t, np.arange(t.size, dtype=np.float64))
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, t.size - 1)
+    w = (pos - lo).astype(np.float32)[:, None, None]
+    resampled = dyn[lo] * (1.0 - w) + dyn[hi] * w
+    enh = resampled - baseline[None]
+    peak_frame = dyn[max(0, min(peak_idx, dyn.shape[0] - 1))] - baseline
+    scale = float(np.percentile(np.abs(peak_frame), 99.7))
+    if not scale > 0:
+        scale = float(np.max(np.abs(enh))) or 1.0
+    return TemporalInput((enh / scale).astype(np.float32), peak_time_s, scale)
+
+
+def locate_heart(enhancement: NDArray[np.float32], spacing_mm: tuple[float, float]) -> tuple[float, float]:
+    """Centre of the heart, in pixels ``(y, x)``, from the blood pools' enhancement.
+
+    The first-pass blood pools are the largest strongly enhancing structure near the centre of
+    the field of view: the per-pixel peak enhancement is smoothed at the scale of the
+    ventricles (12 mm), weighted by a broad prior centred on the image, and its maximum taken.
+
+    Parameters
+    ----------
+    enhancement : ndarray, shape (c, y, x)
+        Output of :func:`temporal_input`.
+    spacing_mm : (dy, dx)
+    """
+    dy, dx = spacing_mm
+    ny, nx = enhancement.shape[1:]
+    peak = np.max(enhancement[: PEAK_CHANNEL + 6], axis=0).astype(np.float64)
+    peak = np.clip(peak, 0.0, np.percentile(peak, 99.9))
+    sm = ndimage.gaussian_filter(peak, sigma=(12.0 / dy, 12.0 / dx))
+    yy = (np.arange(ny) - (ny - 1) / 2.0)[:, None] * dy
+    xx = (np.arange(nx) - (nx - 1) / 2.0)[None, :] * dx
+    sigma_mm = 0.3 * max(ny * dy, nx * dx)
+    prior = np.exp(-0.5 * (yy**2 + xx**2) / sigma_mm**2)
+    score = sm * prior
+    iy, ix = np.unravel_index(int(np.argmax(score)), score.shape)
+    # Refine: centroid of the strongly enhancing region around the maximum.
+    win = score >= 0.6 * score[iy, ix]
+    lab, _ = ndimage.label(win)
+    region = lab == lab[iy, ix]
+    cy, cx = ndimage.center_of_mass(score * region)
+    return float(cy), float(cx)
+
+
+@dataclass(frozen=True)
+class CropTransform:
+    """Affine map from network-grid pixels ``(v, u)`` to original pixels ``(y, x)``.
+
+    ``[y, x] = matrix @ [v - c, u - c] + centre_yx`` with ``c = (CROP_PX - 1) / 2``.
+    """
+
+    matrix: NDArray[np.float64]
+    centre_yx: tuple[float, float]
+    size: int = CROP_PX
+
+    @classmethod
+    def make(
+        cls,
+        centre_yx: tuple[float, float],
+        spacing_mm: tuple[float, float],
+        *,
+        angle_rad: float = 0.0,
+        scale: float = 1.0,
+        flip: bool = False,
+        size: int = CROP_PX,
+    ) -> CropTransform:
+        """Crop of ``size`` pixels at GRID_SPACING_MM * scale, rotated and optionally flipped."""
+        dy, dx = spacing_mm
+        c, s = np.cos(angle_rad), np.sin(angle_rad)
+        rot = np.array([[c, -s], [s, c]])
+        if flip:
+            rot = rot @ np.diag([1.0, -1.0])
+        m = np.diag([1.0 / dy, 1.0 / dx]) @ rot * (GRID_SPACING_MM * scale)
+        return cls(m, (float(centre_yx[0]), float(centre_yx[1])), size)
+
+    def grid_to_original(self, v: NDArray[np.float64], u: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Original pixel coordinates ``(2, ...)`` of network pixels ``v`` (rows), ``u`` (columns)."""
+        c = (self.size - 1) / 2.0
+        vu = np.stack([np.asarray(v, float) - c, np.asarray(u, float) - c])
+        yx = np.tensordot(self.matrix, vu, axes=1)
+        return yx + np.asarray(self.centre_yx).reshape((2,) + (1,) * (yx.ndim - 1))
+
+    def original_to_grid(self, y: NDArray[np.float64], x: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Network coordinates ``(2, ...)`` of original pixels."""
+        c = (self.size - 1) / 2.0
+        yx = np.stack([np.asarray(y, float) - self.centre_yx[0], np.asarray(x, float) - self.centre_yx[1]])
+        vu = np.tensordot(np.linalg.inv(self.matrix), yx, axes=1)
+        return vu + c
+
+    def coordinates(self) -> NDArray[np.float64]:
+        """Original coordinates of every network pixel, shape (2, size, size)."""
+        v, u = np.mgrid[0 : self.size, 0 : self.size].astype(np.float64)
+        return self.grid_to_original(v, u)
+
+
+def sample_channels(
+    stack: NDArray[np.float32],
+    coords: NDArray[np.float64],
+    *,
+    order: int = 1,
+    shifts_px: NDArray[np.float64] | None = None,
+) -> NDArray[np.float32]:
+    """Sample every channel of ``stack`` (c, y, x) at ``coords`` (2, v, u); zero outside.
+
+    ``shifts_px`` (c, 2), if given, adds a per-channel displacement (motion residue).
+    """
+    out = np.empty((stack.shape[0],) + coords.shape[1:], dtype=np.float32)
+    for i in range(stack.shape[0]):
+        cc = coords if shifts_px is None else coords + shifts_px[i].reshape(2, 1, 1)
+        out[i] = ndimage.map_coordinates(stack[i], cc, order=order, mode="constant", cval=0.0, prefilter=False)
+    return out
+
+
+def sample_labels(labels: NDArray[np.integer], coords: NDArray[np.float64]) -> NDArray[np.int64]:
+    """Nearest-neighbour sampling of a label map (y, x) at ``coords`` (2, v, u); 0 outside."""
+    return ndimage.map_coordinates(labels.astype(np.int32), coords, order=0, mode="constant", cval=0).astype(np.int64)
+
+
+def normalise_crop(x: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Divide network-grid channels (c, v, u) by the robust peak enhancement inside the crop.
+
+    The 99.5th percentile of the per-pixel maximum over the first-pass channels: about 1 in
+    the blood pools whatever the field of view around the heart.
+    """
+    peak = np.max(x[: PEAK_CHANNEL + 6], axis=0)
+    scale = float(np.percentile(peak, 99.5))
+    if not scale > 1e-6:
+        return x
+    return (x / scale).astype(np.float32)
+
+
+def prepare_input(
+    series: PerfusionSeries, centre_yx: tuple[float, float] | None = None
+) -> tuple[NDArray[np.float32], CropTransform, TemporalInput]:
+    """Network input of one series at inference.
+
+    Returns
+    -------
+    x : ndarray, float32, shape (N_CHANNELS, CROP_PX, CROP_PX)
+    transform : CropTransform
+        Maps network pixels back to the series' pixels.
+    temporal : TemporalInput
+    """
+    temporal = temporal_input(series)
+    if centre_yx is None:
+        centre_yx = locate_heart(temporal.enhancement, series.spacing_mm)
+    transform = CropTransform.make(centre_yx, series.spacing_mm)
+    x = normalise_crop(sample_channels(temporal.enhancement, transform.coordinates()))
+    return x, transform, temporal

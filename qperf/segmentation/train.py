@@ -1,0 +1,291 @@
+"""Training of the segmentation network on streamed, randomised phantom slices.
+
+Samples come from :func:`qperf.phantom.stream` (randomised studies generated in memory, never
+written to disk) and, optionally, from real annotated cases in a folder; every sample is
+randomised again by :mod:`qperf.segmentation.augment`. The run is reproducible from its
+:class:`TrainConfig` (seed included), writes ``config.json``, a JSON-lines log of losses and
+validation metrics, ``checkpoint.pt`` every few minutes (resumable) and ``best.pt``.
+
+Loss: cross-entropy + soft Dice over the four classes, plus a spatial-softmax cross-entropy for
+the two insertion-point heat maps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch.nn import functional as F
+
+from qperf.errors import NotAvailableError, ValidationError
+from qperf.segmentation import preprocessing as pre
+from qperf.segmentation.augment import AnnotatedSlice, AugmentConfig, make_sample
+from qperf.segmentation.network import NetConfig, ResUNet
+from qperf.segmentation.sources import annotated_folder, phantom_slices
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run."""
+
+    seed: int = 0
+    max_steps: int = 2000
+    max_minutes: float = 95.0
+    batch_size: int = 8
+    crop_px: int = 96
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    pool_size: int = 48
+    refresh_every: int = 2
+    val_every: int = 100
+    n_val_slices: int = 24
+    val_seed: int = 900_000
+    checkpoint_minutes: float = 5.0
+    point_weight: float = 0.1
+    dice_weight: float = 1.0
+    real_folder: str | None = None
+    real_fraction: float = 0.3
+    phantom_options: dict[str, Any] = field(default_factory=dict)
+    net: dict[str, Any] = field(default_factory=lambda: NetConfig().to_dict())
+    augment: dict[str, Any] = field(default_factory=lambda: asdict(AugmentConfig()))
+    threads: int = 2
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> TrainConfig:
+        d = json.loads(Path(path).read_text())
+        return cls(**d)
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """1 - mean soft Dice over the foreground classes (batch-pooled)."""
+    prob = torch.softmax(logits, dim=1)
+    onehot = F.one_hot(target, n_classes).permute(0, 3, 1, 2).float()
+    dims = (0, 2, 3)
+    inter = (prob * onehot).sum(dims)
+    denom = prob.sum(dims) + onehot.sum(dims)
+    dice = (2 * inter + 1.0) / (denom + 1.0)
+    return 1.0 - dice[1:].mean()
+
+
+def point_loss(heat_logits: torch.Tensor, target: torch.Tensor, has: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy between a spatial softmax of each heat map and the normalised target map."""
+    b, n, h, w = heat_logits.shape
+    logp = torch.log_softmax(heat_logits.reshape(b, n, h * w), dim=-1)
+    ce = -(target.reshape(b, n, h * w) * logp).sum(-1)
+    return (ce * has).sum() / has.sum().clamp(min=1.0)
+
+
+def compute_loss(
+    out: torch.Tensor, y: torch.Tensor, heat: torch.Tensor, has: torch.Tensor, cfg: TrainConfig, n_classes: int
+) -> tuple[torch.Tensor, dict[str, float]]:
+    logits, heat_logits = out[:, :n_classes], out[:, n_classes:]
+    ce = F.cross_entropy(logits, y)
+    dl = soft_dice_loss(logits, y, n_classes)
+    pl = point_loss(heat_logits, heat, has)
+    total = ce + cfg.dice_weight * dl + cfg.point_weight * pl
+    return total, {"ce": float(ce.detach()), "dice_loss": float(dl.detach()), "point_loss": float(pl.detach())}
+
+
+class SamplePool:
+    """A rolling pool of annotated slices fed by one or more iterators."""
+
+    def __init__(
+        self, phantom: Iterator[AnnotatedSlice], real: list[AnnotatedSlice], cfg: TrainConfig, rng: np.random.Generator
+    ) -> None:
+        self.phantom = phantom
+        self.real = real
+        self.cfg = cfg
+        self.rng = rng
+        self.pool: list[AnnotatedSlice] = []
+        while len(self.pool) < cfg.pool_size:
+            self.pool.append(next(self.phantom))
+        self._next = 0
+
+    def refresh(self) -> None:
+        self.pool[self._next % len(self.pool)] = next(self.phantom)
+        self._next += 1
+
+    def draw(self) -> AnnotatedSlice:
+        if self.real and self.rng.random() < self.cfg.real_fraction:
+            return self.real[int(self.rng.integers(len(self.real)))]
+        return self.pool[int(self.rng.integers(len(self.pool)))]
+
+
+def make_batch(
+    pool: SamplePool, cfg: TrainConfig, aug: AugmentConfig, rng: np.random.Generator
+) -> tuple[torch.Tensor, ...]:
+    xs, ys, hs, has = [], [], [], []
+    for _ in range(cfg.batch_size):
+        x, y, h, k = make_sample(pool.draw(), rng, aug, size=cfg.crop_px)
+        xs.append(x)
+        ys.append(y)
+        hs.append(h)
+        has.append(k)
+    return (
+        torch.from_numpy(np.stack(xs)),
+        torch.from_numpy(np.stack(ys)),
+        torch.from_numpy(np.stack(hs)),
+        torch.from_numpy(np.stack(has)),
+    )
+
+
+def validate(
+    model: ResUNet, val: list[tuple[NDArray[np.float32], NDArray[np.int64]]], device: torch.device, n_classes: int
+) -> dict[str, float]:
+    """Per-class Dice (pooled over the validation slices) on the network grid, no augmentation."""
+    model.eval()
+    inter = np.zeros(n_classes)
+    total = np.zeros(n_classes)
+    per_slice_myo = []
+    with torch.inference_mode():
+        for x, y in val:
+            out = model(torch.from_numpy(x[None]).to(device))[0, :n_classes]
+            pred = out.argmax(0).cpu().numpy()
+            for c in range(1, n_classes):
+                inter[c] += np.sum((pred == c) & (y == c))
+                total[c] += np.sum(pred == c) + np.sum(y == c)
+            a, b = pred == 2, y == 2
+            per_slice_myo.append(2 * np.sum(a & b) / max(1, a.sum() + b.sum()))
+    model.train()
+    dice = 2 * inter / np.maximum(total, 1)
+    return {
+        "val_dice_lv": float(dice[1]),
+        "val_dice_myo": float(dice[2]),
+        "val_dice_rv": float(dice[3]),
+        "val_dice_myo_median": float(np.median(per_slice_myo)),
+    }
+
+
+def _device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def train(
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = True,
+    log: Callable[[str], None] = print,
+    phantom_source: Iterator[AnnotatedSlice] | None = None,
+    val_slices: list[AnnotatedSlice] | None = None,
+) -> Path:
+    """Run (or resume) a training run; returns the path of the best checkpoint.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+    out_dir : path
+        Run folder: ``config.json``, ``log.jsonl``, ``checkpoint.pt``, ``best.pt``.
+    resume : bool
+        Continue from ``out_dir/checkpoint.pt`` when it exists.
+    phantom_source, val_slices : optional
+        Override the phantom stream and the validation slices (tests use small synthetic ones).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(1, cfg.threads))
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    device = _device()
+    net_cfg = NetConfig.from_dict(cfg.net)
+    if net_cfg.in_channels != pre.N_CHANNELS:
+        raise ValidationError(f"net.in_channels: expected {pre.N_CHANNELS}, found {net_cfg.in_channels}")
+    model = ResUNet(net_cfg).to(device)
+    if cfg.crop_px % model.multiple:
+        raise ValidationError(f"crop_px: expected a multiple of {model.multiple}, found {cfg.crop_px}")
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step, best, elapsed_before = 0, -1.0, 0.0
+    ckpt_path = out / "checkpoint.pt"
+    if resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, best, elapsed_before = int(state["step"]), float(state["best"]), float(state.get("elapsed_s", 0.0))
+        rng = np.random.default_rng([cfg.seed, step])
+        log(f"resumed from {ckpt_path} at step {step} (best val myocardium Dice {best:.4f})")
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    aug = AugmentConfig(**cfg.augment)
+    source = phantom_source or phantom_slices(seed=cfg.seed * 1000 + step, **cfg.phantom_options)
+    real = annotated_folder(cfg.real_folder) if cfg.real_folder else []
+    if cfg.real_folder and not real:
+        raise NotAvailableError(f"real_folder: expected annotated cases in {cfg.real_folder}, found none")
+    if val_slices is None:
+        val_iter = phantom_slices(seed=cfg.val_seed, **cfg.phantom_options)
+        val_slices = [next(val_iter) for _ in range(cfg.n_val_slices)]
+    vrng = np.random.default_rng(cfg.val_seed)
+    val = [make_sample(v, vrng, aug, size=pre.CROP_PX, augment=False)[:2] for v in val_slices]
+    pool = SamplePool(source, real, cfg, rng)
+    log(f"training on {device}, {sum(p.numel() for p in model.parameters())} parameters, from step {step}")
+    t0 = time.monotonic()
+    last_ckpt = t0
+    n_classes = net_cfg.n_classes
+
+    def save(path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "step": step,
+                "best": best,
+                "elapsed_s": elapsed_before + time.monotonic() - t0,
+                "train_config": asdict(cfg),
+                "net_config": net_cfg.to_dict(),
+            },
+            tmp,
+        )
+        tmp.replace(path)
+
+    with open(out / "log.jsonl", "a") as log_file:
+        while step < cfg.max_steps and (elapsed_before + time.monotonic() - t0) / 60.0 < cfg.max_minutes:
+            # Cosine decay over whichever budget (steps or minutes) runs out first.
+            elapsed_min = (elapsed_before + time.monotonic() - t0) / 60.0
+            progress = min(1.0, max(step / cfg.max_steps, elapsed_min / cfg.max_minutes))
+            lr = cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            if step % cfg.refresh_every == 0:
+                pool.refresh()
+            x, y, heat, has = (v.to(device) for v in make_batch(pool, cfg, aug, rng))
+            outp = model(x)
+            loss, parts = compute_loss(outp, y, heat, has, cfg, n_classes)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            record: dict[str, Any] = {
+                "step": step,
+                "loss": float(loss.detach()),
+                "lr": lr,
+                **parts,
+                "elapsed_s": round(elapsed_before + time.monotonic() - t0, 1),
+            }
+            if step % cfg.val_every == 0 or step == cfg.max_steps:
+                record.update(validate(model, val, device, n_classes))
+                if record["val_dice_myo"] > best:
+                    best = record["val_dice_myo"]
+                    save(out / "best.pt")
+                log(json.dumps(record))
+            log_file.write(json.dumps(record) + "\n")
+            log_file.flush()
+            if (time.monotonic() - last_ckpt) / 60.0 >= cfg.checkpoint_minutes:
+                save(ckpt_path)
+                last_ckpt = time.monotonic()
+        record = {"step": step, **validate(model, val, device, n_classes)}
+        if record["val_dice_myo"] > best:
+            best = record["val_dice_myo"]
+            save(out / "best.pt")
+        log(json.dumps({"final": True, **record}))
+        log_file.write(json.dumps({"final": True, **record}) + "\n")
+    save(ckpt_path)
+    if not (out / "best.pt").exists():
+        save(out / "best.pt")
+    return out / "best.pt"
