@@ -1,0 +1,299 @@
+"""Flow mapping: known parameters fitted back through the whole chain, the CLI, bad input,
+and the real rest case against its published map."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from qperf import io, kinetics
+from qperf.cli import main
+from qperf.errors import ValidationError
+from qperf.flow import compute_flow_maps, map_file_stem
+from qperf.gd import SrSequence, pd_signal, sr_signal
+from qperf.types import AifCurve, PerfusionSeries, SliceGeometry
+
+HCT = 0.42
+FLASH_META = {
+    "readout": "flash",
+    "field_strength_t": 3.0,
+    "saturation_time_ms": 100.0,
+    "flip_angle_deg": 12.0,
+    "pd_flip_angle_deg": 5.0,
+    "echo_spacing_ms": 2.2,
+    "n_pe_to_center": 24,
+}
+
+
+def blood_aif(time_s: np.ndarray, foot_s: float = 8.0, peak: float = 5.0) -> np.ndarray:
+    """Whole-blood AIF: gamma-variate first pass plus recirculation, baseline 0 before ``foot_s``."""
+    x = np.clip(time_s - foot_s, 0.0, None)
+    first = x**2.5 * np.exp(-x / 1.4)
+    second = np.clip(x - 8.0, 0.0, None) ** 2 * np.exp(-np.clip(x - 8.0, 0.0, None) / 3.0)
+    return peak * first / first.max() + 0.12 * peak * second / max(second.max(), 1e-9) + 0.06 * peak * (x > 14)
+
+
+def ecg_times(rng: np.random.Generator, n: int, rr_s: float = 0.85) -> np.ndarray:
+    return np.cumsum(np.r_[0.0, rr_s + rng.normal(0.0, 0.04, n - 1)])
+
+
+def simulated_slice(
+    rng: np.random.Generator, fp_map: np.ndarray, delay_s: float = 0.5, n_frames: int = 60
+) -> tuple[np.ndarray, np.ndarray, AifCurve]:
+    """Tissue Gd ``(t, y, x)`` at ECG times from BTEX with known Fp, and the blood AIF curve."""
+    fine = np.arange(0.0, 70.0, 0.1)
+    plasma_fine = blood_aif(fine) / (1.0 - HCT)
+    model = kinetics.get_model("btex")
+    curves = model.simulate(plasma_fine, fine, Fp=fp_map, PS=1.2, Vp=0.05, Visf=0.2, delay_s=delay_s)
+    times = ecg_times(rng, n_frames)
+    tissue = np.stack([np.interp(times, fine, c) for c in curves.reshape(-1, fine.size)], axis=0)
+    tissue = tissue.reshape(*fp_map.shape, n_frames)
+    aif = AifCurve(blood_aif(times), times, kind="blood")
+    return np.moveaxis(tissue, -1, 0), times, aif
+
+
+@pytest.fixture(scope="module")
+def known_slice() -> tuple[PerfusionSeries, AifCurve, np.ndarray]:
+    rng = np.random.default_rng(7)
+    fp = np.tile(np.array([0.4, 0.7, 1.0, 1.3])[:, None], (1, 5))
+    gd, times, aif = simulated_slice(rng, fp)
+    geometry = SliceGeometry((10.0, -20.0, 30.0), (0.0, 1.0, 0.0), (0.0, 0.0, -1.0), 8.0)
+    series = PerfusionSeries(gd, times, spacing_mm=(1.5, 1.4), geometry=geometry, units="gd_mmol_l", name="known")
+    return series, aif, fp
+
+
+def test_known_flow_is_recovered_from_irregular_frames(known_slice) -> None:
+    series, aif, fp = known_slice
+    result = compute_flow_maps(series, aif, hematocrit=HCT)
+    assert np.all(result.status == 0)
+    mbf = result.maps["mbf_ml_min_g"]
+    assert mbf.dtype == np.float32 and mbf.shape == series.shape
+    np.testing.assert_allclose(mbf, fp / (1.0 - HCT), rtol=0.08)
+    np.testing.assert_allclose(result.maps["fp_ml_min_g"], fp, rtol=0.08)
+    # The AIF used: plasma, baseline removed, on a regular 0.5 s grid inside the series' times.
+    assert result.aif.kind == "plasma" and np.allclose(np.diff(result.time_s), 0.5)
+    assert result.time_s[0] >= series.time_s[0] and result.time_s[-1] <= series.time_s[-1]
+    np.testing.assert_allclose(result.aif.values.max(), 5.0 / (1.0 - HCT), rtol=0.05)
+    assert abs(result.landmarks.foot_s - 8.0) <= 1.5
+
+
+def test_regular_frames_give_the_direct_fit() -> None:
+    """On frames already at the grid step, the pipeline adds nothing to the model fit."""
+    fine = np.arange(0.0, 60.0, 0.1)
+    model = kinetics.get_model("btex")
+    fp = np.array([[0.5, 1.0], [1.5, 2.0]])
+    curves = model.simulate(blood_aif(fine) / (1.0 - HCT), fine, Fp=fp, PS=1.0, Vp=0.06, Visf=0.25, delay_s=1.0)
+    times = np.arange(0.0, 50.0, 0.5)
+    tissue = np.stack([np.interp(times, fine, c) for c in curves.reshape(-1, fine.size)]).reshape(2, 2, -1)
+    series = PerfusionSeries(np.moveaxis(tissue, -1, 0), times, units="gd_mmol_l")
+    result = compute_flow_maps(series, AifCurve(blood_aif(times), times), hematocrit=HCT)
+    direct = model.fit(tissue, blood_aif(times) / (1.0 - HCT), times)
+    np.testing.assert_allclose(result.maps["fp_ml_min_g"], direct.params["Fp"], rtol=1e-3)
+    np.testing.assert_allclose(result.maps["mbf_ml_min_g"], fp / (1.0 - HCT), rtol=0.08)
+
+
+def test_mask_and_signal_series(known_slice) -> None:
+    series, aif, fp = known_slice
+    seq = SrSequence(**FLASH_META)
+    coil = np.linspace(200.0, 900.0, series.shape[1])[None, None, :]
+    pd = np.broadcast_to(coil * pd_signal(seq, "myocardium"), (3, *series.shape))
+    signal = np.concatenate([pd, coil * sr_signal(series.data, seq, "myocardium")])
+    times = np.r_[series.time_s[0] - 3.0 + np.arange(3) * 0.8, series.time_s]
+    raw = PerfusionSeries(signal, times, units="signal", n_pd_frames=3, metadata=FLASH_META)
+    mask = np.zeros(series.shape, dtype=bool)
+    mask[1:3, 1:4] = True
+    result = compute_flow_maps(raw, aif, hematocrit=HCT, mask=mask)
+    assert np.all(result.status[~mask] == 1) and np.all(result.status[mask] == 0)
+    assert np.all(np.isnan(result.maps["mbf_ml_min_g"][~mask]))
+    np.testing.assert_allclose(result.maps["mbf_ml_min_g"][mask], (fp / (1.0 - HCT))[mask], rtol=0.08)
+
+
+def test_aif_from_images_feeds_the_fit(known_slice) -> None:
+    series, aif, fp = known_slice
+    rng = np.random.default_rng(11)
+    yy, xx = np.mgrid[0:40, 0:36]
+    lv = np.hypot(yy - 20, xx - 22) <= 4.5
+    rv = np.hypot(yy - 19, (xx - 9) / 0.7) <= 4.5
+    images = np.zeros((aif.n_samples, 40, 36))
+    images[:, lv] = aif.values[:, None]
+    images[:, rv] = blood_aif(aif.time_s + 3.0, peak=6.0)[:, None]
+    images = ndi.gaussian_filter(images, (0, 0.7, 0.7)) + rng.normal(0.0, 0.03, images.shape)
+    aif_series = PerfusionSeries(images, aif.time_s, units="gd_mmol_l")
+    result = compute_flow_maps(series, aif_series, hematocrit=HCT, mask=fp >= 1.0)
+    assert result.aif_mask is not None and not np.any(result.aif_mask & rv)
+    assert np.count_nonzero(result.aif_mask & lv) >= 0.8 * np.count_nonzero(result.aif_mask)
+    np.testing.assert_allclose(result.maps["mbf_ml_min_g"][fp >= 1.0], (fp / (1.0 - HCT))[fp >= 1.0], rtol=0.1)
+    with pytest.raises(ValidationError, match="aif_kind"):
+        compute_flow_maps(series, aif_series, aif_kind="plasma")
+
+
+def test_long_delay_becomes_a_bounded_global_shift() -> None:
+    rng = np.random.default_rng(3)
+    fp = np.full((2, 3), 1.0)
+    gd, times, aif = simulated_slice(rng, fp, delay_s=5.0)
+    result = compute_flow_maps(PerfusionSeries(gd, times, units="gd_mmol_l"), aif, hematocrit=HCT, max_delay_s=3.0)
+    assert result.delay.measured_s is not None and result.delay.shift_s > 0.5
+    assert result.delay.residual_s <= 3.0
+    np.testing.assert_allclose(result.maps["delay_s"], 5.0, atol=1.0)
+    np.testing.assert_allclose(result.maps["mbf_ml_min_g"], 1.0 / (1.0 - HCT), rtol=0.1)
+
+
+def test_bad_input_is_refused_with_one_line(known_slice) -> None:
+    series, aif, _ = known_slice
+    short = AifCurve(aif.values[:30], aif.time_s[:30])
+    with pytest.raises(ValidationError, match="shorter than the series"):
+        compute_flow_maps(series, short)
+    flat = AifCurve(np.random.default_rng(0).normal(0.0, 0.01, aif.n_samples), aif.time_s)
+    with pytest.raises(ValidationError, match="no bolus"):
+        compute_flow_maps(series, flat)
+    with pytest.raises(ValidationError, match="mask"):
+        compute_flow_maps(series, aif, mask=np.ones((3, 3), dtype=bool))
+    with pytest.raises(ValidationError, match="mask"):
+        compute_flow_maps(series, aif, mask=np.zeros(series.shape, dtype=bool))
+    with pytest.raises(ValidationError, match="hematocrit"):
+        compute_flow_maps(series, aif, hematocrit=1.5)
+    with pytest.raises(ValidationError, match="dt_s"):
+        compute_flow_maps(series, aif, dt_s=0.0)
+    with pytest.raises(ValidationError, match="model"):
+        compute_flow_maps(series, aif, model="nonexistent")
+    with pytest.raises(ValidationError, match="aif.units"):
+        compute_flow_maps(series, AifCurve(aif.values, aif.time_s, units="signal"))
+    with pytest.raises(ValidationError, match="finite"):
+        AifCurve(np.where(np.arange(aif.n_samples) == 5, np.nan, aif.values), aif.time_s)
+    with pytest.raises(ValidationError, match="increasing"):
+        AifCurve(aif.values, -aif.time_s)
+    with pytest.raises(ValidationError, match="finite"):
+        PerfusionSeries(np.where(series.data == series.data.max(), np.nan, series.data), series.time_s)
+
+
+def test_all_zero_tissue_gives_per_pixel_status(known_slice) -> None:
+    series, aif, _ = known_slice
+    data = np.array(series.data)
+    data[:, 0, :] = 0.0
+    result = compute_flow_maps(series.replace(data=data), aif, hematocrit=HCT)
+    assert np.all(result.status[0] == kinetics.FitStatus.NO_SIGNAL)
+    assert np.all(np.isnan(result.maps["mbf_ml_min_g"][0]))
+    assert np.all(result.status[1:] == 0)
+
+
+def test_map_file_names() -> None:
+    assert map_file_stem("mbf_ml_min_g") == "mbf"
+    assert map_file_stem("vb_ml_g") == "vb"
+    assert map_file_stem("delay_s") == "delay"
+    assert map_file_stem("nrmse") == "nrmse"
+    assert map_file_stem("ps_ml_min_g_sd") == "ps_sd"
+
+
+def test_flowmap_command(tmp_path: Path, known_slice) -> None:
+    series, aif, fp = known_slice
+    series_path = io.write_series(series, tmp_path / "slice.seq.nrrd")
+    aif_path = io.write_aif_curve(aif, tmp_path / "aif.csv")
+    labels = np.zeros(series.shape, dtype=np.uint8)
+    labels[:, 1:4] = 2
+    labels[0, 0] = 1
+    mask_path = io.write_image(labels, tmp_path / "labels.nrrd", spacing_mm=series.spacing_mm, geometry=series.geometry)
+    out = tmp_path / "maps"
+    args = [
+        "flowmap",
+        "--series",
+        str(series_path),
+        "--aif",
+        str(aif_path),
+        "--mask",
+        str(mask_path),
+        "--out",
+        str(out),
+    ]
+    assert main(args + ["-q"]) == 0
+    for name in ("mbf", "fp", "ps", "vb", "visf", "delay", "nrmse", "status"):
+        assert (out / f"{name}.nrrd").is_file(), name
+    mbf = io.read_image(out / "mbf.nrrd")
+    assert mbf.array.dtype == np.float32 and mbf.array.shape == series.shape
+    assert mbf.spacing_mm == pytest.approx(series.spacing_mm)
+    assert mbf.geometry is not None and np.allclose(mbf.geometry.origin_mm, series.geometry.origin_mm)
+    myo = labels == 2
+    assert np.all(np.isnan(mbf.array[~myo]))
+    np.testing.assert_allclose(mbf.array[myo], (fp / (1.0 - HCT))[myo], rtol=0.08)
+    used = io.read_aif_curve(out / "aif.csv")
+    assert np.allclose(np.diff(used.time_s), 0.5) and used.values.max() > aif.values.max()
+    # An existing output is not replaced without --overwrite; with it, it is.
+    assert main(args + ["-q"]) == 2
+    assert main(args + ["-q", "--overwrite", "--model", "btex"]) == 0
+
+
+def test_flowmap_command_errors(tmp_path: Path, known_slice, capsys) -> None:
+    series, aif, _ = known_slice
+    series_path = io.write_series(series, tmp_path / "slice.seq.nrrd")
+    short = io.write_aif_curve(AifCurve(aif.values[:20], aif.time_s[:20]), tmp_path / "short.csv")
+    code = main(["flowmap", "--series", str(series_path), "--aif", str(short), "--out", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "aif.time_s" in err[0]
+    assert not (tmp_path / "o").exists()
+
+
+# -------------------------------------------------------------------------- real rest case
+
+
+def _decode_published_map(folder: Path, shape: tuple[int, int]) -> np.ndarray:
+    """MBF (ml/min/g) from the published JPEG: nearest colour-map entry, display range 0-6."""
+    import h5py
+    import matplotlib.image as mpimg
+
+    image = mpimg.imread(folder / "MBF.jpg").astype(np.float64) / 255.0
+    with h5py.File(folder / "color_perf_flow_map2.mat", "r") as f:
+        colours = np.asarray(f["p"]).T
+    ny, nx = shape
+    rows = ((np.arange(ny) + 0.5) * image.shape[0] / ny).astype(int)
+    cols = ((np.arange(nx) + 0.5) * image.shape[1] / nx).astype(int)
+    block = np.zeros((ny, nx, 3))
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            r = np.clip(rows + dy, 0, image.shape[0] - 1)
+            c = np.clip(cols + dx, 0, image.shape[1] - 1)
+            block += image[r][:, c, :3]
+    block /= 9.0
+    index = ((block[:, :, None, :] - colours[None, None]) ** 2).sum(-1).argmin(-1)
+    return index / (colours.shape[0] - 1) * 6.0
+
+
+def myocardium_from_data(gd: np.ndarray, aif_peak: float) -> np.ndarray:
+    """A myocardial ring from the data alone: around the later-peaking of the two blood pools."""
+    peak = gd.max(axis=0)
+    blood = peak > 0.5 * aif_peak
+    labels, n = ndi.label(blood)
+    sizes = ndi.sum(blood, labels, np.arange(1, n + 1))
+    pools = [1 + int(i) for i in np.argsort(sizes)[::-1][:2]]
+    ttp = [np.median(gd.argmax(axis=0)[labels == k]) for k in pools]
+    lv = labels == pools[int(np.argmax(ttp))]
+    lv = ndi.binary_fill_holes(lv)
+    square = np.ones((3, 3), dtype=bool)
+    ring = ndi.binary_dilation(lv, square, iterations=5) & ~ndi.binary_dilation(lv, square, iterations=2)
+    return ring & (peak < 0.25 * aif_peak) & (peak > 0.05)
+
+
+def test_real_rest_case_matches_the_published_map(shared_data: Path) -> None:
+    import scipy.io as sio
+
+    folder = shared_data / "qperf_rest"
+    mat = sio.loadmat(folder / "perf_data.mat")
+    gd = np.moveaxis(mat["data"], -1, 0)
+    dt = float(mat["deltaT"][0, 0])
+    times = np.arange(gd.shape[0]) * dt
+    series = PerfusionSeries(gd, times, units="gd_mmol_l", name="qperf rest")
+    aif = AifCurve(mat["aif"].ravel(), times, kind="blood")
+    myo = myocardium_from_data(gd, float(aif.values.max()))
+    assert myo.sum() > 150
+    result = compute_flow_maps(series, aif, hematocrit=float(mat["HCT"][0, 0]), mask=myo)
+    published = _decode_published_map(folder, series.shape)
+    ours = result.maps["mbf_ml_min_g"][myo]
+    theirs = published[myo]
+    ok = np.isfinite(ours)
+    assert ok.mean() > 0.95
+    assert 0.7 < np.median(theirs) < 1.3  # the decoding works: about 1 ml/min/g
+    assert np.median(ours[ok]) == pytest.approx(np.median(theirs[ok]), rel=0.12)
+    assert 0.85 < np.median(ours[ok] / np.maximum(theirs[ok], 1e-3)) < 1.15
+    assert np.corrcoef(ours[ok], theirs[ok])[0, 1] > 0.3
