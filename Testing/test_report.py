@@ -133,12 +133,26 @@ def test_schema_validation(study):
             report.validate_report(bad)
 
 
+def test_map_names():
+    assert report.split_map_name("mbf_ml_min_g") == ("mbf", "_ml_min_g")
+    assert report.split_map_name("ps_ml_min_g_sd") == ("ps_sd", "_ml_min_g")
+    assert report.split_map_name("delay_s") == ("delay", "_s") and report.split_map_name("nrmse") == ("nrmse", "")
+    assert report.map_keys("ps_ml_min_g_sd")["mean"] == "ps_sd_mean_ml_min_g"
+    with pytest.raises(ValidationError, match="map name"):
+        report.split_map_name("mbf ml/min/g")
+
+
 def test_build_report_errors(rng):
     s = make_slices(rng)[0]
     with pytest.raises(ValidationError, match="mbf_ml_min_g"):
         report.build_report([report.SliceResult(s.sectors, {"ps_ml_min_g": s.maps["mbf_ml_min_g"]})])
     with pytest.raises(ValidationError, match="shape"):
         report.build_report([report.SliceResult(s.sectors, {"mbf_ml_min_g": s.maps["mbf_ml_min_g"][:5]})])
+    with pytest.raises(ValidationError, match="distinct"):
+        m = s.maps["mbf_ml_min_g"]
+        report.build_report(
+            [report.SliceResult(s.sectors, {"mbf_ml_min_g": m, "ps_ml_min_g_sd": m, "ps_sd_ml_min_g": m})]
+        )
     with pytest.raises(ValidationError, match="condition"):
         report.build_report([s], condition="exercise")
     with pytest.raises(ValidationError, match="slices"):

@@ -114,6 +114,9 @@ def _check_slices(slices: Sequence[SliceResult]) -> list[str]:
                 raise ValidationError(
                     f"slices[{i}].maps[{name!r}]: expected shape {s.sectors.segments.shape}, found {shape}"
                 )
+        stems = [split_map_name(n) for n in these]
+        if len(set(stems)) != len(stems):
+            raise ValidationError(f"slices[{i}].maps: expected names giving distinct report keys, found {these}")
         if names is not None and these != names:
             raise ValidationError(f"slices[{i}].maps: expected the same maps as slice 0 {names}, found {these}")
         names = these

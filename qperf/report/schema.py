@@ -31,6 +31,8 @@ UNIT_SUFFIXES: tuple[tuple[str, str], ...] = (
     ("_ml_min_g", "ml/min/g"),
     ("_mmol_l", "mmol/L"),
     ("_ml_g", "ml/g"),
+    ("_per_min", "1/min"),
+    ("_per_s", "1/s"),
     ("_deg", "deg"),
     ("_mm", "mm"),
     ("_s", "s"),
@@ -40,12 +42,18 @@ STATS: tuple[str, ...] = ("mean", "median", "sd")
 
 
 def split_map_name(name: str) -> tuple[str, str]:
-    """``"mbf_ml_min_g"`` -> ``("mbf", "_ml_min_g")``; a name without a unit suffix -> ``(name, "")``."""
+    """Quantity and unit suffix of a map name.
+
+    ``"mbf_ml_min_g"`` -> ``("mbf", "_ml_min_g")``; a standard-deviation map keeps its marker
+    on the quantity, ``"ps_ml_min_g_sd"`` -> ``("ps_sd", "_ml_min_g")``; a name without a unit
+    suffix -> ``(name, "")``.
+    """
     if not isinstance(name, str) or not name or not name.replace("_", "").isalnum():
         raise ValidationError(f"map name: expected letters, digits and underscores, found {name!r}")
+    base, marker = (name[:-3], "_sd") if name.endswith("_sd") and len(name) > 3 else (name, "")
     for suffix, _ in UNIT_SUFFIXES:
-        if name.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)], suffix
+        if base.endswith(suffix) and len(base) > len(suffix):
+            return base[: -len(suffix)] + marker, suffix
     return name, ""
 
 
