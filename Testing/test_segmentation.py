@@ -1,0 +1,223 @@
+"""Segmentation pre-processing, post-processing and training loop on drawn rings (exact truth)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from qperf import metrics
+from qperf.errors import ValidationError
+from qperf.segmentation import postprocess as post
+from qperf.segmentation import preprocessing as pre
+from qperf.segmentation.augment import AugmentConfig, make_sample
+from qperf.segmentation.network import NetConfig, ResUNet
+from qperf.segmentation.rings import random_ring_slice, ring_labels, ring_series
+from qperf.types import PerfusionSeries, SliceGeometry
+
+SHAPE = (120, 130)
+CENTRE = (58.0, 66.0)
+
+
+@pytest.fixture(scope="module")
+def ring() -> tuple[np.ndarray, dict[str, tuple[float, float]]]:
+    return ring_labels(SHAPE, CENTRE, 10.0, 15.0, rv_angle_rad=math.pi)
+
+
+# Pre-processing ---------------------------------------------------------------------------
+
+
+def test_temporal_input_ignores_scaling_and_pd_frames(ring) -> None:
+    labels, _ = ring
+    a = ring_series(labels, noise=0.0, scale=1.0)
+    b = ring_series(labels, noise=0.0, scale=3.7e4)
+    c = ring_series(labels, noise=0.0, scale=1.0, n_pd_frames=3)
+    ta, tb, tc = pre.temporal_input(a), pre.temporal_input(b), pre.temporal_input(c)
+    assert ta.enhancement.shape == (pre.N_CHANNELS,) + SHAPE
+    np.testing.assert_allclose(ta.enhancement, tb.enhancement, atol=1e-5)
+    np.testing.assert_allclose(ta.enhancement, tc.enhancement, atol=1e-5)
+    assert ta.peak_time_s == pytest.approx(tc.peak_time_s)
+
+
+def test_temporal_input_frame_count_invariance(ring) -> None:
+    """Twice the frames at half the interval: the same curves on the fixed grid."""
+    labels, _ = ring
+    a = pre.temporal_input(ring_series(labels, n_frames=50, frame_interval_s=1.0, noise=0.0))
+    b = pre.temporal_input(ring_series(labels, n_frames=100, frame_interval_s=0.5, noise=0.0))
+    assert abs(a.peak_time_s - b.peak_time_s) <= 1.0
+    # Blood-pool and myocardial mean curves agree within a few percent of the peak.
+    for k in (1, 2, 3):
+        ca = a.enhancement[:, labels == k].mean(axis=1)
+        cb = b.enhancement[:, labels == k].mean(axis=1)
+        assert np.max(np.abs(ca - cb)) < 0.08, k
+    # The blood-pool bolus peak falls on the fixed channel; the RV fills before the LV.
+    lv_curve = a.enhancement[:, labels == 1].mean(axis=1)
+    rv_curve = a.enhancement[:, labels == 3].mean(axis=1)
+    assert abs(int(np.argmax(lv_curve)) - pre.PEAK_CHANNEL) <= 1
+    assert int(np.argmax(rv_curve)) < int(np.argmax(lv_curve))
+
+
+def test_locate_heart_at_any_spacing(ring) -> None:
+    labels, _ = ring
+    for spacing in ((1.4, 1.4), (2.6, 2.6), (1.8, 2.2)):
+        s = ring_series(labels, spacing_mm=spacing, noise=0.01)
+        cy, cx = pre.locate_heart(pre.temporal_input(s).enhancement, s.spacing_mm)
+        heart = np.argwhere(np.isin(labels, (1, 2, 3))).mean(axis=0)
+        err_mm = math.hypot((cy - heart[0]) * spacing[0], (cx - heart[1]) * spacing[1])
+        assert err_mm < 15.0, spacing
+
+
+def test_crop_transform_round_trip_and_spacing() -> None:
+    tf = pre.CropTransform.make((50.0, 40.0), (2.0, 1.0), angle_rad=0.7, scale=1.1, flip=True)
+    y = np.array([3.0, 50.0, 77.5])
+    x = np.array([10.0, 40.0, -5.0])
+    vu = tf.original_to_grid(y, x)
+    np.testing.assert_allclose(tf.grid_to_original(vu[0], vu[1]), np.stack([y, x]), atol=1e-9)
+    c = (pre.CROP_PX - 1) / 2
+    np.testing.assert_allclose(tf.grid_to_original(np.array([c]), np.array([c]))[:, 0], (50.0, 40.0))
+    # One network pixel is GRID_SPACING_MM * scale in physical space, whatever the pixel spacing.
+    p0 = tf.grid_to_original(np.array([c]), np.array([c]))[:, 0] * (2.0, 1.0)
+    p1 = tf.grid_to_original(np.array([c + 1]), np.array([c]))[:, 0] * (2.0, 1.0)
+    assert np.hypot(*(p1 - p0)) == pytest.approx(pre.GRID_SPACING_MM * 1.1)
+
+
+def test_prepare_input_normalised_and_bad_input(ring) -> None:
+    labels, _ = ring
+    x, tf, _ = pre.prepare_input(ring_series(labels, scale=5e3))
+    assert x.shape == (pre.N_CHANNELS, pre.CROP_PX, pre.CROP_PX)
+    assert 0.8 < np.percentile(x.max(axis=0), 99.5) < 1.2
+    short = PerfusionSeries(np.ones((3, 20, 20)), [0.0, 1.0, 2.0])
+    with pytest.raises(ValidationError, match="dynamic frames"):
+        pre.temporal_input(short)
+
+
+def test_make_sample_labels_follow_image(ring) -> None:
+    """Augmented crops keep the labels on the anatomy: the LV label covers the brightest late pool."""
+    rng = np.random.default_rng(3)
+    item = random_ring_slice(rng)
+    for _ in range(3):
+        x, y, heat, has = make_sample(item, rng, AugmentConfig(noise_max=0.0, p_artefact=0.0), size=64)
+        assert x.shape == (pre.N_CHANNELS, 64, 64) and y.shape == (64, 64)
+        lv_pos = x[pre.PEAK_CHANNEL + 3][y == 1].mean()
+        bg = x[pre.PEAK_CHANNEL + 3][y == 0].mean()
+        assert lv_pos > bg + 0.2
+        for k in range(2):
+            if has[k]:
+                assert heat[k].sum() == pytest.approx(1.0, rel=1e-4)
+
+
+# Post-processing --------------------------------------------------------------------------
+
+
+def test_clean_labels_removes_islands_and_fills(ring) -> None:
+    labels, _ = ring
+    noisy = labels.copy()
+    noisy[5:8, 5:8] = 1  # a spurious LV island
+    noisy[100:103, 10:12] = 2  # a spurious myocardium speck
+    noisy[110:113, 100:104] = 3  # a spurious RV island
+    noisy[57:60, 65:68] = 2  # a papillary muscle called myocardium inside the pool
+    noisy[55, 66] = 0  # a hole in the pool
+    clean = post.clean_labels(noisy)
+    assert metrics.dice(clean == 1, labels == 1) == 1.0
+    assert metrics.dice(clean == 2, labels == 2) == 1.0
+    assert metrics.dice(clean == 3, labels == 3) == 1.0
+
+
+def test_ring_topology_and_thickness(ring) -> None:
+    labels, _ = ring
+    assert post.ring_is_closed(labels)
+    opened = labels.copy()
+    opened[40:76, 66 + 9 : 66 + 17] = np.where(opened[40:76, 66 + 9 : 66 + 17] == 2, 0, opened[40:76, 66 + 9 : 66 + 17])
+    opened[CENTRE[0].__int__() - 2 : CENTRE[0].__int__() + 3, 66 + 9 : 66 + 17] = 1
+    assert not post.ring_is_closed(opened)
+    q = post.quality(opened, np.ones(SHAPE), (2.0, 2.0))
+    assert "myocardium_not_closed_ring" in q.flags
+    # Thickness of a 5-pixel ring at 2 mm is 10 mm.
+    assert post.wall_thickness_mm(labels, (2.0, 2.0)) == pytest.approx(10.0, rel=0.12)
+    q = post.quality(labels, np.full(SHAPE, 0.5), (2.0, 2.0))
+    assert q.ring_closed and "low_confidence" in q.flags and "implausible_wall_thickness" not in q.flags
+    q = post.quality(labels, np.ones(SHAPE), (5.0, 5.0))
+    assert "implausible_wall_thickness" in q.flags
+
+
+@pytest.mark.parametrize("rv_angle_deg", [180.0, 135.0, 220.0])
+def test_arc_ends_find_junctions(rv_angle_deg: float) -> None:
+    labels, pts = ring_labels(SHAPE, CENTRE, 11.0, 16.0, rv_angle_rad=math.radians(rv_angle_deg))
+    ends = post.arc_ends(labels, (1.8, 1.8))
+    assert ends is not None
+    named, from_geometry = post.name_junctions(ends[0], ends[1], labels, (1.8, 1.8), None)
+    assert not from_geometry
+    centre = metrics.lv_centre(labels)
+    for name in ("anterior", "inferior"):
+        err = metrics.insertion_angle_error(named[name], pts[name], centre, (1.8, 1.8))
+        assert err < 12.0, (name, err)
+
+
+def test_name_junctions_uses_geometry(ring) -> None:
+    labels, _ = ring
+    up, down = (40.0, 60.0), (76.0, 60.0)
+    # Rows towards posterior: the upper point (smaller row) is anterior.
+    g = SliceGeometry(x_direction=(1, 0, 0), y_direction=(0, 1, 0))
+    named, ok = post.name_junctions(down, up, labels, (1.0, 1.0), g)
+    assert ok and named["anterior"] == up
+    # Rows towards anterior: the lower point is anterior.
+    g = SliceGeometry(x_direction=(1, 0, 0), y_direction=(0, -1, 0))
+    named, ok = post.name_junctions(down, up, labels, (1.0, 1.0), g)
+    assert ok and named["anterior"] == down
+
+
+def test_no_rv_gives_no_insertion_points() -> None:
+    labels, _ = ring_labels(SHAPE, CENTRE, 10.0, 15.0, rv=False)
+    assert post.arc_ends(labels, (1.5, 1.5)) is None
+    assert "no_rv" in post.quality(labels, np.ones(SHAPE), (1.5, 1.5)).flags
+
+
+# Network and training loop ----------------------------------------------------------------
+
+
+def test_network_shapes_any_size() -> None:
+    net = ResUNet(NetConfig(widths=(8, 8, 8, 8), temporal_features=4)).eval()
+    with torch.inference_mode():
+        out = net(torch.zeros(1, pre.N_CHANNELS, 48, 40))
+    assert tuple(out.shape) == (1, 6, 48, 40)
+
+
+def test_training_loop_learns_rings(tmp_path) -> None:
+    """A few dozen steps on drawn rings: loss decreases, checkpoints are written and resumable."""
+    from qperf.segmentation.train import TrainConfig, train
+
+    rng = np.random.default_rng(0)
+
+    def source():
+        while True:
+            yield random_ring_slice(rng, shape=(96, 96))
+
+    val = [random_ring_slice(np.random.default_rng(50 + i), shape=(96, 96)) for i in range(2)]
+    net = NetConfig(widths=(8, 12, 16, 16), temporal_features=8).to_dict()
+    cfg = TrainConfig(
+        max_steps=30,
+        batch_size=4,
+        crop_px=48,
+        pool_size=4,
+        val_every=15,
+        lr=5e-3,
+        net=net,
+        threads=1,
+        checkpoint_minutes=0.0,
+    )
+    torch.manual_seed(0)
+    best = train(cfg, tmp_path, resume=False, phantom_source=source(), val_slices=val, log=lambda s: None)
+    assert best.exists() and (tmp_path / "checkpoint.pt").exists()
+    lines = (tmp_path / "log.jsonl").read_text().splitlines()
+    import json
+
+    records = [json.loads(x) for x in lines if '"loss"' in x]
+    first = np.mean([r["loss"] for r in records[:5]])
+    last = np.mean([r["loss"] for r in records[-5:]])
+    assert last < 0.8 * first
+    cfg.max_steps = 32
+    train(cfg, tmp_path, resume=True, phantom_source=source(), val_slices=val, log=lambda s: None)
+    records = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in records) == 32
