@@ -220,7 +220,8 @@ def test_aif_from_dual_echo_images_with_t2star_correction(rng: np.random.Generat
     assert qaif.dice(found.mask, lv) >= 0.75
     assert found.aif.kind == "blood" and found.aif.units == "gd_mmol_l"
     assert found.r2star_per_s is not None and np.all(found.r2star_per_s >= 0)
-    core = gd[:, found.mask].mean(axis=1)
+    assert found.pool_mask.sum() < found.mask.sum() and not np.any(found.pool_mask & ~found.mask)
+    core = gd[:, found.pool_mask].mean(axis=1)
     np.testing.assert_allclose(found.aif.values, core, atol=0.03 * core.max())
     # Without the correction the peak is underestimated.
     uncorrected = qaif.aif_from_images(echoes, mask=found.mask, t2star_correction=False)
@@ -243,4 +244,19 @@ def test_aif_images_in_gd_are_averaged() -> None:
     gd, lv, _, t = synthetic_aif_images(np.random.default_rng(5), (22.0, 20.0), (0.0, -10.0), noise=0.0)
     series = PerfusionSeries(gd, t, units="gd_mmol_l")
     found = qaif.aif_from_images(series, mask=lv)
-    np.testing.assert_allclose(found.aif.values, gd[:, lv].mean(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(found.aif.values, gd[:, qaif.pool_core(lv)].mean(axis=1), rtol=1e-5)
+    tiny = np.zeros_like(lv)
+    tiny[10:12, 10:12] = True  # too small to erode: used whole
+    assert np.array_equal(qaif.pool_core(tiny), tiny)
+
+
+def test_aif_from_phantom_images_matches_the_true_blood_curve() -> None:
+    from qperf import phantom
+
+    ps = phantom.generate_study(seed=0, noise=False, motion=False, readout="flash", n_slices=1, n_frames=40)
+    found = qaif.aif_from_images(ps.study.aif_series)
+    truth = ps.truth.aif_frames_gd_mmol_l[-found.aif.n_samples :]
+    assert found.aif.values.max() == pytest.approx(truth.max(), rel=0.04)
+    np.testing.assert_allclose(found.aif.values, truth, atol=0.04 * truth.max())
+    marks = qaif.detect_bolus(found.aif.values, found.aif.time_s)
+    assert found.aif.time_s[np.argmax(truth)] == pytest.approx(marks.peak_s, abs=1.5)

@@ -152,3 +152,18 @@ def test_bad_sequences_and_series_are_refused() -> None:
         SrSequence("flash", 1.5, 100.0, 12.0, 5.0, 2.5, 2.5)  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="tissue"):
         sr_signal(1.0, FLASH, "liver")
+
+
+@pytest.mark.parametrize("readout", ["flash", "ssfp"])
+def test_phantom_signal_converts_to_its_true_concentration(readout: str) -> None:
+    from scipy import ndimage as ndi
+
+    from qperf import phantom
+
+    ps = phantom.generate_study(seed=0, noise=False, motion=False, readout=readout, n_slices=1, n_frames=30)
+    series, truth = ps.study.slices[0], ps.truth.slices[0]
+    gd = series_to_gd(series, tissue="myocardium")
+    myo = ndi.binary_erosion(truth.labels_ref == 2)
+    expected = truth.gd_noise_free[-gd.n_frames :][:, myo]
+    assert myo.sum() > 50 and expected.max() > 0.3
+    np.testing.assert_allclose(gd.data[:, myo], expected, atol=0.01 * expected.max())

@@ -29,7 +29,7 @@ from qperf.aif.detect import (
     dice,
     register_detector,
 )
-from qperf.aif.extract import AifExtraction, aif_from_images, t2star_correct
+from qperf.aif.extract import AifExtraction, aif_from_images, pool_core, t2star_correct
 
 __all__ = [
     "AifExtraction",
@@ -46,6 +46,7 @@ __all__ = [
     "dice",
     "multiscale_gradient",
     "noise_sd",
+    "pool_core",
     "regular_grid",
     "register_detector",
     "remove_baseline",

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy import ndimage as ndi
 
 from qperf.aif.detect import detect_lv
 from qperf.errors import ValidationError, describe
@@ -35,7 +36,10 @@ class AifExtraction:
     aif : AifCurve
         Whole-blood concentration (mmol/L) at the dynamic frame times.
     mask : ndarray of bool, shape (y, x)
-        The LV blood-pool pixels that were averaged.
+        The LV blood pool (detected or given).
+    pool_mask : ndarray of bool, shape (y, x)
+        The pixels averaged: the pool without its boundary pixels (partial volume with the
+        wall), or the whole pool when it is too small to lose them.
     pool_signal : ndarray of float64, shape (n_echoes, t)
         Mean pool signal of every echo over all frames (PD frames first); Gd for Gd input.
     r2star_per_s : ndarray of float64, shape (t,) or None
@@ -44,6 +48,7 @@ class AifExtraction:
 
     aif: AifCurve
     mask: NDArray[np.bool_]
+    pool_mask: NDArray[np.bool_]
     pool_signal: NDArray[np.float64]
     r2star_per_s: NDArray[np.float64] | None
 
@@ -94,6 +99,14 @@ def t2star_correct(
     return s1 * np.exp(te1 * r2star_per_ms), 1000.0 * r2star_per_ms
 
 
+def pool_core(mask: NDArray[np.bool_], min_pixels: int = 4) -> NDArray[np.bool_]:
+    """The blood pool without its boundary pixels, unless fewer than ``min_pixels`` (or a
+    quarter of the pool) would remain."""
+    core = np.asarray(ndi.binary_erosion(mask), dtype=bool)
+    n = int(np.count_nonzero(core))
+    return core if n >= max(min_pixels, int(np.count_nonzero(mask)) // 4) else mask
+
+
 def aif_from_images(
     aif_series: PerfusionSeries | Sequence[PerfusionSeries],
     *,
@@ -139,10 +152,11 @@ def aif_from_images(
             raise ValidationError(f"mask: expected shape {first.shape} (the AIF images), found {pool.shape}")
     if not pool.any():
         raise ValidationError("mask: expected at least one LV blood-pool pixel, found none")
-    signals = np.stack([e.data[:, pool].astype(np.float64).mean(axis=1) for e in echoes])
+    core = pool_core(pool)
+    signals = np.stack([e.data[:, core].astype(np.float64).mean(axis=1) for e in echoes])
     if first.units == "gd_mmol_l":
         values = signals[0, first.n_pd_frames :]
-        return AifExtraction(AifCurve(values, first.dynamic_time_s, kind="blood"), pool, signals, None)
+        return AifExtraction(AifCurve(values, first.dynamic_time_s, kind="blood"), pool, core, signals, None)
     if first.n_pd_frames < 1:
         raise ValidationError("aif_series.n_pd_frames: expected at least 1 proton-density frame, found 0")
     s0 = signals[0]
@@ -159,4 +173,4 @@ def aif_from_images(
     if not pd > 0:
         raise ValidationError(f"aif_series: expected a positive proton-density signal in the LV pool, found {pd:.3g}")
     gd = ratio_to_gd(s0[first.n_pd_frames :] / pd, seq, tissue="blood")
-    return AifExtraction(AifCurve(gd, first.dynamic_time_s, kind="blood"), pool, signals, r2star)
+    return AifExtraction(AifCurve(gd, first.dynamic_time_s, kind="blood"), pool, core, signals, r2star)
