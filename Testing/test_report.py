@@ -376,3 +376,35 @@ def test_report_of_a_phantom_study_reproduces_its_truth(tmp_path):
     assert not any("insertion point" in w for w in rep["qc"]["warnings"])
     report.write_report(rep, report.render_figures(rep, slices), tmp_path / "phantom")
     assert report.read_report(tmp_path / "phantom")["segments"]["1"]["name"] == "basal anterior"
+
+
+def test_report_study_from_phantom_labels_and_geometry():
+    from qperf import phantom
+
+    ps = phantom.generate_study(seed=4, n_frames=10, motion=False, noise=False, aif_images=False)
+    labels = [t.labels_ref for t in ps.truth.slices]
+    ins = [t.insertion_points_yx["anterior"] for t in ps.truth.slices]
+    maps = [{"mbf_ml_min_g": t.mbf_ml_min_g} for t in ps.truth.slices]
+    rep, slices = report.report_study(ps.study.slices, labels, ins, maps, condition="stress")
+    assert [e["level"] for e in rep["slices"]] == [t.level for t in ps.truth.slices]
+    assert rep["study"]["level_source"] in ("slice_position", "geometry") and rep["qc"]["warnings"] == []
+    for s, t in zip(slices, ps.truth.slices, strict=True):
+        assert np.array_equal(s.sectors.segments, t.aha_segments)
+    for n, row in ps.truth.segments.items():
+        assert rep["segments"][str(n)]["mbf_mean_ml_min_g"] == pytest.approx(row["mbf_ml_min_g"], rel=1e-5)
+    # without geometry the sense must be stated; from the RV side it matches the geometry's
+    bare = [s.replace(geometry=None, slice_position_mm=None) for s in ps.study.slices]
+    with pytest.raises(ValidationError, match="septum_clockwise"):
+        report.report_study(bare, labels, ins, maps)
+    rep_rv, slices_rv = report.report_study(bare, labels, ins, maps, septum_clockwise="rv")
+    assert rep_rv["study"]["level_source"] == "order" and rep_rv["slices"][0]["sense_source"] == "override"
+    assert all(np.array_equal(a.sectors.segments, b.sectors.segments) for a, b in zip(slices, slices_rv, strict=True))
+    # labels mirrored against the geometry: the RV contradicts the geometry's septum
+    flipped = [lab[:, ::-1] for lab in labels]
+    ins_f = [(y, lab.shape[1] - 1 - x) for (y, x), lab in zip(ins, labels, strict=True)]
+    rep_f, _ = report.report_study(
+        ps.study.slices, flipped, ins_f, [{"mbf_ml_min_g": m["mbf_ml_min_g"][:, ::-1]} for m in maps]
+    )
+    assert sum("opposite to the septum" in w for w in rep_f["qc"]["warnings"]) == 3
+    with pytest.raises(ValidationError, match="labels"):
+        report.report_study(ps.study.slices, labels[:2], ins, maps)

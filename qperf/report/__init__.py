@@ -6,6 +6,10 @@
 >>> figs = report.render_figures(rep, slices)
 >>> report.write_report(rep, figs, "out/")
 
+For a whole study (levels, segments and report in one call, as the one-click analysis does):
+
+>>> rep, slices = report.report_study(study.slices, labels, insertion_points, maps, condition="stress")
+
 The JSON schema (``qperf.report`` 1.0) is documented in ``qperf/report/schema.md`` and checked
 by :func:`validate_report`.
 """
@@ -21,6 +25,7 @@ from qperf.report.figures import (
 from qperf.report.flowmap import display_orientation, flowmap_figure
 from qperf.report.html import render_html
 from qperf.report.schema import SCHEMA_NAME, SCHEMA_VERSION, map_keys, split_map_name, validate_report
+from qperf.report.study import report_study
 from qperf.report.write import REPORT_FILES, read_report, write_report
 
 __all__ = [
@@ -42,6 +47,7 @@ __all__ = [
     "render_figures",
     "render_html",
     "report_rows",
+    "report_study",
     "split_map_name",
     "validate_report",
     "versions",

@@ -169,6 +169,12 @@ def figure_bytes(fig: Figure, fmt: str = "png", dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
+def slice_title(entry: Mapping[str, Any]) -> str:
+    """Display name of a report slice entry with its level (once)."""
+    name, level = str(entry["name"]), str(entry["level"])
+    return name if level in name else f"{name} ({level})"
+
+
 @dataclass(frozen=True)
 class ReportFigures:
     """Rendered report figures.
@@ -219,7 +225,7 @@ def render_figures(
             septum_clockwise=s.sectors.frame.septum_clockwise,
             vmin=vmin,
             vmax=vmax,
-            title=f"{entry['name']} ({entry['level']})",
+            title=slice_title(entry),
         )
         maps.append((f"flowmap_{i + 1}_{entry['level']}.png", figure_bytes(fig, "png", dpi)))
     return ReportFigures(figure_bytes(bull, "png", dpi), figure_bytes(bull, "svg"), tuple(maps))

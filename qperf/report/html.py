@@ -10,7 +10,7 @@ from typing import Any
 from qperf.aha.table import SEGMENTS, TERRITORIES
 from qperf.errors import ValidationError
 from qperf.report.build import PRIMARY_MAP
-from qperf.report.figures import ReportFigures
+from qperf.report.figures import ReportFigures, slice_title
 from qperf.report.schema import map_keys, validate_report
 
 __all__ = ["render_html"]
@@ -128,7 +128,7 @@ def render_html(report: Mapping[str, Any], figures: ReportFigures) -> str:
     parts.append("<h2>Flow maps</h2>")
     for (name, png), entry in zip(figures.flowmaps_png, report["slices"], strict=True):
         parts.append(
-            f"<p>{html.escape(entry['name'])} ({entry['level']}): mean MBF {_fmt(entry[k['mean']])} ml/min/g, "
+            f"<p>{html.escape(slice_title(entry))}: mean MBF {_fmt(entry[k['mean']])} ml/min/g, "
             f"insertion point {_fmt(entry['insertion_from_anterior_deg'], 0)} deg from anterior, septum "
             f"{'clockwise' if entry['septum_clockwise'] else 'counter-clockwise'} ({html.escape(entry['sense_source'])})"
             f"</p>" + _img(png, name)
