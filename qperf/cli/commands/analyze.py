@@ -1,0 +1,123 @@
+"""``qperf analyze STUDY --out DIR``: the one-click analysis of a study."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qperf import io
+from qperf.cli.commands._options import add_series_options, series_options
+from qperf.errors import FormatError, ValidationError
+from qperf.io._atomic import check_output
+from qperf.pipeline import AnalysisOptions, analyze_study, write_analysis
+from qperf.progress import TerminalProgress
+
+NAME = "analyze"
+ORDER = 1
+HELP = "one click: motion correction, Gd, AIF, CNN labels, flow maps, AHA segments, report"
+DESCRIPTION = """Analyse a perfusion study (study.json, its folder, or a DICOM folder) and write
+the report (report.json, report.csv, report.html, bull's-eye and flow-map figures), the AIF
+used, and per slice the corrected series, labels, segments and parameter maps into DIR.
+
+Manual correction: --labels (one (y, x) label map per slice in the motion-corrected frame,
+e.g. an edited labels_ref.nrrd) with --insertion (one insertion.json or "Y,X" per slice)
+replace the CNN and give a new report in seconds."""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study", help="study.json, a study folder or a DICOM folder")
+    parser.add_argument("--out", required=True, help="output folder (must not exist unless --overwrite)")
+    parser.add_argument("--model", default="btex", choices=["btex", "fermi", "2cxm", "tofts"], help="kinetic model")
+    parser.add_argument("--dt", type=float, default=0.5, metavar="SECONDS", help="fitting grid interval")
+    parser.add_argument("--aif", metavar="CURVE", help="AIF curve (.csv) to use instead of the study's")
+    parser.add_argument("--aif-kind", choices=["blood", "plasma"], help="what the --aif curve holds")
+    parser.add_argument("--hematocrit", type=float, help="override the study's hematocrit")
+    parser.add_argument("--labels", nargs="+", metavar="LABELS", help="label map per slice (NRRD, corrected frame)")
+    parser.add_argument(
+        "--insertion", nargs="+", metavar="POINT", help="anterior insertion point per slice: JSON or Y,X"
+    )
+    parser.add_argument("--segmenter", metavar="MODEL", help="segmentation model file instead of the shipped one")
+    parser.add_argument("--levels", nargs="+", choices=["basal", "mid", "apical"], help="slice levels, in slice order")
+    parser.add_argument("--no-moco", action="store_true", help="skip motion correction (series already corrected)")
+    add_series_options(parser)
+
+
+def read_insertion(text: str) -> tuple[float, float]:
+    """An insertion point from ``"Y,X"`` or a JSON file written by ``qperf analyze``/``qperf segment``."""
+    if "," in text and not Path(text).exists():
+        try:
+            y, x = (float(v) for v in text.split(","))
+        except ValueError as exc:
+            raise ValidationError(f"--insertion: expected Y,X in pixels or a JSON file, found {text!r}") from exc
+        return (y, x)
+    path = Path(text)
+    if not path.is_file():
+        raise FormatError(f"{path}: no such file")
+    try:
+        doc: Any = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FormatError(f"{path.name}: not valid JSON ({exc})") from exc
+    for keys in (("reference_frame", "anterior", "yx_px"), ("anterior", "yx_px"), ("anterior",)):
+        node = doc
+        for key in keys:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, list) and len(node) == 2:
+            return (float(node[0]), float(node[1]))
+    raise FormatError(f"{path.name}: no anterior insertion point found (expected reference_frame.anterior.yx_px)")
+
+
+def read_labels(path: str) -> np.ndarray:
+    image = io.read_image(path)
+    if image.array.ndim != 2:
+        raise ValidationError(
+            f"{path}: expected a (y, x) label map in the motion-corrected frame (labels_ref.nrrd), "
+            f"found shape {image.array.shape}"
+        )
+    labels = np.asarray(image.array)
+    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() > 3:
+        raise ValidationError(f"{path}: expected integer labels 0-3, found values {labels.min()} to {labels.max()}")
+    return labels.astype(np.uint8)
+
+
+def run(args: argparse.Namespace) -> int:
+    check_output(args.out, args.overwrite, inputs=[args.study])
+    if (args.labels is None) != (args.insertion is None):
+        raise ValidationError("--labels and --insertion go together (they replace the CNN)")
+    study = io.read_study(args.study, **series_options(args))
+    aif = io.read_aif_curve(args.aif, kind=args.aif_kind) if args.aif else None
+    options = AnalysisOptions(
+        model=args.model,
+        dt_s=args.dt,
+        motion_correction=not args.no_moco,
+        labels=[read_labels(p) for p in args.labels] if args.labels else None,
+        insertion_points_yx=[read_insertion(t) for t in args.insertion] if args.insertion else None,
+        aif=aif,
+        segmenter=args.segmenter,
+        levels=args.levels,
+        hematocrit=args.hematocrit,
+    )
+    with TerminalProgress("analyze", enabled=not args.quiet) as progress:
+        result = analyze_study(study, options, progress=progress)
+    write_analysis(result, args.out, overwrite=args.overwrite)
+    if not args.quiet:
+        print(summary(result.report))
+        print(f"wrote {args.out}")
+    return 0
+
+
+def summary(report: dict[str, Any]) -> str:
+    """A few lines for the terminal: global and per-segment MBF, step timings."""
+    g = report["global"]
+    lines = [f"global MBF {g['mbf_mean_ml_min_g']:.2f} ml/min/g (mean of {g['n_pixels']} myocardial pixels)"]
+    row = []
+    for k in range(1, 17):
+        seg = report["segments"][str(k)]
+        value = seg.get("mbf_mean_ml_min_g")
+        row.append(f"{k}:{value:.2f}" if value is not None else f"{k}:-")
+    lines.append("segments " + " ".join(row))
+    lines.append("timings " + ", ".join(f"{k} {v:.2f} s" for k, v in report["timings_s"].items()))
+    return "\n".join(lines)

@@ -1,0 +1,423 @@
+"""One-click analysis of a perfusion study: the inline pipeline as one function.
+
+load -> motion correction -> Gd conversion -> AIF -> CNN labels and insertion points ->
+flow maps -> AHA segments -> report, with a timing per step. Every step can be replaced by
+what the caller supplies (labels, insertion points, an AIF, a model file), which is the
+manual-correction path: an annotator's corrected labels give a new report in seconds.
+
+Labels come before the flow fit here (the published pipeline fits the whole image first): the
+fit then covers the heart region (blood pools and myocardium plus a margin) instead of the
+whole field of view, which keeps a three-slice study within seconds on a laptop CPU while the
+maps still cover everything the figures and the report use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from qperf import __version__
+from qperf.errors import NotAvailableError, ValidationError
+from qperf.progress import ProgressCallback, null_progress, scaled
+from qperf.types import LABEL_LV, LABEL_MYO, LABEL_RV, AifCurve, PerfusionSeries, PerfusionStudy
+
+#: Steps in order, with the share of the progress bar each takes.
+STEPS: tuple[tuple[str, float], ...] = (
+    ("motion", 0.35),
+    ("gd", 0.05),
+    ("aif", 0.05),
+    ("segmentation", 0.2),
+    ("flow", 0.25),
+    ("segments", 0.02),
+    ("report", 0.08),
+)
+
+FIT_MARGIN_MM = 8.0
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """What to compute and what is supplied instead of computed.
+
+    Parameters
+    ----------
+    model : str
+        Kinetic model for the flow maps ("btex", "fermi", "2cxm", "tofts").
+    dt_s : float
+        Fitting grid interval in seconds.
+    motion_correction : bool
+        Register every slice (off for series that are already corrected).
+    labels : sequence of ndarray (y, x), optional
+        Per-slice label maps in the motion-corrected frame; replace the CNN.
+    insertion_points_yx : sequence of (y, x), optional
+        Per-slice anterior RV insertion points (pixels, corrected frame); with ``labels``.
+    aif : AifCurve, optional
+        Replaces the study's AIF curve or AIF images.
+    segmenter : path or str, optional
+        A model file for the CNN instead of the shipped one.
+    levels : sequence of str, optional
+        Slice levels ("basal", "mid", "apical") instead of the ones from geometry or order.
+    hematocrit : float, optional
+        Replaces the study's hematocrit.
+    """
+
+    model: str = "btex"
+    dt_s: float = 0.5
+    motion_correction: bool = True
+    labels: Sequence[NDArray[Any]] | None = None
+    insertion_points_yx: Sequence[tuple[float, float]] | None = None
+    aif: AifCurve | None = None
+    segmenter: str | os.PathLike[str] | None = None
+    levels: Sequence[str] | None = None
+    hematocrit: float | None = None
+
+
+@dataclass
+class SliceAnalysis:
+    """Everything computed for one slice."""
+
+    series: PerfusionSeries
+    corrected: PerfusionSeries
+    gd: PerfusionSeries
+    motion: Any | None
+    labels_ref: NDArray[np.uint8]
+    labels: NDArray[np.uint8]
+    insertion_yx: tuple[float, float]
+    insertion_points_per_frame: dict[str, NDArray[np.float64]]
+    labels_source: str
+    flow: Any
+    sectors: Any
+    segmentation_qc: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AnalysisResult:
+    """The analysed study: per-slice results, the AIF used, the report and the timings."""
+
+    study: PerfusionStudy
+    slices: list[SliceAnalysis]
+    aif_blood: AifCurve
+    report: dict[str, Any]
+    figures: Any
+    timings_s: dict[str, float]
+
+
+class _Timer:
+    def __init__(self, progress: ProgressCallback) -> None:
+        self.timings: dict[str, float] = {}
+        self.progress = progress
+        self._done = 0.0
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[ProgressCallback]:
+        share = dict(STEPS)[name]
+        start = time.perf_counter()
+        self.progress(self._done, name)
+        yield scaled(self.progress, self._done, self._done + share)
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+        self._done += share
+        self.progress(self._done, name)
+
+
+def _check_supplied(study: PerfusionStudy, options: AnalysisOptions) -> None:
+    n = study.n_slices
+    if options.labels is not None:
+        if len(options.labels) != n:
+            raise ValidationError(f"labels: expected one label map per slice ({n}), found {len(options.labels)}")
+        for i, (lab, s) in enumerate(zip(options.labels, study.slices, strict=True)):
+            if np.shape(lab) != s.shape:
+                raise ValidationError(f"labels[{i}]: expected shape {s.shape} (the slice grid), found {np.shape(lab)}")
+    if options.insertion_points_yx is not None:
+        if options.labels is None:
+            raise ValidationError("insertion_points_yx: supply labels with them (both replace the CNN)")
+        if len(options.insertion_points_yx) != n:
+            raise ValidationError(
+                f"insertion_points_yx: expected one point per slice ({n}), found {len(options.insertion_points_yx)}"
+            )
+
+
+def _study_aif(study: PerfusionStudy, options: AnalysisOptions) -> tuple[AifCurve, dict[str, Any]]:
+    from qperf import aif as aif_mod
+
+    if options.aif is not None:
+        return options.aif, {"source": "supplied"}
+    if study.aif is not None:
+        return study.aif, {"source": "study curve"}
+    if study.aif_series:
+        extraction = aif_mod.aif_from_images(study.aif_series)
+        return extraction.aif, {"source": "AIF images", "lv_pixels": int(extraction.mask.sum())}
+    raise NotAvailableError("the study has no AIF (neither a curve nor AIF images); supply one (--aif CURVE.csv)")
+
+
+def heart_region(
+    labels: NDArray[Any], spacing_mm: tuple[float, float], margin_mm: float = FIT_MARGIN_MM
+) -> NDArray[np.bool_]:
+    """Blood pools and myocardium, dilated by ``margin_mm``: the pixels the flow fit covers."""
+    heart = np.isin(labels, (LABEL_LV, LABEL_MYO, LABEL_RV))
+    if not heart.any():
+        return heart
+    radius = (margin_mm / spacing_mm[0], margin_mm / spacing_mm[1])
+    yy, xx = np.ogrid[-int(radius[0]) : int(radius[0]) + 1, -int(radius[1]) : int(radius[1]) + 1]
+    disk = (yy / max(radius[0], 1e-6)) ** 2 + (xx / max(radius[1], 1e-6)) ** 2 <= 1.0
+    return ndimage.binary_dilation(heart, structure=disk)
+
+
+def _labels_over_frames(labels_ref: NDArray[np.uint8], motion_result: Any | None, n_frames: int) -> NDArray[np.uint8]:
+    if motion_result is None:
+        return np.repeat(labels_ref[None], n_frames, axis=0)
+    from qperf import motion
+
+    return np.asarray(motion.labels_to_original(labels_ref, motion_result), dtype=np.uint8)
+
+
+def analyze_study(
+    study: PerfusionStudy,
+    options: AnalysisOptions | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+) -> AnalysisResult:
+    """Analyse a study from its series to the AHA report.
+
+    Parameters
+    ----------
+    study : PerfusionStudy
+        Slices in signal (with PD frames and acquisition metadata) or Gd units, and an AIF
+        (curve or dual-sequence images).
+    options : AnalysisOptions, optional
+    progress : callable(fraction, message), optional
+
+    Returns
+    -------
+    AnalysisResult
+
+    Raises
+    ------
+    ValidationError
+        Supplied labels or points that do not fit the study.
+    NotAvailableError
+        A step cannot run: no AIF, or no trained segmentation model and no labels supplied.
+    """
+    from qperf import aha, flow, gd, motion
+    from qperf.report import SliceResult, build_report, render_figures
+
+    options = options or AnalysisOptions()
+    progress = progress or null_progress
+    _check_supplied(study, options)
+    hematocrit = options.hematocrit if options.hematocrit is not None else study.hematocrit
+    timer = _Timer(progress)
+    n = study.n_slices
+
+    motion_results: list[Any | None] = []
+    with timer.step("motion") as p:
+        for i, s in enumerate(study.slices):
+            if options.motion_correction:
+                motion_results.append(motion.correct_series(s, progress=scaled(p, i / n, (i + 1) / n)))
+            else:
+                motion_results.append(None)
+    corrected = [m.corrected if m is not None else s for m, s in zip(motion_results, study.slices, strict=True)]
+
+    with timer.step("gd"):
+        gd_series = [gd.series_to_gd(s) for s in corrected]
+
+    with timer.step("aif"):
+        aif_blood, aif_info = _study_aif(study, options)
+
+    seg_results: list[Any | None] = [None] * n
+    with timer.step("segmentation") as p:
+        if options.labels is None:
+            segmenter = _load_segmenter(options.segmenter)
+            for i, s in enumerate(gd_series):
+                seg_results[i] = segmenter(s, motion=motion_results[i])
+                p((i + 1) / n, f"slice {i + 1}")
+
+    slices: list[SliceAnalysis] = []
+    with timer.step("flow") as p:
+        for i, s in enumerate(gd_series):
+            seg = seg_results[i]
+            if seg is not None:
+                labels_ref = np.asarray(seg.labels_ref, dtype=np.uint8)
+                if "anterior" not in seg.insertion_points:
+                    raise NotAvailableError(
+                        f"slice {i + 1}: the CNN found no RV insertion point; supply labels and insertion points"
+                    )
+                ay, ax = seg.insertion_points["anterior"]
+                insertion = (float(ay), float(ax))
+                per_frame = {k: np.asarray(v) for k, v in seg.insertion_points_per_frame.items()}
+                labels = np.asarray(seg.labels, dtype=np.uint8)
+                source, seg_qc = "cnn", _qc_dict(seg.qc)
+            else:
+                assert options.labels is not None
+                labels_ref = np.asarray(options.labels[i], dtype=np.uint8)
+                if options.insertion_points_yx is not None:
+                    iy, ix = options.insertion_points_yx[i]
+                    insertion = (float(iy), float(ix))
+                else:
+                    raise ValidationError("insertion_points_yx: supply the anterior RV insertion point of every slice")
+                labels = _labels_over_frames(labels_ref, motion_results[i], s.n_frames)
+                per_frame = {"anterior": _points_over_frames(insertion, motion_results[i], s.n_frames)}
+                source, seg_qc = "supplied", {}
+            fit_mask = heart_region(labels_ref, s.spacing_mm)
+            if not (labels_ref == LABEL_MYO).any():
+                raise ValidationError(f"slice {i + 1}: the label map has no myocardium")
+            result = flow.compute_flow_maps(
+                s,
+                aif_blood,
+                model=options.model,
+                dt_s=options.dt_s,
+                hematocrit=hematocrit,
+                mask=fit_mask,
+                progress=scaled(p, i / n, (i + 1) / n),
+            )
+            slices.append(
+                SliceAnalysis(
+                    series=study.slices[i],
+                    corrected=corrected[i],
+                    gd=s,
+                    motion=motion_results[i],
+                    labels_ref=labels_ref,
+                    labels=labels,
+                    insertion_yx=(insertion[0], insertion[1]),
+                    insertion_points_per_frame=per_frame,
+                    labels_source=source,
+                    flow=result,
+                    sectors=None,
+                    segmentation_qc=seg_qc,
+                )
+            )
+
+    with timer.step("segments"):
+        assignment = aha.slice_levels(list(study.slices), levels=options.levels)
+        for sl, level in zip(slices, assignment.levels, strict=True):
+            sl.sectors = aha.analyse_slice(
+                sl.labels_ref, sl.insertion_yx, level, spacing_mm=sl.gd.spacing_mm, geometry=sl.gd.geometry
+            )
+
+    with timer.step("report"):
+        report_slices = [
+            SliceResult(
+                sectors=sl.sectors,
+                maps=sl.flow.maps,
+                labels=sl.labels_ref,
+                name=sl.series.name or f"slice {i + 1}",
+                geometry=sl.gd.geometry,
+                qc=_slice_qc(sl),
+            )
+            for i, sl in enumerate(slices)
+        ]
+        report = build_report(
+            report_slices,
+            study_name=study.name,
+            condition=study.condition,
+            level_source=assignment.source,
+            qc={"aif": aif_info, "hematocrit": hematocrit, "model": options.model},
+            timings_s=dict(timer.timings),
+            extra_versions={"qperf_pipeline": __version__},
+        )
+        figures = render_figures(report, report_slices)
+    report["timings_s"] = {**timer.timings, "total": float(sum(timer.timings.values()))}
+    progress(1.0, "done")
+    return AnalysisResult(study, slices, aif_blood, report, figures, dict(report["timings_s"]))
+
+
+def _load_segmenter(path: str | os.PathLike[str] | None) -> Callable[..., Any]:
+    try:
+        from qperf.segmentation import load_segmenter
+    except ImportError as exc:  # pragma: no cover - the package ships with qperf
+        raise NotAvailableError(f"the segmentation package cannot be imported ({exc})") from exc
+    return load_segmenter(None if path is None else Path(path))
+
+
+def _points_over_frames(point_yx: tuple[float, float], motion_result: Any | None, n_frames: int) -> NDArray[np.float64]:
+    if motion_result is None:
+        return np.repeat(np.asarray(point_yx, dtype=float)[None], n_frames, axis=0)
+    from qperf import motion
+
+    return np.asarray(motion.points_to_original(np.asarray([point_yx], dtype=float), motion_result))[:, 0, :]
+
+
+def _qc_dict(qc: Any) -> dict[str, Any]:
+    if qc is None:
+        return {}
+    if isinstance(qc, Mapping):
+        return dict(qc)
+    if hasattr(qc, "as_dict"):
+        return dict(qc.as_dict())
+    if hasattr(qc, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return asdict(qc)
+    return {"value": str(qc)}
+
+
+def _slice_qc(sl: SliceAnalysis) -> dict[str, Any]:
+    qc: dict[str, Any] = {"labels_source": sl.labels_source, "fitted_pixels": int(sl.flow.n_fitted)}
+    if sl.motion is not None:
+        qc["motion_score"] = float(sl.motion.quality.get("score", float("nan")))
+    if sl.segmentation_qc:
+        qc["segmentation"] = sl.segmentation_qc
+    return qc
+
+
+def write_analysis(result: AnalysisResult, out_dir: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Write the analysis as a new folder (atomically).
+
+    Layout: the report files (``report.json``, ``report.csv``, ``report.html``, bull's-eye and
+    flow-map figures) at the top, ``aif.csv`` (the blood AIF used), and per slice
+    ``slice_<n>/``: ``corrected.seq.nrrd``, ``labels.seq.nrrd`` (over the original frames),
+    ``labels_ref.nrrd``, ``segments.nrrd``, one ``<parameter>.nrrd`` per map, and
+    ``insertion.json``.
+    """
+    from qperf import io
+    from qperf.flow import map_file_stem
+    from qperf.io._atomic import atomic_dir
+    from qperf.report import write_report
+
+    with atomic_dir(out_dir, overwrite) as tmp:
+        write_report(result.report, result.figures, tmp)
+        io.write_aif_curve(result.aif_blood, tmp / "aif.csv")
+        for i, sl in enumerate(result.slices, start=1):
+            d = tmp / f"slice_{i}"
+            d.mkdir()
+            s = sl.gd
+            sp, geo = s.spacing_mm, s.geometry
+            io.write_series(sl.corrected, d / "corrected.seq.nrrd")
+            io.write_image(sl.labels, d / "labels.seq.nrrd", spacing_mm=sp, geometry=geo, time_s=s.time_s)
+            io.write_image(sl.labels_ref, d / "labels_ref.nrrd", spacing_mm=sp, geometry=geo)
+            io.write_image(sl.sectors.segments.astype(np.int16), d / "segments.nrrd", spacing_mm=sp, geometry=geo)
+            for name, arr in sl.flow.maps.items():
+                io.write_image(arr, d / f"{map_file_stem(name)}.nrrd", spacing_mm=sp, geometry=geo)
+            (d / "insertion.json").write_text(json.dumps(_insertion_doc(sl), indent=2) + "\n", encoding="utf-8")
+    return Path(out_dir)
+
+
+def _insertion_doc(sl: SliceAnalysis) -> dict[str, Any]:
+    s = sl.gd
+    from qperf.types import SliceGeometry
+
+    geometry = s.geometry or SliceGeometry()
+    y, x = sl.insertion_yx
+    doc: dict[str, Any] = {
+        "reference_frame": {
+            "anterior": {"yx_px": [y, x], "lps_mm": geometry.pixel_to_lps(y, x, s.spacing_mm).tolist()}
+        },
+        "geometry_known": s.geometry is not None,
+        "per_frame": {},
+    }
+    for name, pts in sl.insertion_points_per_frame.items():
+        pts = np.asarray(pts, dtype=float)
+        doc["per_frame"][name] = {
+            "time_s": s.time_s.tolist(),
+            "yx_px": pts.tolist(),
+            "lps_mm": geometry.pixel_to_lps(pts[:, 0], pts[:, 1], s.spacing_mm).tolist(),
+        }
+    return doc
