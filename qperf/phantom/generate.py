@@ -236,9 +236,12 @@ def generate_study(
     srng = _rng(seed, _ACQUISITION, 1)
     myo_t = tissue("myocardium", field_t)
     pd_myo = float(sr_signal(0.0, myo_t.t1_ms, myo_t.t2_ms, img_readout, proton_density=True)) * myo_t.proton_density
-    level = srng.uniform(200.0, 800.0)
+    sr_myo = float(sr_signal(0.0, myo_t.t1_ms, myo_t.t2_ms, img_readout)) * myo_t.proton_density
+    level = srng.uniform(200.0, 800.0)  # PD-frame myocardial signal
     gain = level / pd_myo
-    snr_pd = srng.uniform(40.0, 100.0)
+    # noise set by the SNR of the pre-contrast myocardium in the SR frames (about 6 to 16)
+    snr_sr = srng.uniform(6.0, 16.0)
+    snr_pd = snr_sr * pd_myo / sr_myo
     coil_strength = srng.uniform(0.6, 1.0) if coil else 0.0
     coil_map = None
 

@@ -61,11 +61,22 @@ class MotionModel:
     ``F`` (2, y, x) is the displacement (pixels) at depth 1 of breathing: heart and liver follow
     the diaphragm, the chest wall moves less, plus a small affine deformation of the heart and
     smooth random non-rigid bumps. ``W`` (y, x) is the heart weight carrying the per-beat
-    trigger jitter ``e_t`` (2,) in pixels.
+    trigger jitter ``e_t`` (2,) in pixels. The patterns are held on a grid padded by ``pad``
+    pixels so that the inversion can look outside the image.
     """
 
-    field: NDArray[np.float32]
-    heart_weight: NDArray[np.float32]
+    padded: NDArray[np.float32]  # (y + 2 pad, x + 2 pad, 3): F_y, F_x, W
+    pad: int
+
+    @property
+    def field(self) -> NDArray[np.float32]:
+        p = self.pad
+        return np.ascontiguousarray(np.moveaxis(self.padded[p:-p, p:-p, :2], -1, 0))
+
+    @property
+    def heart_weight(self) -> NDArray[np.float32]:
+        p = self.pad
+        return np.ascontiguousarray(self.padded[p:-p, p:-p, 2])
 
     @classmethod
     def draw(
@@ -79,7 +90,10 @@ class MotionModel:
     ) -> MotionModel:
         ny, nx = shape
         dy, dx = spacing_mm
-        yy, xx = np.meshgrid(np.arange(ny, dtype=np.float64), np.arange(nx, dtype=np.float64), indexing="ij")
+        pad = int(np.ceil(40.0 / min(dy, dx))) + 2
+        yy, xx = np.meshgrid(
+            np.arange(-pad, ny + pad, dtype=np.float64), np.arange(-pad, nx + pad, dtype=np.float64), indexing="ij"
+        )
         ym = (yy - heart_yx[0]) * dy
         xm = (xx - heart_yx[1]) * dx
         sigma = rng.uniform(60.0, 90.0)
@@ -100,8 +114,8 @@ class MotionModel:
             amp = rng.normal(0.0, 1.5, 2)
             fy += amp[0] * g
             fx += amp[1] * g
-        field = np.stack([fy / dy, fx / dx]).astype(np.float32) * scale
-        return cls(field=field, heart_weight=w.astype(np.float32))
+        padded = np.stack([fy / dy * scale, fx / dx * scale, w], axis=-1).astype(np.float32)
+        return cls(padded=padded, pad=pad)
 
     def displacement(self, depth: NDArray[np.float64], jitter_px: NDArray[np.float64]) -> NDArray[np.float32]:
         """``ref_to_moving`` fields (t, 2, y, x) for breathing depths (t,) and jitters (t, 2)."""
@@ -109,41 +123,78 @@ class MotionModel:
         d += jitter_px.astype(np.float32)[:, :, None, None] * self.heart_weight[None, None]
         return np.asarray(d, dtype=np.float32)
 
-    def _sample(self, y: NDArray[np.float64], x: NDArray[np.float64]) -> tuple[NDArray[np.float64], ...]:
-        maps = np.stack([self.field[0], self.field[1], self.heart_weight]).reshape(3, -1)
-        return tuple(bilinear(maps, self.field.shape[1:], y, x))
+    def _iterate(
+        self,
+        qy: NDArray[np.float32],
+        qx: NDArray[np.float32],
+        my: NDArray[np.float32],
+        mx: NDArray[np.float32],
+        depth: NDArray[np.float32],
+        jy: NDArray[np.float32],
+        jx: NDArray[np.float32],
+        iterations: int,
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """Fixed-point steps ``m <- -d(q + m)`` at padded-grid points ``q`` (t, n)."""
+        nyp, nxp = self.padded.shape[:2]
+        flat = self.padded.reshape(-1, 3)
+        for _ in range(iterations):
+            y = np.clip(qy + my, 0.0, nyp - 1.001)
+            x = np.clip(qx + mx, 0.0, nxp - 1.001)
+            y0 = y.astype(np.int32)
+            x0 = x.astype(np.int32)
+            wy = (y - y0)[..., None]
+            wx = (x - x0)[..., None]
+            i = y0 * nxp + x0
+            top = flat[i] * (1 - wx) + flat[i + 1] * wx
+            bot = flat[i + nxp] * (1 - wx) + flat[i + nxp + 1] * wx
+            v = top * (1 - wy) + bot * wy
+            my = -(depth * v[..., 0] + jy * v[..., 2])
+            mx = -(depth * v[..., 1] + jx * v[..., 2])
+        return my, mx
 
     def inverse(
-        self, depth: NDArray[np.float64], jitter_px: NDArray[np.float64], coarse: int = 2, iterations: int = 10
+        self, depth: NDArray[np.float64], jitter_px: NDArray[np.float64], coarse: int = 4, iterations: int = 8
     ) -> NDArray[np.float32]:
-        """``moving_to_ref`` fields (t, 2, y, x) by fixed-point inversion on a coarse grid."""
-        ny, nx = self.field.shape[1:]
-        cy = np.arange(0, ny + coarse - 1, coarse, dtype=np.float64)
-        cx = np.arange(0, nx + coarse - 1, coarse, dtype=np.float64)
-        qy, qx = np.meshgrid(cy, cx, indexing="ij")
-        qy = np.broadcast_to(qy.ravel(), (depth.shape[0], qy.size))
-        qx = np.broadcast_to(qx.ravel(), (depth.shape[0], qx.size))
-        r = depth[:, None]
-        my = np.zeros(qy.shape)
-        mx = np.zeros(qx.shape)
-        for _ in range(iterations):
-            fy, fx, w = self._sample(qy + my, qx + mx)
-            my = -(r * fy + jitter_px[:, 0:1] * w)
-            mx = -(r * fx + jitter_px[:, 1:2] * w)
-        coarse_m = np.stack([my, mx], axis=1).reshape(depth.shape[0], 2, cy.size, cx.size)
-        # bilinear upsampling to the full grid
-        fy_idx = np.arange(ny) / coarse
-        fx_idx = np.arange(nx) / coarse
-        y0 = np.floor(fy_idx).astype(int)
-        x0 = np.floor(fx_idx).astype(int)
-        wy = (fy_idx - y0)[:, None]
-        wx = (fx_idx - x0)[None, :]
-        y1 = np.minimum(y0 + 1, cy.size - 1)
-        x1 = np.minimum(x0 + 1, cx.size - 1)
-        c = coarse_m.astype(np.float32)
-        top = c[:, :, y0][:, :, :, x0] * (1 - wx) + c[:, :, y0][:, :, :, x1] * wx
-        bot = c[:, :, y1][:, :, :, x0] * (1 - wx) + c[:, :, y1][:, :, :, x1] * wx
-        return np.asarray(top * (1 - wy) + bot * wy, dtype=np.float32)
+        """``moving_to_ref`` fields (t, 2, y, x): fixed-point inversion on a coarse grid, cubic upsampling."""
+        p = self.pad
+        nyp, nxp = self.padded.shape[:2]
+        ny, nx = nyp - 2 * p, nxp - 2 * p
+        nt = depth.shape[0]
+        r = depth.astype(np.float32)[:, None]
+        jy = jitter_px[:, 0:1].astype(np.float32)
+        jx = jitter_px[:, 1:2].astype(np.float32)
+        cy = np.arange(0, ny + coarse - 1, coarse, dtype=np.float32)
+        cx = np.arange(0, nx + coarse - 1, coarse, dtype=np.float32)
+        qy, qx = np.meshgrid(cy + p, cx + p, indexing="ij")
+        qy = np.broadcast_to(qy.ravel(), (nt, qy.size))
+        qx = np.broadcast_to(qx.ravel(), (nt, qx.size))
+        zero = np.zeros(qy.shape, dtype=np.float32)
+        my, mx = self._iterate(qy, qx, zero, zero, r, jy, jx, iterations)
+        coarse_m = np.stack([my, mx], axis=1).reshape(nt, 2, cy.size, cx.size)
+        # separable cubic (Keys) upsampling to the full grid: two small matrix products
+        up_y = _cubic_upsampling(ny, cy.size, coarse)
+        up_x = _cubic_upsampling(nx, cx.size, coarse)
+        full = np.matmul(np.matmul(up_y, coarse_m), up_x.T)
+        return np.ascontiguousarray(full, dtype=np.float32)
+
+
+def _cubic_upsampling(n_out: int, n_in: int, step: int) -> NDArray[np.float32]:
+    """Matrix (n_out, n_in) of Keys cubic interpolation from a grid of spacing ``step`` (edge-clamped)."""
+    pos = np.arange(n_out) / step
+    base = np.floor(pos).astype(int)
+    frac = pos - base
+    out = np.zeros((n_out, n_in), dtype=np.float64)
+    a = -0.5
+    for k in (-1, 0, 1, 2):
+        x = np.abs(frac - k)
+        w = np.where(
+            x <= 1,
+            (a + 2) * x**3 - (a + 3) * x**2 + 1,
+            np.where(x < 2, a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a, 0.0),
+        )
+        idx = np.clip(base + k, 0, n_in - 1)
+        np.add.at(out, (np.arange(n_out), idx), w)
+    return out.astype(np.float32)
 
 
 def bilinear(
@@ -190,3 +241,26 @@ def warp_frames(frames: NDArray[np.float32], moving_to_ref: NDArray[np.float32])
     d = flat[base + nx + 1]
     bot = c + (d - c) * wx
     return np.asarray(top + (bot - top) * wy, dtype=np.float32)
+
+
+def warp_static(images: NDArray[np.float32], moving_to_ref: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Static images (c, y, x) seen through every moving frame: (c, t, y, x), bilinear, edge-clamped."""
+    c, ny, nx = images.shape
+    yy, xx = np.meshgrid(np.arange(ny, dtype=np.float32), np.arange(nx, dtype=np.float32), indexing="ij")
+    y = np.clip(yy[None] + moving_to_ref[:, 0], 0.0, ny - 1.001)
+    x = np.clip(xx[None] + moving_to_ref[:, 1], 0.0, nx - 1.001)
+    y0 = y.astype(np.int32)
+    x0 = x.astype(np.int32)
+    wy = y - y0
+    wx = x - x0
+    i = y0 * nx + x0
+    w00 = (1 - wy) * (1 - wx)
+    w01 = (1 - wy) * wx
+    w10 = wy * (1 - wx)
+    w11 = wy * wx
+    flat = images.reshape(c, -1)
+    out = np.empty((c, *i.shape), dtype=np.float32)
+    for k in range(c):
+        v = flat[k]
+        out[k] = v[i] * w00 + v[i + 1] * w01 + v[i + nx] * w10 + v[i + nx + 1] * w11
+    return out

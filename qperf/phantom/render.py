@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 
 from qperf.phantom import physiology
 from qperf.phantom.anatomy import CLASS_LABEL, MYO, N_BASE_CLASSES, SliceFrame
-from qperf.phantom.motion import warp_frames
+from qperf.phantom.motion import warp_frames, warp_static
 from qperf.phantom.raster import Raster, fractions, label_fractions
 from qperf.phantom.signal import Readout, rician, sr_signal, t2star_decay
 from qperf.phantom.truth import aha_sector, septal_sense
@@ -152,9 +152,7 @@ def moving_labels(labels: SliceLabels, moving_to_ref: NDArray[np.float32] | None
     x0, x1 = max(int(fg[1].min()) - margin, 0), min(int(fg[1].max()) + margin + 1, nx)
     frac = labels.label_frac.reshape(4, ny, nx)[:, y0:y1, x0:x1]
     m = np.ascontiguousarray(moving_to_ref[:, :, y0:y1, x0:x1])
-    warped = np.stack(
-        [warp_frames(np.ascontiguousarray(np.broadcast_to(frac[c], (n_frames, *frac.shape[1:]))), m) for c in range(4)]
-    )
+    warped = warp_static(np.ascontiguousarray(frac), m)
     out[:, y0:y1, x0:x1] = np.argmax(warped, axis=0).astype(np.uint8)
     return out
 
