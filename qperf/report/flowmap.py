@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from matplotlib import patheffects
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -24,7 +25,14 @@ from qperf.aha.table import TERRITORIES
 from qperf.colormaps import PERFUSION_RANGE_ML_MIN_G, perfusion_cmap
 from qperf.errors import ValidationError, describe
 
-__all__ = ["LABEL_COLORS", "TERRITORY_COLORS", "DisplayOrientation", "display_orientation", "flowmap_figure"]
+__all__ = [
+    "LABEL_COLORS",
+    "TERRITORY_COLORS",
+    "DisplayOrientation",
+    "boundary_segments",
+    "display_orientation",
+    "flowmap_figure",
+]
 
 #: Territory contour colours, as in the original inline maps.
 TERRITORY_COLORS: dict[str, str] = {"LAD": "#ffff00", "RCA": "#00ff00", "LCx": "#ff0000"}
@@ -119,17 +127,36 @@ def _crop(
     return (x0, x1, y1, y0)
 
 
-def _outline(ax: Any, mask: NDArray[np.bool_], spacing_mm: tuple[float, float], **kwargs: Any) -> None:
-    """Contour of a binary mask along pixel edges (mask upsampled 4x before contouring)."""
-    if not mask.any():
-        return
-    up = 4
-    big = np.kron(np.pad(mask, 1).astype(float), np.ones((up, up)))
+def boundary_segments(regions: NDArray[Any], spacing_mm: tuple[float, float]) -> NDArray[np.float64]:
+    """Pixel edges between different values of a region map, as line segments in mm.
+
+    Parameters
+    ----------
+    regions : ndarray, shape (y, x)
+        Integer or boolean map; an edge is drawn wherever two 4-neighbours differ (and along
+        the image border around non-zero pixels).
+    spacing_mm : (float, float)
+
+    Returns
+    -------
+    ndarray of float64, shape (n, 2, 2)
+        Segments ``[[x0, y0], [x1, y1]]`` in mm, pixel centre ``(y, x)`` at ``(x dx, y dy)``.
+    """
+    r = np.pad(np.asarray(regions), 1)
     dy, dx = spacing_mm
-    ny, nx = big.shape
-    x = ((np.arange(nx) + 0.5) / up - 0.5 - 1) * dx
-    y = ((np.arange(ny) + 0.5) / up - 0.5 - 1) * dy
-    ax.contour(x, y, big, levels=[0.5], **kwargs)
+    vy, vx = np.nonzero(r[:, :-1] != r[:, 1:])  # edge between columns vx and vx + 1 of the padded map
+    hy, hx = np.nonzero(r[:-1, :] != r[1:, :])
+    xe = (vx - 0.5) * dx
+    vert = np.stack([np.stack([xe, (vy - 1.5) * dy], -1), np.stack([xe, (vy - 0.5) * dy], -1)], axis=1)
+    ye = (hy - 0.5) * dy
+    horiz = np.stack([np.stack([(hx - 1.5) * dx, ye], -1), np.stack([(hx - 0.5) * dx, ye], -1)], axis=1)
+    return np.concatenate([vert, horiz]).astype(np.float64)
+
+
+def _outline(ax: Any, regions: NDArray[Any], spacing_mm: tuple[float, float], color: Any, width: float) -> None:
+    segs = boundary_segments(regions, spacing_mm)
+    if segs.size:
+        ax.add_collection(LineCollection(list(segs), colors=[color], linewidths=width, capstyle="projecting"))
 
 
 def flowmap_figure(
@@ -225,7 +252,7 @@ def flowmap_figure(
     if seg is not None:
         handles = []
         for terr, members in TERRITORIES.items():
-            _outline(ax0, np.isin(seg, members), (dy, dx), colors=[TERRITORY_COLORS[terr]], linewidths=1.6)
+            _outline(ax0, np.isin(seg, members), (dy, dx), TERRITORY_COLORS[terr], 1.6)
             handles.append(Line2D([], [], color=TERRITORY_COLORS[terr], lw=2, label=terr))
         ax0.legend(
             handles=handles, loc="lower right", fontsize=7, facecolor="black", labelcolor="white", framealpha=0.6
@@ -241,10 +268,9 @@ def flowmap_figure(
                 overlay[lab == value] = (*rgb, 0.45)
             ax1.imshow(overlay, extent=extent, origin="upper", interpolation="nearest")
         if seg is not None:
+            _outline(ax1, seg, (dy, dx), "white", 0.7)
             for n in np.unique(seg[seg > 0]):
-                m = seg == n
-                _outline(ax1, m, (dy, dx), colors=["white"], linewidths=0.7)
-                cy, cx = np.argwhere(m).mean(axis=0)
+                cy, cx = np.argwhere(seg == n).mean(axis=0)
                 ax1.text(
                     cx * dx,
                     cy * dy,
