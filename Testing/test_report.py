@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -277,7 +278,9 @@ def test_write_report_files(study, tmp_path):
     assert float(row["mbf_mean_ml_min_g"]) == pytest.approx(rep["segments"]["10"]["endo"]["mbf_mean_ml_min_g"])
     assert int(row["n_pixels"]) == rep["segments"]["10"]["endo"]["n_pixels"]
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 4 and "http" not in page.replace("http-equiv", "")
+    links = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", page)
+    assert len(links) == 4 and all(link.startswith("data:image/png;base64,") for link in links)  # self-contained
+    assert "<script" not in page and "<link" not in page
     first = page.split("data:image/png;base64,")[1].split('"')[0]
     assert base64.b64decode(first) == (out / "bullseye.png").read_bytes() == figs.bullseye_png
     assert imread(out / "flowmap_2_mid.png").shape[2] in (3, 4)
