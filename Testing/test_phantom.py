@@ -21,7 +21,7 @@ def moving() -> phantom.PhantomStudy:
 
 @pytest.fixture(scope="module")
 def static_clean() -> phantom.PhantomStudy:
-    return phantom.generate_study(seed=3, condition="stress", motion=False, noise=False, **SMALL)
+    return phantom.generate_study(seed=3, condition="stress", motion=False, noise=False, blur=False, **SMALL)
 
 
 def _defect_seed() -> int:
@@ -90,7 +90,9 @@ def test_determinism() -> None:
 
 
 def test_stress_and_rest_share_the_heart(static_clean: phantom.PhantomStudy) -> None:
-    rest = phantom.generate_study(seed=3, condition="rest", motion=False, noise=False, aif_images=False, **SMALL)
+    rest = phantom.generate_study(
+        seed=3, condition="rest", motion=False, noise=False, blur=False, aif_images=False, **SMALL
+    )
     for ts, tr in zip(static_clean.truth.slices, rest.truth.slices, strict=True):
         np.testing.assert_array_equal(ts.labels_ref, tr.labels_ref)
         np.testing.assert_array_equal(ts.aha_segments, tr.aha_segments)

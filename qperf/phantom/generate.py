@@ -25,7 +25,7 @@ from qperf.phantom.render import (
     parameter_maps,
     render_series,
 )
-from qperf.phantom.signal import Readout, sr_signal, tissue
+from qperf.phantom.signal import Readout, smooth_texture, sr_signal, tissue
 from qperf.phantom.truth import PhantomStudy, PhantomTruth, SliceTruth
 from qperf.progress import ProgressCallback, null_progress
 from qperf.types import PerfusionSeries, PerfusionStudy
@@ -154,6 +154,8 @@ def generate_study(
     readout: str | None = None,
     model: str = "btex",
     coil: bool = True,
+    blur: bool = True,
+    motion_scale: float = 1.0,
     shape: tuple[int, int] | None = None,
     spacing_mm: float | None = None,
     standard_view: bool = False,
@@ -180,7 +182,13 @@ def generate_study(
     model : str
         Tissue forward model (``qperf.kinetics`` name; "2cxm-analytic" for the built-in one).
     coil : bool
-        Surface-coil shading on (off gives a flat receive profile).
+        Surface-coil shading and a mild static tissue texture on (off: flat receive profile).
+    blur : bool
+        Finite acquired resolution (k-space truncation: blur and Gibbs ringing); off renders
+        the partial-volume image as it is.
+    motion_scale : float
+        Multiplies the respiratory motion (for example 0.1-0.3 to mimic the residual motion
+        of a motion-corrected series).
     shape, spacing_mm : optional
         Image matrix ``(ny, nx)`` and isotropic pixel spacing; drawn from the seed when None.
     standard_view : bool
@@ -196,6 +204,8 @@ def generate_study(
         ``.study`` (signal units, PD frames, acquisition metadata) and ``.truth``.
     """
     _check(seed, n_slices, n_frames, condition, field_t)
+    if not (isinstance(motion_scale, (int, float)) and math.isfinite(motion_scale) and motion_scale >= 0):
+        raise ValidationError(f"motion_scale: expected a non-negative number, found {motion_scale!r}")
     progress = progress or null_progress
     heart = an.Heart.draw(_rng(seed, _HEART))
     perf = physiology.Perfusion.draw(_rng(seed, _PERFUSION))
@@ -244,6 +254,12 @@ def generate_study(
     snr_pd = snr_sr * pd_myo / sr_myo
     coil_strength = srng.uniform(0.6, 1.0) if coil else 0.0
     coil_map = None
+    phase_fraction = srng.uniform(0.5, 0.85)
+    read_fraction = srng.uniform(0.75, 1.0)
+    kspace = (phase_fraction, read_fraction) if srng.random() < 0.5 else (read_fraction, phase_fraction)
+    if not blur:
+        kspace = (1.0, 1.0)
+    texture_amplitude = srng.uniform(0.02, 0.08) if coil else 0.0
 
     zetas = an.slice_zetas(n_slices, _rng(seed, _PLACEMENT, 1))
     series: list[PerfusionSeries] = []
@@ -272,11 +288,14 @@ def generate_study(
             heart_yx = lps_to_pixel(frame, frame.centre_lps)
             my = float(np.dot(motion_vec, frame.geometry.y_direction))
             mx = float(np.dot(motion_vec, frame.geometry.x_direction))
-            mm = MotionModel.draw(mrng, frame.shape, frame.spacing_mm, heart_yx, (my, mx))
-            jitter = mrng.normal(0.0, 0.4, (time_s.shape[0], 2)) / np.asarray(frame.spacing_mm)
+            mm = MotionModel.draw(mrng, frame.shape, frame.spacing_mm, heart_yx, (my, mx), scale=motion_scale)
+            jitter = mrng.normal(0.0, 0.4 * motion_scale, (time_s.shape[0], 2)) / np.asarray(frame.spacing_mm)
             d = mm.displacement(depth, jitter)
             m = mm.inverse(depth, jitter)
-        acq = Acquisition(img_readout, N_PD_FRAMES, gain, coil_map, level / snr_pd if noise else 0.0)
+        texture = smooth_texture(frame.shape, srng, texture_amplitude)
+        acq = Acquisition(
+            img_readout, N_PD_FRAMES, gain, coil_map * texture, level / snr_pd if noise else 0.0, (), kspace
+        )
         data = render_series(frac, table, acq, frame.shape, m, nrng)[0]
         maps = parameter_maps(frac, table, labels.labels_ref)
         zeros = np.zeros((time_s.shape[0], 2, *frame.shape), dtype=np.float32)
@@ -321,7 +340,7 @@ def generate_study(
         progress(0.85, "AIF images")
         aif_series = _aif_series(
             heart, placement, perf, condition, blood, sim_grid, sims, cparams, field_t, aif_readout, aif_time,
-            breathing, motion_vec if motion else None, noise, coil, seed, cs,
+            breathing, motion_vec * motion_scale if motion else None, noise, coil, blur, seed, cs,
         )  # fmt: skip
     study = PerfusionStudy(
         slices=tuple(series),
@@ -376,6 +395,7 @@ def _aif_series(
     motion_vec: NDArray[np.float64] | None,
     noise: bool,
     coil: bool,
+    blur: bool,
     seed: int,
     cs: int,
 ) -> tuple[PerfusionSeries, ...]:
@@ -420,7 +440,8 @@ def _aif_series(
         mm = MotionModel.draw(mrng, shape, frame.spacing_mm, lps_to_pixel(frame, frame.centre_lps), (my, mx))
         jitter = mrng.normal(0.0, 0.4, (time_s.shape[0], 2)) / spacing
         m = mm.inverse(depth, jitter)
-    acq = Acquisition(readout, N_PD_FRAMES, level / pd_blood, coil_map, level / snr if noise else 0.0, echoes)
+    kspace = (rng.uniform(0.7, 0.95), rng.uniform(0.8, 1.0)) if blur else (1.0, 1.0)
+    acq = Acquisition(readout, N_PD_FRAMES, level / pd_blood, coil_map, level / snr if noise else 0.0, echoes, kspace)
     frames = render_series(frac, table, acq, shape, m, _rng(seed, cs + _NOISE, 9))
     meta = {**readout.metadata(), "echo_times_ms": [round(float(e), 4) for e in echoes], "series_description": "AIF"}
     return tuple(

@@ -13,7 +13,7 @@ from qperf.phantom import physiology
 from qperf.phantom.anatomy import CLASS_LABEL, MYO, N_BASE_CLASSES, SliceFrame
 from qperf.phantom.motion import warp_frames, warp_static
 from qperf.phantom.raster import Raster, fractions, label_fractions
-from qperf.phantom.signal import Readout, rician, sr_signal, t2star_decay
+from qperf.phantom.signal import Readout, rician, sr_signal, t2star_decay, truncate_kspace
 from qperf.phantom.truth import aha_sector, septal_sense
 
 _BIN_EDGES = np.array([-0.674, 0.0, 0.674], dtype=np.float32)
@@ -45,6 +45,7 @@ class Acquisition:
     coil: NDArray[np.float32]
     noise_sigma: float  # absolute, 0 for noise-free
     echo_times_ms: Sequence[float] = ()
+    kspace_fraction_yx: tuple[float, float] = (1.0, 1.0)
 
 
 @dataclass
@@ -131,8 +132,11 @@ def render_series(
         frames = ref.reshape(-1, ny, nx)
         if moving_to_ref is not None:
             frames = warp_frames(frames, moving_to_ref)
+        frames = truncate_kspace(frames, acq.kspace_fraction_yx)
         if acq.noise_sigma > 0:
             frames = rician(frames, acq.noise_sigma, rng)
+        else:
+            frames = np.abs(frames)  # magnitude image
         out.append(np.ascontiguousarray(frames, dtype=np.float32))
     return out
 

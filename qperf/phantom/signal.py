@@ -33,8 +33,10 @@ Proton-density frames use the same readout with ``pd_flip_angle_deg`` and no sat
 (``Mz(TD) = M0``). Echo ``k`` of the AIF images is multiplied by ``exp(-TE_k * R2*)`` with
 ``R2* = 1 / T2*_0 + r2star * C``.
 
-The image is ``gain * coil(y, x) * S``, then Rician noise: ``|S + n1 + i n2|``,
-``n1, n2 ~ N(0, sigma^2)``.
+The image is ``gain * coil(y, x) * S``; the finite acquired resolution is a low-pass window in
+k-space (a fraction of the phase- and readout-encoding lines kept, with a Fermi roll-off), which
+gives the blur and the Gibbs ringing (dark-rim) of real images; then Rician noise:
+``|S + n1 + i n2|``, ``n1, n2 ~ N(0, sigma^2)``.
 """
 
 from __future__ import annotations
@@ -278,3 +280,42 @@ def coil_shading(
     sens = np.sqrt(sens + 0.05 * sens.max())
     sens /= sens.mean()
     return np.asarray(1.0 + strength * (sens - 1.0), dtype=np.float32)
+
+
+def kspace_window(
+    shape: tuple[int, int], fraction_yx: tuple[float, float], rolloff: float = 0.04
+) -> NDArray[np.float32]:
+    """Real-FFT k-space window ``(ny, nx // 2 + 1)`` keeping ``fraction_yx`` of k-space with a Fermi edge."""
+    ny, nx = shape
+    ky = np.abs(np.fft.fftfreq(ny))[:, None] * 2.0  # 0 .. 1 (Nyquist)
+    kx = np.abs(np.fft.rfftfreq(nx))[None, :] * 2.0
+    wy = 1.0 / (1.0 + np.exp((ky - fraction_yx[0]) / rolloff))
+    wx = 1.0 / (1.0 + np.exp((kx - fraction_yx[1]) / rolloff))
+    return np.asarray(wy * wx, dtype=np.float32)
+
+
+def truncate_kspace(frames: NDArray[np.float32], fraction_yx: tuple[float, float]) -> NDArray[np.float32]:
+    """Frames (t, y, x) as reconstructed from the central ``fraction_yx`` of k-space (blur and ringing)."""
+    if fraction_yx[0] >= 1.0 and fraction_yx[1] >= 1.0:
+        return frames
+    from scipy import fft
+
+    window = kspace_window(frames.shape[1:], fraction_yx)  # type: ignore[arg-type]
+    spec = fft.rfft2(frames, axes=(-2, -1), workers=1)
+    spec *= window
+    return np.asarray(fft.irfft2(spec, s=frames.shape[1:], axes=(-2, -1), workers=1), dtype=np.float32)
+
+
+def smooth_texture(
+    shape: tuple[int, int], rng: np.random.Generator, amplitude: float, cell_px: int = 6
+) -> NDArray[np.float32]:
+    """A smooth random multiplicative field ``1 + amplitude * g`` (``g`` about unit variance), (ny, nx)."""
+    ny, nx = shape
+    if amplitude <= 0:
+        return np.ones(shape, dtype=np.float32)
+    from scipy.ndimage import zoom
+
+    coarse = rng.standard_normal((ny // cell_px + 2, nx // cell_px + 2)).astype(np.float32)
+    fine = zoom(coarse, cell_px, order=3)[:ny, :nx]
+    fine /= max(float(fine.std()), 1e-6)
+    return np.asarray(1.0 + amplitude * fine, dtype=np.float32)
