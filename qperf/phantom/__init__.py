@@ -17,7 +17,8 @@ Modules: :mod:`~qperf.phantom.anatomy` (heart and chest), :mod:`~qperf.phantom.r
 """
 
 from qperf.phantom.generate import generate_study
+from qperf.phantom.stream import stream
 from qperf.phantom.truth import PhantomStudy, PhantomTruth, SliceTruth
 from qperf.phantom.writer import write_study
 
-__all__ = ["PhantomStudy", "PhantomTruth", "SliceTruth", "generate_study", "write_study"]
+__all__ = ["PhantomStudy", "PhantomTruth", "SliceTruth", "generate_study", "stream", "write_study"]

@@ -335,10 +335,11 @@ def generate_study(
         )
 
     aif_series: tuple[PerfusionSeries, ...] = ()
+    aif_labels: tuple[NDArray[np.uint8], NDArray[np.uint8]] | tuple[None, None] = (None, None)
     aif_time = starts + timing["aif_offset_s"]
     if aif_images:
         progress(0.85, "AIF images")
-        aif_series = _aif_series(
+        aif_series, aif_labels = _aif_series(
             heart, placement, perf, condition, blood, sim_grid, sims, cparams, field_t, aif_readout, aif_time,
             breathing, motion_vec * motion_scale if motion else None, noise, coil, blur, seed, cs,
         )  # fmt: skip
@@ -362,6 +363,8 @@ def generate_study(
         condition=condition,
         kinetic_model=model_used,
         parameters=_describe(seed, heart, perf, bolus, timing, img_readout, aif_readout, snr_pd, motion_vec),
+        aif_labels_ref=aif_labels[0],
+        aif_labels_moving=aif_labels[1],
     )
     progress(1.0, "done")
     return PhantomStudy(study=study, truth=truth)
@@ -398,7 +401,7 @@ def _aif_series(
     blur: bool,
     seed: int,
     cs: int,
-) -> tuple[PerfusionSeries, ...]:
+) -> tuple[tuple[PerfusionSeries, ...], tuple[NDArray[np.uint8], NDArray[np.uint8]]]:
     """Low-resolution dual-echo AIF images of a basal slice (short saturation time)."""
     rng = _rng(seed, _ACQUISITION, 2)
     ny, nx = placement.shape
@@ -444,7 +447,8 @@ def _aif_series(
     acq = Acquisition(readout, N_PD_FRAMES, level / pd_blood, coil_map, level / snr if noise else 0.0, echoes, kspace)
     frames = render_series(frac, table, acq, shape, m, _rng(seed, cs + _NOISE, 9))
     meta = {**readout.metadata(), "echo_times_ms": [round(float(e), 4) for e in echoes], "series_description": "AIF"}
-    return tuple(
+    moving = moving_labels(labels, m, time_s.shape[0])
+    series = tuple(
         PerfusionSeries(
             data=f,
             time_s=time_s,
@@ -458,6 +462,7 @@ def _aif_series(
         )
         for i, f in enumerate(frames)
     )
+    return series, (labels.labels_ref, moving)
 
 
 def segment_table(truths: list[SliceTruth], perf: physiology.Perfusion, condition: str) -> dict[int, dict[str, Any]]:

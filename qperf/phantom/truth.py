@@ -77,6 +77,8 @@ class PhantomTruth:
         Forward model that produced the tissue curves.
     parameters : dict
         The random draws that define the study (JSON-friendly).
+    aif_labels_ref, aif_labels_moving : ndarray (y, x) and (t, y, x) uint8, or None
+        Labels of the AIF images (same values as the slices), when they were simulated.
     """
 
     aif_blood_gd_mmol_l: NDArray[np.float64]
@@ -88,6 +90,8 @@ class PhantomTruth:
     condition: str
     kinetic_model: str
     parameters: dict[str, Any] = field(default_factory=dict)
+    aif_labels_ref: NDArray[np.uint8] | None = None
+    aif_labels_moving: NDArray[np.uint8] | None = None
 
 
 @dataclass(eq=False)

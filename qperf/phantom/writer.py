@@ -6,6 +6,7 @@ Layout of ``out_dir``: the study as written by :func:`qperf.io.write_study` (``s
 - ``truth.json``: condition, hematocrit, kinetic model, the random draws, the per-segment
   table (``segments``) and, per slice, its level, RV insertion points and file names;
 - ``aif_blood.csv``: the true arterial input (LV blood, mmol/L);
+- ``aif_labels_ref.nrrd``, ``aif_labels_moving.seq.nrrd``: labels of the AIF images;
 - per slice ``n``: ``slice_<n>_labels_ref.nrrd``, ``slice_<n>_labels_moving.seq.nrrd``,
   ``slice_<n>_aha.nrrd``, ``slice_<n>_mbf.nrrd``, ``_ps``, ``_vp``, ``_visf`` (maps),
   ``slice_<n>_gd_noise_free.seq.nrrd`` and the motion fields
@@ -90,6 +91,18 @@ def write_truth_into(ps: PhantomStudy, folder: str | os.PathLike[str]) -> Path:
                 "files": files,
             }
         )
+    aif_files: dict[str, str] = {}
+    if truth.aif_labels_ref is not None and truth.aif_labels_moving is not None and ps.study.aif_series:
+        a = ps.study.aif_series[0]
+        io.write_image(truth.aif_labels_ref, base / "aif_labels_ref.nrrd", spacing_mm=a.spacing_mm, geometry=a.geometry)
+        io.write_image(
+            truth.aif_labels_moving,
+            base / "aif_labels_moving.seq.nrrd",
+            spacing_mm=a.spacing_mm,
+            geometry=a.geometry,
+            time_s=a.time_s,
+        )
+        aif_files = {"labels_ref": "aif_labels_ref.nrrd", "labels_moving": "aif_labels_moving.seq.nrrd"}
     io.write_aif_curve(
         AifCurve(truth.aif_blood_gd_mmol_l, truth.aif_time_s, units="gd_mmol_l", kind="blood"), base / "aif_blood.csv"
     )
@@ -101,6 +114,7 @@ def write_truth_into(ps: PhantomStudy, folder: str | os.PathLike[str]) -> Path:
         "kinetic_model": truth.kinetic_model,
         "aif_file": "aif_blood.csv",
         "aif_frames_gd_mmol_l": truth.aif_frames_gd_mmol_l,
+        "aif_image_files": aif_files,
         "segments": truth.segments,
         "slices": slices_doc,
         "parameters": truth.parameters,
