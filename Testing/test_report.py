@@ -160,7 +160,7 @@ def test_build_report_errors(rng):
         report.build_report([])
 
 
-def test_perfusion_reserve_report(rng):
+def test_perfusion_reserve_report(rng, tmp_path):
     rest_slices = make_slices(np.random.default_rng(3), scale=0.4)
     stress_slices = [
         report.SliceResult(
@@ -178,6 +178,22 @@ def test_perfusion_reserve_report(rng):
     assert stress["mpr"] is None and combined["mpr"]["rest_study"] == "rest"
     for key in [*map(str, range(1, 17)), "LAD", "RCA", "LCx", "global"]:
         assert combined["mpr"]["values"][key] == pytest.approx(2.5)
+    figs = report.render_figures(combined, stress_slices)
+    assert figs.mpr_bullseye_png is not None and report.render_figures(stress, stress_slices).mpr_bullseye_png is None
+    with pytest.raises(ValidationError, match="segments 1-16"):
+        report.bullseye_figure(combined["mpr"]["values"])  # territories are not segments
+    fig = report.bullseye_figure({n: combined["mpr"]["values"][str(n)] for n in range(1, 17)}, vmin=0.0, vmax=4.0)
+    png = imread(io.BytesIO(figs.mpr_bullseye_png))
+    assert np.abs(_pixel(fig, (0.0, 0.87), png) - colormaps.perfusion_rgb(2.5 / 4.0)).max() < 4 / 255
+    html_page = report.render_html(combined, figs)
+    assert html_page.count("data:image/png;base64,") == 5 and "MPR" in html_page
+    written = report.write_report(combined, figs, tmp_path / "mpr")
+    assert (
+        tmp_path / "mpr" / "mpr_bullseye.png"
+    ).read_bytes() == figs.mpr_bullseye_png and "mpr_bullseye.png" in written
+    with open(tmp_path / "mpr" / "report.csv", newline="") as fh:
+        row = next(r for r in csv.DictReader(fh) if r["region"] == "global" and r["layer"] == "all")
+    assert float(row["mpr"]) == pytest.approx(2.5)
     with pytest.raises(ValidationError, match="rest study"):
         report.add_perfusion_reserve(stress, stress)
 

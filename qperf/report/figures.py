@@ -36,6 +36,8 @@ __all__ = [
     "render_figures",
 ]
 
+#: Default colour range of perfusion-reserve bull's-eyes.
+MPR_RANGE: tuple[float, float] = (0.0, 4.0)
 #: Radii (inner, outer) of the bull's-eye rings, outer radius 1.
 BULLSEYE_RINGS: dict[str, tuple[float, float]] = {
     "apex": (0.0, 0.22),
@@ -108,7 +110,7 @@ def bullseye_figure(
         raise ValidationError(f"values: expected a mapping of segment to value, found {describe(values)}")
     vals: dict[int, float] = {}
     for k, v in values.items():
-        n = int(k)
+        n = int(k) if str(k).isdigit() else -1
         if n not in SEGMENTS:
             raise ValidationError(f"values: expected segments 1-16, found {k!r}")
         vals[n] = float("nan") if v is None else float(v)
@@ -184,11 +186,14 @@ class ReportFigures:
     bullseye_png, bullseye_svg : bytes
     flowmaps_png : tuple of (str, bytes)
         One ``(file name, PNG)`` per slice, ``flowmap_<n>_<level>.png``.
+    mpr_bullseye_png : bytes or None
+        Bull's-eye of the perfusion reserve when the report has one.
     """
 
     bullseye_png: bytes
     bullseye_svg: bytes
     flowmaps_png: tuple[tuple[str, bytes], ...]
+    mpr_bullseye_png: bytes | None = None
 
 
 def render_figures(
@@ -197,9 +202,11 @@ def render_figures(
     *,
     vmin: float = PERFUSION_RANGE_ML_MIN_G[0],
     vmax: float = PERFUSION_RANGE_ML_MIN_G[1],
+    mpr_range: tuple[float, float] = MPR_RANGE,
     dpi: int = 100,
 ) -> ReportFigures:
-    """The bull's-eye of the report's segment mean MBF and one flow-map figure per slice."""
+    """The bull's-eye of the report's segment mean MBF, one flow-map figure per slice, and the
+    bull's-eye of the perfusion reserve (colour range ``mpr_range``) when the report has one."""
     validate_report(report)
     if len(slices) != len(report["slices"]):
         raise ValidationError(f"slices: expected {len(report['slices'])} (as the report), found {len(slices)}")
@@ -228,4 +235,14 @@ def render_figures(
             title=slice_title(entry),
         )
         maps.append((f"flowmap_{i + 1}_{entry['level']}.png", figure_bytes(fig, "png", dpi)))
-    return ReportFigures(figure_bytes(bull, "png", dpi), figure_bytes(bull, "svg"), tuple(maps))
+    mpr_png = None
+    if report.get("mpr"):
+        mpr_fig = bullseye_figure(
+            {n: report["mpr"]["values"][str(n)] for n in SEGMENTS},
+            vmin=mpr_range[0],
+            vmax=mpr_range[1],
+            title=f"Myocardial perfusion reserve (stress / rest){': ' + study['name'] if study['name'] else ''}",
+            colorbar_label="MPR",
+        )
+        mpr_png = figure_bytes(mpr_fig, "png", dpi)
+    return ReportFigures(figure_bytes(bull, "png", dpi), figure_bytes(bull, "svg"), tuple(maps), mpr_png)

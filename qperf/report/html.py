@@ -80,6 +80,8 @@ def render_html(report: Mapping[str, Any], figures: ReportFigures) -> str:
             + "</ul>"
         )
     parts.append("<h2>Bull's-eye</h2>" + _img(figures.bullseye_png, "bull's-eye of mean MBF per segment"))
+    if figures.mpr_bullseye_png is not None:
+        parts.append(_img(figures.mpr_bullseye_png, "bull's-eye of the perfusion reserve"))
     header = ["Segment", "Name", "Territory", "Mean", "Median", "SD", "Pixels", "Endo mean", "Epi mean"]
     if mpr:
         header.append("MPR")

@@ -18,7 +18,8 @@ from qperf.report.schema import validate_report
 
 __all__ = ["REPORT_FILES", "read_report", "write_report"]
 
-#: Fixed file names of a report folder (plus one ``flowmap_<n>_<level>.png`` per slice).
+#: Fixed file names of a report folder (plus one ``flowmap_<n>_<level>.png`` per slice, and
+#: ``mpr_bullseye.png`` for a report with a perfusion reserve).
 REPORT_FILES = ("report.json", "report.csv", "report.html", "bullseye.png", "bullseye.svg")
 
 
@@ -71,6 +72,8 @@ def write_report(
         "bullseye.png": figures.bullseye_png,
         "bullseye.svg": figures.bullseye_svg,
     }
+    if figures.mpr_bullseye_png is not None:
+        contents["mpr_bullseye.png"] = figures.mpr_bullseye_png
     for name, png in figures.flowmaps_png:
         if os.path.basename(name) != name or not name.endswith(".png"):
             raise ValidationError(f"figures.flowmaps_png: expected plain .png file names, found {name!r}")
