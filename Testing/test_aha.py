@@ -184,6 +184,8 @@ def test_segment_map_errors():
     with pytest.raises(ValidationError, match="insertion_yx"):
         aha.segment_map(myo, ring.center_yx, ring.center_yx, "mid", spacing_mm=ring.spacing_mm, geometry=ring.geometry)
     with pytest.raises(ValidationError, match="spacing_mm"):
+        aha.segment_map(myo, ring.center_yx, ring.insertion_yx, "mid", spacing_mm=("a", "b"), geometry=ring.geometry)
+    with pytest.raises(ValidationError, match="spacing_mm"):
         aha.segment_map(myo, ring.center_yx, ring.insertion_yx, "mid", spacing_mm=(0, 1), geometry=ring.geometry)
     long_axis_view = SliceGeometry(x_direction=(0.0, -1.0, 0.0), y_direction=(-0.7071, 0.0, 0.7071))
     with pytest.raises(ValidationError, match="short-axis"):

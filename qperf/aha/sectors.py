@@ -25,6 +25,23 @@ from qperf.aha.table import (
 from qperf.errors import ValidationError, describe
 from qperf.types import LABEL_LV, LABEL_MYO, LABEL_RV, SliceGeometry
 
+__all__ = [
+    "SectorFrame",
+    "SliceSectors",
+    "analyse_slice",
+    "anterior_angle_deg",
+    "image_angle_deg",
+    "insertion_angle_deg",
+    "lv_center_yx",
+    "myocardial_layers",
+    "sector_frame",
+    "segment_map",
+    "septal_sense",
+    "septum_clockwise_from_rv",
+    "transmural_depth",
+    "wrap_deg",
+]
+
 
 def wrap_deg(angle_deg: ArrayLike) -> NDArray[np.float64]:
     """Angles wrapped to ``[-180, 180)`` degrees."""
@@ -33,7 +50,10 @@ def wrap_deg(angle_deg: ArrayLike) -> NDArray[np.float64]:
 
 
 def _spacing(spacing_mm: Any) -> tuple[float, float]:
-    arr = np.asarray(spacing_mm, dtype=float).reshape(-1) if np.size(spacing_mm) == 2 else None
+    try:
+        arr = np.asarray(spacing_mm, dtype=float).reshape(-1) if np.size(spacing_mm) == 2 else None
+    except (TypeError, ValueError):
+        arr = None
     if arr is None or not np.all(np.isfinite(arr)) or not np.all(arr > 0):
         raise ValidationError(f"spacing_mm: expected two positive numbers (dy, dx) in mm, found {describe(spacing_mm)}")
     return (float(arr[0]), float(arr[1]))
