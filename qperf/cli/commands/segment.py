@@ -10,7 +10,7 @@ import numpy as np
 
 from qperf import io
 from qperf.cli.commands._options import add_series_options, series_options
-from qperf.errors import ValidationError
+from qperf.errors import NotAvailableError, ValidationError
 from qperf.io._atomic import atomic_dir
 
 NAME = "segment"
@@ -33,6 +33,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--slice", type=int, metavar="N", help="segment only slice N (1-based)")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="torch threads")
+    parser.add_argument(
+        "--motion-correct",
+        action="store_true",
+        help="correct respiratory motion first (qperf.motion); labels then follow every original frame",
+    )
     add_series_options(parser)
 
 
@@ -63,6 +68,17 @@ def insertion_record(result: Any, series: Any, index: int) -> dict[str, Any]:
     return rec
 
 
+def _segment(segmenter: Any, series: Any, motion_correct: bool) -> Any:
+    if not motion_correct:
+        return segmenter(series)
+    from qperf import motion
+
+    if not all(hasattr(motion, f) for f in ("correct_series", "labels_to_original", "points_to_original")):
+        raise NotAvailableError("--motion-correct: expected qperf.motion with inverse mapping of labels, found none")
+    corrected = motion.correct_series(series)
+    return segmenter(corrected.corrected, motion=corrected)
+
+
 def run(args: argparse.Namespace) -> int:
     from qperf.segmentation import load_segmenter
 
@@ -77,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     with atomic_dir(args.out, overwrite=args.overwrite, inputs=[args.series]) as tmp:
         for i in indices:
             series = study.slices[i]
-            result = segmenter(series)
+            result = _segment(segmenter, series, args.motion_correct)
             suffix = "" if len(indices) == 1 else f"_{i + 1}"
             io.write_image(
                 result.labels.astype(np.uint8),
