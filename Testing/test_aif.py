@@ -253,7 +253,7 @@ def test_aif_images_in_gd_are_averaged() -> None:
 def test_aif_from_phantom_images_matches_the_true_blood_curve() -> None:
     from qperf import phantom
 
-    ps = phantom.generate_study(seed=0, noise=False, motion=False, readout="flash", n_slices=1, n_frames=40)
+    ps = phantom.generate_study(seed=0, noise=False, motion=False, blur=False, readout="flash", n_slices=1, n_frames=40)
     found = qaif.aif_from_images(ps.study.aif_series)
     truth = ps.truth.aif_frames_gd_mmol_l[-found.aif.n_samples :]
     assert found.aif.values.max() == pytest.approx(truth.max(), rel=0.04)

@@ -160,7 +160,7 @@ def test_phantom_signal_converts_to_its_true_concentration(readout: str) -> None
 
     from qperf import phantom
 
-    ps = phantom.generate_study(seed=0, noise=False, motion=False, readout=readout, n_slices=1, n_frames=30)
+    ps = phantom.generate_study(seed=0, noise=False, motion=False, blur=False, readout=readout, n_slices=1, n_frames=30)
     series, truth = ps.study.slices[0], ps.truth.slices[0]
     gd = series_to_gd(series, tissue="myocardium")
     myo = ndi.binary_erosion(truth.labels_ref == 2)

@@ -272,7 +272,12 @@ def blood_to_plasma(aif: AifCurve, hematocrit: float = DEFAULT_HEMATOCRIT) -> Ai
 
 
 def tissue_foot_s(
-    tissue: ArrayLike, time_s: ArrayLike, *, blood_peak: float | None = None, min_pixels: int = 5
+    tissue: ArrayLike,
+    time_s: ArrayLike,
+    *,
+    blood_peak: float | None = None,
+    min_pixels: int = 5,
+    max_curves: int = 2048,
 ) -> float | None:
     """Typical arrival time (s) of contrast in tissue curves, or None without a clear arrival.
 
@@ -290,9 +295,14 @@ def tissue_foot_s(
         Peak of the arterial curve (baseline removed), in the same units.
     min_pixels : int
         Fewest enhancing curves needed for an estimate.
+    max_curves : int
+        At most this many curves, evenly spread over the input, are examined.
     """
     v, t = _check_curve("tissue", tissue, time_s)
     curves = v.reshape(-1, t.size)
+    if curves.shape[0] > max_curves:
+        # A median needs no more: an even spread of curves over the image.
+        curves = curves[:: int(math.ceil(curves.shape[0] / max_curves))]
     smooth = ndi.gaussian_filter1d(curves, 1.0, axis=-1, mode="nearest")
     grad = ndi.gaussian_filter1d(curves, 1.5, axis=-1, order=1, mode="nearest")
     n0 = max(3, t.size // 10)
