@@ -71,8 +71,9 @@ def insertion_record(result: Any, series: Any, index: int) -> dict[str, Any]:
 def _segment(segmenter: Any, series: Any, motion_correct: bool) -> Any:
     if not motion_correct:
         return segmenter(series)
-    from qperf import motion
+    import importlib
 
+    motion: Any = importlib.import_module("qperf.motion")
     if not all(hasattr(motion, f) for f in ("correct_series", "labels_to_original", "points_to_original")):
         raise NotAvailableError("--motion-correct: expected qperf.motion with inverse mapping of labels, found none")
     corrected = motion.correct_series(series)
