@@ -18,6 +18,7 @@ from test_aha import make_ring
 
 from qperf import aha, colormaps, report
 from qperf.errors import OutputExistsError, ValidationError
+from qperf.report.figures import MPR_RANGE
 from qperf.report.schema import map_keys
 
 REPO = Path(__file__).resolve().parents[1]
@@ -182,9 +183,10 @@ def test_perfusion_reserve_report(rng, tmp_path):
     assert figs.mpr_bullseye_png is not None and report.render_figures(stress, stress_slices).mpr_bullseye_png is None
     with pytest.raises(ValidationError, match="segments 1-16"):
         report.bullseye_figure(combined["mpr"]["values"])  # territories are not segments
-    fig = report.bullseye_figure({n: combined["mpr"]["values"][str(n)] for n in range(1, 17)}, vmin=0.0, vmax=4.0)
+    lo, hi = MPR_RANGE
+    fig = report.bullseye_figure({n: combined["mpr"]["values"][str(n)] for n in range(1, 17)}, vmin=lo, vmax=hi)
     png = imread(io.BytesIO(figs.mpr_bullseye_png))
-    assert np.abs(_pixel(fig, (0.0, 0.87), png) - colormaps.perfusion_rgb(2.5 / 4.0)).max() < 4 / 255
+    assert np.abs(_pixel(fig, (0.0, 0.87), png) - colormaps.perfusion_rgb((2.5 - lo) / (hi - lo))).max() < 4 / 255
     html_page = report.render_html(combined, figs)
     assert html_page.count("data:image/png;base64,") == 5 and "MPR" in html_page
     written = report.write_report(combined, figs, tmp_path / "mpr")

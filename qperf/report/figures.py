@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 #: Default colour range of perfusion-reserve bull's-eyes.
-MPR_RANGE: tuple[float, float] = (0.0, 4.0)
+MPR_RANGE: tuple[float, float] = (0.0, 5.0)
 #: Radii (inner, outer) of the bull's-eye rings, outer radius 1.
 BULLSEYE_RINGS: dict[str, tuple[float, float]] = {
     "apex": (0.0, 0.22),
