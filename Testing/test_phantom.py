@@ -213,6 +213,18 @@ def test_geometry_points_to_anatomy(moving: phantom.PhantomStudy) -> None:
                 assert dist < 2.5
 
 
+def test_aha_truth_matches_the_project_aha_module(moving: phantom.PhantomStudy) -> None:
+    """qperf.aha, given only the truth labels, insertion point and geometry, reproduces the AHA truth."""
+    from qperf import aha
+
+    for s, t in zip(moving.study.slices, moving.truth.slices, strict=True):
+        result = aha.analyse_slice(
+            t.labels_ref, t.insertion_points_yx["anterior"], t.level, spacing_mm=s.spacing_mm, geometry=s.geometry
+        )
+        myo = t.labels_ref == 2
+        assert (result.segments == t.aha_segments)[myo].mean() > 0.999
+
+
 # --- physics ---------------------------------------------------------------------------------
 
 
@@ -222,7 +234,7 @@ def test_enhancement_ranges(moving: phantom.PhantomStudy) -> None:
     t = truth.slices[1]
     inner = (t.labels_ref == 1) & (t.mbf_ml_min_g != t.mbf_ml_min_g)  # LV label (not myocardium)
     lv_peak = t.gd_noise_free[:, inner].max(axis=1).max()
-    assert 0.8 * truth.aif_blood_gd_mmol_l.max() < lv_peak <= truth.aif_blood_gd_mmol_l.max() * 1.001
+    assert 0.8 * truth.aif_blood_gd_mmol_l.max() < lv_peak <= truth.aif_blood_gd_mmol_l.max() * 1.05
     myo_peak = t.gd_noise_free[:, t.labels_ref == 2].mean(axis=1).max()
     assert 0.4 < myo_peak < 2.0
     # the RV enhances before the LV, the LV before the myocardium
@@ -238,7 +250,8 @@ def test_enhancement_ranges(moving: phantom.PhantomStudy) -> None:
 
 def test_signal_inverts_to_gd(static_clean: phantom.PhantomStudy) -> None:
     """The project's look-up table turns the noise-free phantom back into the true Gd."""
-    gd = pytest.importorskip("qperf.gd")
+    from qperf import gd
+
     for s, t in zip(static_clean.study.slices, static_clean.truth.slices, strict=True):
         conv = gd.series_to_gd(s, tissue="myocardium")
         from scipy.ndimage import binary_erosion
@@ -312,3 +325,45 @@ def test_write_study_and_cli(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(OutputExistsError):
         phantom.write_study(ps, out)
     assert main(["phantom", str(tmp_path / "bad"), "--slices", "0", "-q"]) == 2
+
+
+# --- against the real reference data ---------------------------------------------------------
+
+
+def test_phantom_ranges_cover_the_real_rest_scan(shared_data) -> None:  # type: ignore[no-untyped-def]
+    """The real rest case (Gd units) lies inside the phantom's ranges of AIF peak, myocardial
+    enhancement relative to the AIF, and baseline noise after Gd conversion."""
+    import scipy.io
+
+    from qperf import gd
+
+    from scipy import ndimage
+
+    real = scipy.io.loadmat(shared_data / "qperf_rest" / "perf_data.mat")
+    aif = np.asarray(real["aif"], dtype=float).ravel()
+    aif_peak = float(aif.max())
+    data = np.asarray(real["data"], dtype=float)  # (y, x, t), mmol/L
+    # myocardial ring: around the LV blood pool (bright at the AIF peak), away from the RV
+    i_lv = int(np.argmax(aif))
+    pool, n = ndimage.label(data[:, :, i_lv] > 0.5 * aif_peak)
+    lv = ndimage.binary_fill_holes(pool == 1 + int(np.argmax(ndimage.sum(pool > 0, pool, range(1, n + 1)))))
+    rv = data[:, :, max(i_lv - 9, 0)] > 0.5 * aif_peak
+    ring = ndimage.binary_dilation(lv, iterations=5) & ~ndimage.binary_dilation(lv, iterations=1)
+    ring &= ~ndimage.binary_dilation(rv, iterations=2)
+    myo_ratio = float(data[ring].mean(axis=0).max()) / aif_peak
+    noise = float(np.median(data[:, :, : max(i_lv - 12, 5)].std(axis=2)[ring]))
+    peaks, ratios, noises = [], [], []
+    for seed in range(6):
+        ps = phantom.generate_study(
+            seed=seed, condition="rest", motion=False, n_frames=50, n_slices=1, aif_images=False, readout="flash"
+        )
+        s, t = ps.study.slices[0], ps.truth.slices[0]
+        myo = t.labels_ref == 2
+        peaks.append(ps.truth.aif_blood_gd_mmol_l.max())
+        ratios.append(t.gd_noise_free[:, myo].mean(axis=1).max() / peaks[-1])
+        conv = gd.series_to_gd(s, tissue="myocardium").data
+        noises.append(float(np.median(conv[:6][:, myo].std(axis=0))))
+    assert 0.02 < myo_ratio < 0.3 and 0.003 < noise < 0.1  # the reference case itself is sensible
+    assert min(peaks) < aif_peak < max(peaks)
+    assert 0.75 * min(ratios) < myo_ratio < 1.25 * max(ratios)
+    assert 0.5 * min(noises) < noise < 2.0 * max(noises)

@@ -118,7 +118,7 @@ class Heart:
     @classmethod
     def draw(cls, rng: np.random.Generator) -> Heart:
         axis = _unit(np.array([0.62, -0.45, -0.64]) + rng.normal(0.0, 0.1, 3))
-        endo_mid = float(rng.uniform(15.0, 23.0))
+        endo_mid = float(rng.uniform(14.0, 25.0))
         wall_mid = float(rng.uniform(7.0, 11.0) if rng.random() > 0.15 else rng.uniform(11.0, 14.5))
         pap = (
             (float(rng.uniform(295, 325)), float(rng.uniform(0.55, 0.75)), float(rng.uniform(3.0, 5.5))),

@@ -165,14 +165,14 @@ class BolusParameters:
         stress = condition == "stress"
         return cls(
             arrival_s=float(rng.uniform(5.0, 14.0)),
-            rv_tmax_s=float(rng.uniform(2.0, 4.0) * (0.8 if stress else 1.0)),
-            rv_alpha=float(rng.uniform(2.0, 4.0)),
-            lung_transit_s=float(rng.uniform(3.5, 6.5) * (0.75 if stress else 1.0)),
-            lung_dispersion=float(rng.uniform(3.0, 6.0)),
+            rv_tmax_s=float(rng.uniform(1.5, 3.0) * (0.85 if stress else 1.0)),
+            rv_alpha=float(rng.uniform(2.5, 4.5)),
+            lung_transit_s=float(rng.uniform(3.0, 5.5) * (0.8 if stress else 1.0)),
+            lung_dispersion=float(rng.uniform(5.0, 12.0)),
             lv_peak_mmol_l=float(rng.uniform(3.5, 8.0)),
-            recirculation_fraction=float(rng.uniform(0.12, 0.3)),
+            recirculation_fraction=float(rng.uniform(0.1, 0.25)),
             recirculation_delay_s=float(rng.uniform(9.0, 16.0) * (0.8 if stress else 1.0)),
-            steady_state_fraction=float(rng.uniform(0.06, 0.12)),
+            steady_state_fraction=float(rng.uniform(0.02, 0.06)),
             hematocrit=float(rng.uniform(0.36, 0.46)),
         )
 
@@ -207,9 +207,9 @@ def blood_curves(bolus: BolusParameters, t_start_s: float, t_stop_s: float, dt_s
     t = np.arange(t_start_s - 30.0, t_stop_s + 5.0, dt_s)
     first = gamma_variate(t, bolus.arrival_s, bolus.rv_tmax_s, bolus.rv_alpha)
     delayed = np.interp(t - bolus.recirculation_delay_s, t, first, left=0.0)
-    recirc = bolus.recirculation_fraction * _transit(delayed, dt_s, 6.0, 3.0)
+    recirc = bolus.recirculation_fraction * _transit(delayed, dt_s, 8.0, 3.0)
     since = np.clip(t - bolus.arrival_s - bolus.recirculation_delay_s, 0.0, None)
-    steady = bolus.steady_state_fraction * (1.0 - np.exp(-since / 15.0))
+    steady = bolus.steady_state_fraction * (1.0 - np.exp(-since / 20.0))
     rv = first + recirc + steady
     lv = _transit(rv, dt_s, bolus.lung_transit_s, bolus.lung_dispersion)
     scale = bolus.lv_peak_mmol_l / max(lv.max(), 1e-12)

@@ -101,7 +101,7 @@ class Perfusion:
         }
         rest = {
             "Fp": np.stack([rest_fp * np.sqrt(gradient_r), rest_fp / np.sqrt(gradient_r)], axis=1),
-            "PS": stress["PS"] * rng.uniform(0.7, 0.9),
+            "PS": stress["PS"] * rng.uniform(0.8, 1.05),
             "Vp": np.clip(stress["Vp"] * rng.uniform(0.6, 0.8), 0.04, None),
             "Visf": stress["Visf"].copy(),
         }
