@@ -334,10 +334,9 @@ def test_phantom_ranges_cover_the_real_rest_scan(shared_data) -> None:  # type: 
     """The real rest case (Gd units) lies inside the phantom's ranges of AIF peak, myocardial
     enhancement relative to the AIF, and baseline noise after Gd conversion."""
     import scipy.io
+    from scipy import ndimage
 
     from qperf import gd
-
-    from scipy import ndimage
 
     real = scipy.io.loadmat(shared_data / "qperf_rest" / "perf_data.mat")
     aif = np.asarray(real["aif"], dtype=float).ravel()
