@@ -260,3 +260,16 @@ def test_aif_from_phantom_images_matches_the_true_blood_curve() -> None:
     np.testing.assert_allclose(found.aif.values, truth, atol=0.04 * truth.max())
     marks = qaif.detect_bolus(found.aif.values, found.aif.time_s)
     assert found.aif.time_s[np.argmax(truth)] == pytest.approx(marks.peak_s, abs=1.5)
+
+
+def test_lv_detection_on_noisy_moving_phantom_aif_images() -> None:
+    from qperf import phantom
+
+    scores = []
+    for seed, condition in ((0, "stress"), (3, "rest"), (6, "stress"), (8, "rest"), (10, "stress")):
+        ps = phantom.generate_study(seed=seed, n_slices=1, n_frames=50, condition=condition)
+        labels = ps.truth.aif_labels_ref
+        mask = qaif.detect_lv(ps.study.aif_series)
+        assert np.count_nonzero(mask & (labels == 3)) <= 0.1 * np.count_nonzero(mask)
+        scores.append(qaif.dice(mask, labels == 1))
+    assert min(scores) >= 0.6 and np.median(scores) >= 0.85

@@ -11,12 +11,12 @@ network) can replace the classical one without touching the callers:
 The classical detector uses the first pass of the bolus only:
 
 1. Temporal smoothing, per-pixel baseline from the frames before the global bolus foot, and
-   per-pixel features: peak enhancement, time to peak.
+   per-pixel features: first-pass peak enhancement, arrival time.
 2. Blood candidates: pixels whose peak enhancement is above Otsu's threshold of the
    enhancement histogram and well above the noise (the blood pools enhance far more than
    tissue).
-3. The right ventricle fills before the left: the candidates' times to peak are split into an
-   early and a late group (two-class Otsu on the times) when the groups are clearly apart.
+3. The right ventricle fills before the left: the candidates' arrival times (half of their
+   first-pass peak reached) are split into an early and a late group (two-class Otsu on the times) when the groups are clearly apart.
 4. Connected components of the late group are scored by size, mean enhancement, compactness
    and closeness to the early (right-heart) group; the best is the LV.
 5. The pool is trimmed to pixels above half of its own peak enhancement (the half-maximum
@@ -138,7 +138,8 @@ class ClassicalLvDetector:
         self.min_group_gap_s = float(min_group_gap_s)
 
     def features(self, series: PerfusionSeries) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
-        """Peak enhancement ``(y, x)``, time to peak ``(y, x)`` in s and the noise level."""
+        """Peak enhancement ``(y, x)``, arrival time ``(y, x)`` in s (half of the first-pass
+        peak reached) and the noise level."""
         data = series.dynamic.astype(np.float64)
         time_s = series.dynamic_time_s
         if data.shape[0] < 8:
@@ -158,15 +159,24 @@ class ClassicalLvDetector:
         enh = smooth - base
         # First pass: up to the global valley (or a generous window after the peak).
         stop = max(landmarks.valley, min(landmarks.peak + 2 * (landmarks.peak - foot) + 2, data.shape[0] - 1)) + 1
-        window = enh[foot:stop]
+        window = enh[foot:stop].reshape(stop - foot, -1)
         peak = window.max(axis=0)
-        ttp = time_s[foot + np.argmax(window, axis=0)]
+        # Arrival: when the curve first reaches half of its first-pass peak (interpolated),
+        # which separates the right and left heart better than the time to peak of broad curves.
+        above = window >= 0.5 * peak[None, :]
+        first = np.argmax(above, axis=0)
+        prev = np.maximum(first - 1, 0)
+        cols = np.arange(window.shape[1])
+        lo, hi = window[prev, cols], window[first, cols]
+        frac = np.where(hi > lo, (0.5 * peak - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0)
+        t_win = time_s[foot:stop]
+        arrival = np.where(first > 0, t_win[prev] + np.clip(frac, 0.0, 1.0) * (t_win[first] - t_win[prev]), t_win[0])
         raw_noise = float(np.median(np.abs(np.diff(data[: foot + 1], axis=0)))) if foot >= 1 else 0.0
         sigma = max(noise_sd(global_curve), 1.4826 * raw_noise / math.sqrt(2.0), 1e-12)
-        return peak.reshape(ny, nx), ttp.reshape(ny, nx), sigma
+        return peak.reshape(ny, nx), arrival.reshape(ny, nx), sigma
 
     def detect(self, aif_series: PerfusionSeries) -> NDArray[np.bool_]:
-        peak, ttp, sigma = self.features(aif_series)
+        peak, arrival, sigma = self.features(aif_series)
         positive = peak[peak > 0]
         if positive.size < MIN_POOL_PIXELS:
             raise ValidationError("aif_series: no LV blood pool found (no pixel enhances)")
@@ -176,15 +186,15 @@ class ClassicalLvDetector:
         candidates = ndi.binary_opening(candidates, structure=ndi.generate_binary_structure(2, 1))
         if np.count_nonzero(candidates) < MIN_POOL_PIXELS:
             raise ValidationError("aif_series: no LV blood pool found (too few strongly enhancing pixels)")
-        times = ttp[candidates]
+        times = arrival[candidates]
         late = candidates.copy()
         early = np.zeros_like(candidates)
         if np.ptp(times) > 0:
             split = _otsu(times, bins=64)
             t_early, t_late = times[times <= split], times[times > split]
             if t_early.size and t_late.size and np.median(t_late) - np.median(t_early) >= self.min_group_gap_s:
-                late = candidates & (ttp > split)
-                early = candidates & (ttp <= split)
+                late = candidates & (arrival > split)
+                early = candidates & (arrival <= split)
         best = self._best_component(late, early, peak)
         if best is None:
             raise ValidationError("aif_series: no LV blood pool found (no compact late-enhancing region)")
