@@ -53,7 +53,7 @@ def study():
         condition="stress",
         level_source="order",
         timings_s={"segments": 0.01},
-        qc={"motion_score": 0.9, "warnings": ["earlier step"]},
+        qc={"motion_score": 0.9, "warnings": ["earlier step"], "aif": {"peak": np.float32(np.inf)}},
     )
     return slices, rep
 
@@ -89,6 +89,7 @@ def test_report_numbers_match_the_maps(study):
     assert rep["segments"]["9"]["level"] == "mid" and rep["segments"]["9"]["slices"] == [1]
     assert rep["segments"]["9"]["mbf_mean_ml_min_g"] < 0.6 * rep["segments"]["8"]["mbf_mean_ml_min_g"]
     assert rep["qc"]["motion_score"] == 0.9 and rep["qc"]["warnings"] == ["earlier step"]
+    assert rep["qc"]["aif"] == {"peak": None}
     assert rep["qc"]["n_invalid_pixels"] == rep["global"]["n_pixels"] - rep["global"]["mbf_n_valid"] > 0
     assert list(rep["maps"]) == ["mbf_ml_min_g", "nrmse", "vp_ml_g"]
     assert rep["maps"]["vp_ml_g"] == {"quantity": "vp", "unit": "ml/g"}
@@ -309,8 +310,12 @@ def test_write_report_files(study, tmp_path):
     assert (out / "report.json").read_bytes() == before
     changed = copy.deepcopy(rep)
     changed["study"]["name"] = "renamed"
+    changed["qc"]["motion"] = {"score": np.float32(np.nan), "shift_mm": np.array([0.5, 1.0]), "ok": np.bool_(True)}
+    changed["timings_s"]["figures"] = np.float64(0.25)
     report.write_report(changed, figs, out, overwrite=True)
-    assert report.read_report(out / "report.json")["study"]["name"] == "renamed"
+    back = report.read_report(out / "report.json")
+    assert back["study"]["name"] == "renamed" and back["timings_s"]["figures"] == 0.25
+    assert back["qc"]["motion"] == {"score": None, "shift_mm": [0.5, 1.0], "ok": True}
     assert (out / "maps.nrrd").read_text() == "other output"
     with pytest.raises(ValidationError, match="parent"):
         report.write_report(rep, figs, tmp_path / "missing" / "out")

@@ -22,7 +22,15 @@ from qperf.errors import ValidationError, describe
 from qperf.report.schema import SCHEMA_NAME, SCHEMA_VERSION, map_keys, split_map_name, unit_label, validate_report
 from qperf.types import CONDITIONS, SliceGeometry
 
-__all__ = ["PRIMARY_MAP", "SliceResult", "add_perfusion_reserve", "build_report", "report_rows", "versions"]
+__all__ = [
+    "PRIMARY_MAP",
+    "SliceResult",
+    "add_perfusion_reserve",
+    "build_report",
+    "jsonable",
+    "report_rows",
+    "versions",
+]
 
 #: The map the bull's-eye, the flow-map figures and the MPR use.
 PRIMARY_MAP = "mbf_ml_min_g"
@@ -58,6 +66,24 @@ class SliceResult:
     name: str = ""
     geometry: SliceGeometry | None = None
     qc: Mapping[str, Any] = field(default_factory=dict)
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-ready copy: NumPy scalars and arrays to Python numbers and lists, tuples to
+    lists, NaN and infinities to None, mapping keys to strings, other objects to their text."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [jsonable(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)
 
 
 def _num(value: float) -> float | None:
@@ -206,7 +232,7 @@ def build_report(
             "sense_source": frame.sense_source,
             "segments": present,
             **_region_entry(one, "all", "global"),
-            "qc": dict(s.qc),
+            "qc": jsonable(dict(s.qc)),
         }
         slice_entries.append(entry)
         missing = [n for n in LEVEL_SEGMENTS[sec.level] if n not in present]
@@ -236,7 +262,7 @@ def build_report(
     if qc:
         user = dict(qc)
         extra_warnings = [str(w) for w in user.pop("warnings", [])]
-        qc_out.update(user)
+        qc_out.update(jsonable(user))
         qc_out["warnings"] = extra_warnings + warnings
     report: dict[str, Any] = {
         "schema": SCHEMA_NAME,

@@ -11,7 +11,7 @@ from typing import Any
 
 from qperf.errors import FormatError, ValidationError, describe
 from qperf.io._atomic import atomic_file, check_output
-from qperf.report.build import report_rows
+from qperf.report.build import jsonable, report_rows
 from qperf.report.figures import ReportFigures
 from qperf.report.html import render_html
 from qperf.report.schema import validate_report
@@ -55,6 +55,7 @@ def write_report(
     OutputExistsError
         When a report file exists and ``overwrite`` is False.
     """
+    report = jsonable(report)  # values added after building (timings, QC) may be NumPy or NaN
     validate_report(report)
     if not isinstance(figures, ReportFigures):
         raise ValidationError(f"figures: expected ReportFigures, found {describe(figures)}")
