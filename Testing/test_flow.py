@@ -67,7 +67,9 @@ def known_slice() -> tuple[PerfusionSeries, AifCurve, np.ndarray]:
 
 def test_known_flow_is_recovered_from_irregular_frames(known_slice) -> None:
     series, aif, fp = known_slice
-    result = compute_flow_maps(series, aif, hematocrit=HCT)
+    calls: list[float] = []
+    result = compute_flow_maps(series, aif, hematocrit=HCT, progress=lambda f, m: calls.append(f))
+    assert calls[0] == 0.0 and calls[-1] == 1.0 and calls == sorted(calls)
     assert np.all(result.status == 0)
     mbf = result.maps["mbf_ml_min_g"]
     assert mbf.dtype == np.float32 and mbf.shape == series.shape
@@ -128,6 +130,31 @@ def test_aif_from_images_feeds_the_fit(known_slice) -> None:
     np.testing.assert_allclose(result.maps["mbf_ml_min_g"][fp >= 1.0], (fp / (1.0 - HCT))[fp >= 1.0], rtol=0.1)
     with pytest.raises(ValidationError, match="aif_kind"):
         compute_flow_maps(series, aif_series, aif_kind="plasma")
+
+
+def test_flowmap_command_with_aif_images_and_negative_clock(tmp_path: Path, known_slice) -> None:
+    series, aif, fp = known_slice
+    shift_s = -40.0  # a clock that starts before zero changes nothing
+    rng = np.random.default_rng(11)
+    yy, xx = np.mgrid[0:40, 0:36]
+    lv = np.hypot(yy - 20, xx - 22) <= 4.5
+    rv = np.hypot(yy - 19, (xx - 9) / 0.7) <= 4.5
+    images = np.zeros((aif.n_samples, 40, 36))
+    images[:, lv] = aif.values[:, None]
+    images[:, rv] = blood_aif(aif.time_s + 3.0, peak=6.0)[:, None]
+    images = ndi.gaussian_filter(images, (0, 0.7, 0.7)) + rng.normal(0.0, 0.03, images.shape)
+    aif_series = PerfusionSeries(images, aif.time_s + shift_s, units="gd_mmol_l")
+    moved = series.replace(time_s=series.time_s + shift_s)
+    series_path = io.write_series(moved, tmp_path / "slice.seq.nrrd")
+    aif_path = io.write_series(aif_series, tmp_path / "aif_echo1.seq.nrrd")
+    out = tmp_path / "maps"
+    code = main(["flowmap", "--series", str(series_path), "--aif", str(aif_path), "--out", str(out), "-q"])
+    assert code == 0
+    mbf = io.read_image(out / "mbf.nrrd").array
+    fast = fp >= 1.0
+    np.testing.assert_allclose(mbf[fast], (fp / (1.0 - HCT))[fast], rtol=0.1)
+    used = io.read_aif_curve(out / "aif.csv")
+    assert used.time_s[0] < 0 and used.kind == "plasma"
 
 
 def test_long_delay_becomes_a_bounded_global_shift() -> None:
