@@ -298,8 +298,19 @@ def analyze_study(
     with timer.step("segments"):
         assignment = aha.slice_levels(list(study.slices), levels=options.levels)
         for sl, level in zip(slices, assignment.levels, strict=True):
+            septum_clockwise = None
+            if sl.gd.geometry is None:
+                # without geometry the septal side comes from where the RV lies (recorded in the QC)
+                septum_clockwise = aha.septum_clockwise_from_rv(
+                    sl.labels_ref, sl.insertion_yx, spacing_mm=sl.gd.spacing_mm
+                )
             sl.sectors = aha.analyse_slice(
-                sl.labels_ref, sl.insertion_yx, level, spacing_mm=sl.gd.spacing_mm, geometry=sl.gd.geometry
+                sl.labels_ref,
+                sl.insertion_yx,
+                level,
+                spacing_mm=sl.gd.spacing_mm,
+                geometry=sl.gd.geometry,
+                septum_clockwise=septum_clockwise,
             )
 
     with timer.step("report"):
@@ -360,7 +371,11 @@ def _qc_dict(qc: Any) -> dict[str, Any]:
 
 
 def _slice_qc(sl: SliceAnalysis) -> dict[str, Any]:
-    qc: dict[str, Any] = {"labels_source": sl.labels_source, "fitted_pixels": int(sl.flow.n_fitted)}
+    qc: dict[str, Any] = {
+        "labels_source": sl.labels_source,
+        "fitted_pixels": int(sl.flow.n_fitted),
+        "orientation_source": "geometry" if sl.gd.geometry is not None else "rv_label",
+    }
     if sl.motion is not None:
         qc["motion_score"] = float(sl.motion.quality.get("score", float("nan")))
     if sl.segmentation_qc:

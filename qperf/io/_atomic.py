@@ -16,6 +16,17 @@ from pathlib import Path
 from qperf.errors import OutputExistsError, ValidationError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish_mode(path: Path, directory: bool) -> None:
+    """Give a temporary output the permissions a plainly created file or folder would have."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 def _suffix(path: Path) -> str:
     name = path.name
     for multi in (".seq.nrrd", ".seg.nrrd", ".nii.gz", ".tar.gz"):
@@ -51,6 +62,7 @@ def atomic_file(path: str | os.PathLike[str], overwrite: bool = False) -> Iterat
     tmp = Path(tmp_name)
     try:
         yield tmp
+        _publish_mode(tmp, directory=False)
         os.replace(tmp, target)
     finally:
         if tmp.exists():
@@ -72,6 +84,7 @@ def atomic_dir(
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
     try:
         yield tmp
+        _publish_mode(tmp, directory=True)
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, old)
