@@ -16,8 +16,8 @@ The chain of the inline mapping pipeline:
 7. the kinetic model fitted to every pixel in the mask (:mod:`qperf.kinetics`), on the grid
    counted from its first sample (so clocks that start before zero are fine);
 8. myocardial blood flow reported as whole-blood flow, ``MBF = Fp / (1 - Hct)`` (the plasma
-   flow ``Fp`` is kept as ``fp_ml_min_g``), like ``Vb = Vp / (1 - Hct)``. On the real rest
-   case this reproduces the published BTEX map (median 0.96 vs 0.96 ml/min/g).
+   flow ``Fp`` is kept as ``fp_ml_min_g``), like ``Vb = Vp / (1 - Hct)``; this is the
+   convention of the published BTEX maps (see ``Testing/test_flow.py``, real rest case).
 
 >>> from qperf.flow import compute_flow_maps
 >>> result = compute_flow_maps(series, aif_curve, model="btex", mask=myocardium)
