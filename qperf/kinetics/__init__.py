@@ -19,9 +19,15 @@ from collections.abc import Callable
 from qperf.errors import ValidationError
 from qperf.kinetics.base import FitResult, FitStatus, KineticModel, ParameterInfo
 from qperf.kinetics.btex import BtexModel
+from qperf.kinetics.compartment import ExtendedToftsModel, ToftsModel, TwoCompartmentExchangeModel
+from qperf.kinetics.fermi import FermiModel
 
 _FACTORIES: dict[str, Callable[[], KineticModel]] = {
     "btex": BtexModel,
+    "fermi": FermiModel,
+    "2cxm": TwoCompartmentExchangeModel,
+    "tofts": ToftsModel,
+    "extended_tofts": ExtendedToftsModel,
 }
 
 
@@ -51,6 +57,10 @@ def get_model(name: str) -> KineticModel:
 
 __all__ = [
     "BtexModel",
+    "ExtendedToftsModel",
+    "FermiModel",
+    "ToftsModel",
+    "TwoCompartmentExchangeModel",
     "FitResult",
     "FitStatus",
     "KineticModel",

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from qperf.errors import ValidationError
-from qperf.kinetics import _spectral
+from qperf.kinetics import _btex_lut, _spectral
 from qperf.kinetics._btex_solver import (
     CAPILLARY_LENGTH_CM,
     DIFFUSION_ISF_CM2_S,
@@ -238,8 +238,6 @@ class BtexModel(KineticModel):
         FitResult
             ``params`` Fp, PS, Vp, Visf, delay_s; ``derived`` vb_ml_g; ``status``; ``nrmse``.
         """
-        from qperf.kinetics import _btex_lut
-
         time, dt = regular_time_grid(time_s)
         aif = check_aif(aif_plasma_mmol_l, time.shape[0])
         hct = float(hematocrit)
