@@ -170,7 +170,7 @@ class Heart:
             rv_skew=float(rng.uniform(0.6, 1.0)),
             rv_wall_mm=float(rng.uniform(2.5, 4.0)),
             rv_shape=Harmonics.draw(rng, 0.1, n=4, first=2),
-            fat_mm=float(rng.uniform(1.0, 6.0)),
+            fat_mm=float(rng.uniform(0.5, 4.5)),
             fat_profile=Harmonics.draw(rng, 0.8, n=4, first=1),
             papillary=pap,
             trabecular_phase=rng.uniform(0, 2 * np.pi, 3),

@@ -260,6 +260,13 @@ def generate_study(
     if not blur:
         kspace = (1.0, 1.0)
     texture_amplitude = srng.uniform(0.02, 0.08) if coil else 0.0
+    # parallel-imaging noise amplification: a smooth g-factor map from 1 to about 1.2-1.6
+    g_factor = None
+    if noise:
+        g_raw = smooth_texture(placement.shape, srng, 1.0, cell_px=max(placement.shape) // 4)
+        g_factor = np.asarray(
+            1.0 + srng.uniform(0.2, 0.6) * (g_raw - g_raw.min()) / max(float(np.ptp(g_raw)), 1e-6), dtype=np.float32
+        )
 
     zetas = an.slice_zetas(n_slices, _rng(seed, _PLACEMENT, 1))
     series: list[PerfusionSeries] = []
@@ -294,7 +301,7 @@ def generate_study(
             m = mm.inverse(depth, jitter)
         texture = smooth_texture(frame.shape, srng, texture_amplitude)
         acq = Acquisition(
-            img_readout, N_PD_FRAMES, gain, coil_map * texture, level / snr_pd if noise else 0.0, (), kspace
+            img_readout, N_PD_FRAMES, gain, coil_map * texture, level / snr_pd if noise else 0.0, (), kspace, g_factor
         )
         data = render_series(frac, table, acq, frame.shape, m, nrng)[0]
         maps = parameter_maps(frac, table, labels.labels_ref)

@@ -38,6 +38,7 @@ def montage(
     labels: Sequence[NDArray[np.uint8] | None] | None = None,
     title: str = "",
     units: str = "",
+    vmax: Sequence[float | None] | None = None,
 ) -> Path:
     """Write a PNG montage.
 
@@ -51,6 +52,8 @@ def montage(
         Per slice ``{"lv": (t,), "rv": (t,), "myo": (t,)}`` region means (any subset).
     labels : sequence of (y, x) label maps or None
     title, units : str
+    vmax : sequence of float or None, optional
+        Display maximum per row (None: the row's 99.7th percentile).
     """
     import matplotlib
 
@@ -61,14 +64,14 @@ def montage(
     fig, axes = plt.subplots(n, 7, figsize=(17.5, 2.6 * n + 0.4), squeeze=False)
     for i, frames in enumerate(slices):
         idx = key_frames(curves[i], frames.shape[0])
-        vmax = float(np.percentile(frames, 99.7))
+        top = vmax[i] if vmax is not None and vmax[i] is not None else float(np.percentile(frames, 99.7))
         for j, f in enumerate(idx):
             ax = axes[i, j]
-            ax.imshow(frames[f], cmap="gray", vmin=0.0, vmax=vmax)
+            ax.imshow(frames[f], cmap="gray", vmin=0.0, vmax=top)
             ax.set_title(f"frame {f}", fontsize=8)
             ax.axis("off")
         ax = axes[i, 5]
-        ax.imshow(frames[idx[3]], cmap="gray", vmin=0.0, vmax=vmax)
+        ax.imshow(frames[idx[3]], cmap="gray", vmin=0.0, vmax=top)
         lab = labels[i] if labels is not None else None
         if lab is not None:
             overlay = np.ma.masked_equal(lab, 0)
@@ -108,13 +111,19 @@ def region_curves(frames: NDArray[np.float32], labels: NDArray[np.uint8]) -> dic
 
 
 def phantom_montage(ps: PhantomStudy, path: str | os.PathLike[str], *, gd: bool = False) -> Path:
-    """Montage of a phantom study: acquired frames (signal, or Gd from the noise-free truth with ``gd``)."""
+    """Montage of a phantom study: one row per slice (acquired frames, or with ``gd`` the noise-free
+    Gd truth) and a last row with the first-echo AIF images (signal)."""
     slices, curves, labels = [], [], []
     for s, t in zip(ps.study.slices, ps.truth.slices, strict=True):
         frames = t.gd_noise_free[s.n_pd_frames :] if gd else s.dynamic
         slices.append(frames)
         labels.append(t.labels_ref)
         curves.append(region_curves(frames, t.labels_ref if gd else t.labels_moving[s.n_pd_frames :]))
+    if ps.study.aif_series and ps.truth.aif_labels_ref is not None and ps.truth.aif_labels_moving is not None:
+        a = ps.study.aif_series[0]
+        slices.append(a.dynamic)
+        labels.append(ps.truth.aif_labels_ref)
+        curves.append(region_curves(a.dynamic, ps.truth.aif_labels_moving[a.n_pd_frames :]))
     units = "Gd mmol/L" if gd else "signal"
     title = f"{ps.study.name}: {ps.study.slices[0].metadata.get('readout')} {ps.study.slices[0].metadata.get('field_strength_t')} T"
     return montage(slices, path, curves=curves, labels=labels, title=title, units=units)

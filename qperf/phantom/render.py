@@ -46,6 +46,7 @@ class Acquisition:
     noise_sigma: float  # absolute, 0 for noise-free
     echo_times_ms: Sequence[float] = ()
     kspace_fraction_yx: tuple[float, float] = (1.0, 1.0)
+    noise_map: NDArray[np.float32] | None = None  # relative noise level (g-factor), (y, x)
 
 
 @dataclass
@@ -134,7 +135,8 @@ def render_series(
             frames = warp_frames(frames, moving_to_ref)
         frames = truncate_kspace(frames, acq.kspace_fraction_yx)
         if acq.noise_sigma > 0:
-            frames = rician(frames, acq.noise_sigma, rng)
+            sigma = acq.noise_sigma if acq.noise_map is None else acq.noise_sigma * acq.noise_map
+            frames = rician(frames, sigma, rng)
         else:
             frames = np.abs(frames)  # magnitude image
         out.append(np.ascontiguousarray(frames, dtype=np.float32))

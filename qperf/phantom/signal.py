@@ -230,10 +230,16 @@ def t2star_decay(
     return np.asarray(np.exp(-echo_time_ms * rate))
 
 
-def rician(signal: NDArray[np.float32], sigma: float, rng: np.random.Generator) -> NDArray[np.float32]:
-    """Magnitude of ``signal`` plus complex Gaussian noise of standard deviation ``sigma`` per channel."""
-    real = signal + rng.standard_normal(signal.shape, dtype=np.float32) * np.float32(sigma)
-    imag = rng.standard_normal(signal.shape, dtype=np.float32) * np.float32(sigma)
+def rician(
+    signal: NDArray[np.float32], sigma: float | NDArray[np.float32], rng: np.random.Generator
+) -> NDArray[np.float32]:
+    """Magnitude of ``signal`` plus complex Gaussian noise of standard deviation ``sigma`` per channel.
+
+    ``sigma`` is a number or a (y, x) map (spatially varying noise of parallel imaging).
+    """
+    sig = np.asarray(sigma, dtype=np.float32)
+    real = signal + rng.standard_normal(signal.shape, dtype=np.float32) * sig
+    imag = rng.standard_normal(signal.shape, dtype=np.float32) * sig
     return np.asarray(np.hypot(real, imag), dtype=np.float32)
 
 
