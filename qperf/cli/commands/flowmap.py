@@ -28,9 +28,10 @@ or AIF images (one file per echo: --aif ECHO1 ECHO2), whose LV blood pool is fou
 automatically. A mask restricts the fit: a binary map, or a QPerf label map (then the
 myocardium, label 2).
 
-Writes DIR/mbf.nrrd (ml/min/g, float32, the series' grid and geometry, NaN where not fitted),
-one map per model parameter (ps, vb, visf, delay, nrmse for BTEX), status.nrrd (0 fitted,
-1 outside the mask, 2-4 failed fits) and aif.csv (the plasma AIF used, on the fitting grid)."""
+Writes DIR/mbf.nrrd (myocardial blood flow, Fp / (1 - Hct), ml/min/g, float32, the series'
+grid and geometry, NaN where not fitted), one map per model parameter (fp, ps, vp, vb, visf,
+delay, nrmse and *_sd for BTEX), status.nrrd (0 fitted, 1 outside the mask, 2-4 failed fits)
+and aif.csv (the plasma AIF used, on the fitting grid)."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
