@@ -130,7 +130,8 @@ def get_tissue_model(name: str = "btex") -> tuple[TissueModel, str]:
     except ValidationError:
         if key == "2cxm":
             return TwoCompartmentExchange(), "2cxm-analytic"
-        raise
+        names = [*kinetics.available_models(), "2cxm-analytic"]
+        raise ValidationError(f"model: expected one of {', '.join(names)}, found {name!r}") from None
 
 
 # -------------------------------------------------------------------------------------------------

@@ -27,7 +27,8 @@ def key_frames(curves: Mapping[str, NDArray[np.float64]], n_frames: int) -> list
     i_lv = int(np.argmax(lv))
     i_rv = int(np.argmax(rv[: i_lv + 1])) if i_lv > 0 else i_lv
     i_myo = int(np.argmax(myo))
-    return [max(i_rv - 6, 0), i_rv, i_lv, max(i_myo, i_lv + 2) if i_myo <= i_lv else i_myo, n_frames - 1]
+    idx = [i_rv - 6, i_rv, i_lv, max(i_myo, i_lv + 2) if i_myo <= i_lv else i_myo, n_frames - 1]
+    return [int(min(max(i, 0), n_frames - 1)) for i in idx]
 
 
 def montage(

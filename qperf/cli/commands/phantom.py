@@ -30,6 +30,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--readout", choices=("flash", "ssfp"), default=None, help="readout (default: drawn from the seed)"
     )
+    parser.add_argument(
+        "--model", default="btex", help="tissue kinetic model: btex (default) or 2cxm-analytic (fast closed form)"
+    )
     parser.add_argument("--no-motion", action="store_true", help="static (motion-free) frames")
     parser.add_argument("--no-noise", action="store_true", help="noise-free frames")
     parser.add_argument("--preview", action="store_true", help="also write OUT_DIR/preview.png")
@@ -49,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
             motion=not args.no_motion,
             noise=not args.no_noise,
             readout=args.readout,
+            model=args.model,
             progress=bar,
         )
     path = phantom.write_study(ps, args.out_dir, overwrite=args.overwrite, preview=args.preview)
