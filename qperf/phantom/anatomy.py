@@ -121,8 +121,8 @@ class Heart:
         endo_mid = float(rng.uniform(14.0, 25.0))
         wall_mid = float(rng.uniform(7.0, 11.0) if rng.random() > 0.15 else rng.uniform(11.0, 14.5))
         pap = (
-            (float(rng.uniform(295, 325)), float(rng.uniform(0.55, 0.75)), float(rng.uniform(3.0, 5.5))),
-            (float(rng.uniform(195, 225)), float(rng.uniform(0.55, 0.75)), float(rng.uniform(3.0, 5.5))),
+            (float(rng.uniform(295, 325)), float(rng.uniform(0.55, 0.85)), float(rng.uniform(3.0, 5.5))),
+            (float(rng.uniform(195, 225)), float(rng.uniform(0.55, 0.85)), float(rng.uniform(3.0, 5.5))),
         )
         n_waves = 6
         waves = np.empty((n_waves, 3))
@@ -270,7 +270,7 @@ class Placement:
         if shape is None:
             fov = float(rng.uniform(280.0, 420.0))
             nx = int(np.clip(round(fov / spacing_mm), 128, 256))
-            ny = int(np.clip(round(nx * rng.uniform(0.75, 1.0)), 112, 256))
+            ny = int(np.clip(round(nx * rng.uniform(0.75, 1.0)), 128, 256))
             shape = (ny, nx)
         ny, nx = shape
         lv_yx = (float(rng.uniform(0.38, 0.62) * ny), float(rng.uniform(0.38, 0.62) * nx))

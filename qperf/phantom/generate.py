@@ -116,15 +116,22 @@ def _class_table(
     sims: dict[str, NDArray[np.float64]],
     cluster_params: dict[str, NDArray[np.float64]],
     field_t: float,
+    t1_scale: dict[str, float] | None = None,
 ) -> ClassTable:
     t = time_s
     gd = np.zeros((n_classes, t.shape[0]))
     props = np.zeros((n_classes, 4))
+    scale = t1_scale or {}
     for cls, name in _CLASS_TISSUE.items():
         p = tissue(name, field_t)
-        props[cls] = (p.t1_ms, p.t2_ms, p.t2star_ms, p.proton_density)
+        props[cls] = (p.t1_ms * scale.get(name, 1.0), p.t2_ms, p.t2star_ms, p.proton_density)
     myo = tissue("myocardium", field_t)
-    props[an.N_BASE_CLASSES :] = (myo.t1_ms, myo.t2_ms, myo.t2star_ms, myo.proton_density)
+    props[an.N_BASE_CLASSES :] = (
+        myo.t1_ms * scale.get("myocardium", 1.0),
+        myo.t2_ms,
+        myo.t2star_ms,
+        myo.proton_density,
+    )
     props[(props[:, 0] == 0)] = (1000.0, 50.0, 50.0, 0.0)
     for cls, curve in _CLASS_BLOOD.items():
         gd[cls] = blood.at(curve, t)
@@ -156,6 +163,7 @@ def generate_study(
     coil: bool = True,
     blur: bool = True,
     motion_scale: float = 1.0,
+    t1_variation: float = 0.0,
     shape: tuple[int, int] | None = None,
     spacing_mm: float | None = None,
     standard_view: bool = False,
@@ -189,6 +197,10 @@ def generate_study(
     motion_scale : float
         Multiplies the respiratory motion (for example 0.1-0.3 to mimic the residual motion
         of a motion-corrected series).
+    t1_variation : float
+        Relative standard deviation of the subject's native T1 of blood and myocardium around
+        the published values (0: exactly the values of :data:`qperf.phantom.signal.TISSUES`,
+        which the Gd look-up tables also assume).
     shape, spacing_mm : optional
         Image matrix ``(ny, nx)`` and isotropic pixel spacing; drawn from the seed when None.
     standard_view : bool
@@ -206,6 +218,8 @@ def generate_study(
     _check(seed, n_slices, n_frames, condition, field_t)
     if not (isinstance(motion_scale, (int, float)) and math.isfinite(motion_scale) and motion_scale >= 0):
         raise ValidationError(f"motion_scale: expected a non-negative number, found {motion_scale!r}")
+    if not (isinstance(t1_variation, (int, float)) and 0 <= t1_variation <= 0.3):
+        raise ValidationError(f"t1_variation: expected a number from 0 to 0.3, found {t1_variation!r}")
     progress = progress or null_progress
     heart = an.Heart.draw(_rng(seed, _HEART))
     perf = physiology.Perfusion.draw(_rng(seed, _PERFUSION))
@@ -213,6 +227,11 @@ def generate_study(
         heart, _rng(seed, _PLACEMENT), shape=shape, spacing_mm=spacing_mm, standard_view=standard_view
     )
     img_readout, aif_readout = draw_readouts(_rng(seed, _ACQUISITION), field_t, readout)
+    t1_rng = _rng(seed, _HEART, 5)
+    t1_scale = {
+        "blood": float(np.clip(1.0 + t1_variation * t1_rng.standard_normal(), 0.7, 1.3)),
+        "myocardium": float(np.clip(1.0 + t1_variation * t1_rng.standard_normal(), 0.7, 1.3)),
+    }
     cs = _CONDITION_STREAMS[condition]
     timing = _timing(_rng(seed, cs + _TIMING), condition, n_frames, n_slices)
     starts = timing["beat_start_s"]
@@ -284,7 +303,7 @@ def generate_study(
         raster = rasterise(heart, frame, SUPERSAMPLE)
         labels = assign_clusters(raster, frame)
         frac = class_fractions(labels, frame, SUPERSAMPLE, physiology.N_CLASSES)
-        table = _class_table(physiology.N_CLASSES, time_s, blood, sim_grid, sims, cparams, field_t)
+        table = _class_table(physiology.N_CLASSES, time_s, blood, sim_grid, sims, cparams, field_t, t1_scale)
         if coil_map is None:
             ant = np.array([0.0, -1.0, 0.0])
             ant_yx = (float(np.dot(frame.geometry.y_direction, ant)), float(np.dot(frame.geometry.x_direction, ant)))
@@ -348,7 +367,7 @@ def generate_study(
         progress(0.85, "AIF images")
         aif_series, aif_labels = _aif_series(
             heart, placement, perf, condition, blood, sim_grid, sims, cparams, field_t, aif_readout, aif_time,
-            breathing, motion_vec * motion_scale if motion else None, noise, coil, blur, seed, cs,
+            breathing, motion_vec * motion_scale if motion else None, noise, coil, blur, seed, cs, t1_scale,
         )  # fmt: skip
     study = PerfusionStudy(
         slices=tuple(series),
@@ -369,7 +388,11 @@ def generate_study(
         segments=segment_table(truths, perf, condition),
         condition=condition,
         kinetic_model=model_used,
-        parameters=_describe(seed, heart, perf, bolus, timing, img_readout, aif_readout, snr_pd, motion_vec),
+        parameters={
+            **_describe(seed, heart, perf, bolus, timing, img_readout, aif_readout, snr_pd, motion_vec),
+            "native_t1_scale": t1_scale,
+            "kspace_fraction_yx": [round(float(v), 4) for v in kspace],
+        },
         aif_labels_ref=aif_labels[0],
         aif_labels_moving=aif_labels[1],
     )
@@ -408,6 +431,7 @@ def _aif_series(
     blur: bool,
     seed: int,
     cs: int,
+    t1_scale: dict[str, float],
 ) -> tuple[tuple[PerfusionSeries, ...], tuple[NDArray[np.uint8], NDArray[np.uint8]]]:
     """Low-resolution dual-echo AIF images of a basal slice (short saturation time)."""
     rng = _rng(seed, _ACQUISITION, 2)
@@ -423,7 +447,7 @@ def _aif_series(
     raster = rasterise(heart, frame, SUPERSAMPLE)
     labels = assign_clusters(raster, frame, clusters=False)
     frac = class_fractions(labels, frame, SUPERSAMPLE, an.N_BASE_CLASSES)
-    table = _class_table(physiology.N_CLASSES, time_s, blood, sim_grid, sims, cparams, field_t)
+    table = _class_table(physiology.N_CLASSES, time_s, blood, sim_grid, sims, cparams, field_t, t1_scale)
     table = ClassTable(
         table.gd[: an.N_BASE_CLASSES],
         table.t1_ms[: an.N_BASE_CLASSES],

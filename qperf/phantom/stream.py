@@ -89,6 +89,7 @@ def stream(
     motion_scale: tuple[float, float] = (0.0, 0.3),
     noise: bool = True,
     model: str = "2cxm-analytic",
+    t1_variation: float = 0.05,
     n_slices: int = 3,
     max_studies: int | None = None,
 ) -> Iterator[dict[str, Any]]:
@@ -113,6 +114,9 @@ def stream(
     noise : bool
     model : str
         Tissue model; the analytic 2CXM is the fast default, "btex" the reference.
+    t1_variation : float
+        Relative SD of the subjects' native T1 (the Gd conversion assumes the published
+        values, so the converted images carry the realistic small bias).
     n_slices : int
     max_studies : int or None
         Stop after this many studies (None: endless).
@@ -154,6 +158,7 @@ def stream(
             noise=noise,
             motion_scale=scale,
             model=model,
+            t1_variation=t1_variation,
             aif_images=kind == "aif",
         )
         if kind == "slice":
