@@ -13,9 +13,13 @@ from QPerfSegLib import selftest as segSelfTest  # noqa: E402
 def test_qperfseg_self_test_passes_in_a_fresh_scene(scene):
     messages = []
     result = segSelfTest.runSelfTest(scene, log=messages.append)
-    assert result["checks"] == 3
+    assert result["checks"] == 12
     assert messages[-1].startswith("QPerfSeg self-test passed")
-    assert scene.GetNodesByClass("vtkMRMLSequenceNode").GetNumberOfItems() == 2
+    # two slices of the loaded study; the phantom's slice, two AIF echoes, and the outputs
+    # (corrected, labels, insertion points and vector) of its one slice
+    assert scene.GetNodesByClass("vtkMRMLSequenceNode").GetNumberOfItems() == 2 + 3 + 4
+    workflow = result["workflow"]
+    assert workflow["myoDiceMean"] > workflow["myoDiceStaticMean"] and workflow["sectorAgreement"] > 0.85
 
 
 def test_qperfflow_self_test_passes_in_a_fresh_scene(scene):
