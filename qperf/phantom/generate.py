@@ -314,7 +314,18 @@ def generate_study(
             heart_yx = lps_to_pixel(frame, frame.centre_lps)
             my = float(np.dot(motion_vec, frame.geometry.y_direction))
             mx = float(np.dot(motion_vec, frame.geometry.x_direction))
-            mm = MotionModel.draw(mrng, frame.shape, frame.spacing_mm, heart_yx, (my, mx), scale=motion_scale)
+            # through-plane motion: the slice cuts a level shifted along the long axis
+            theta = np.linspace(0.0, 2 * np.pi, 36, endpoint=False)
+            dz = 0.01
+            dlog_r = np.log(
+                heart.endo_radius(min(zeta + dz, 1.0), theta).mean()
+                / heart.endo_radius(max(zeta - dz, 0.0), theta).mean()
+            ) / (min(zeta + dz, 1.0) - max(zeta - dz, 0.0))
+            dzeta = float(np.dot(motion_vec, heart.long_axis)) / heart.length_mm
+            radial = float(np.clip(dlog_r * dzeta, -0.08, 0.08))
+            mm = MotionModel.draw(
+                mrng, frame.shape, frame.spacing_mm, heart_yx, (my, mx), scale=motion_scale, radial_scale=radial
+            )
             jitter = mrng.normal(0.0, 0.4 * motion_scale, (time_s.shape[0], 2)) / np.asarray(frame.spacing_mm)
             d = mm.displacement(depth, jitter)
             m = mm.inverse(depth, jitter)

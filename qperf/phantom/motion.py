@@ -60,7 +60,8 @@ class MotionModel:
 
     ``F`` (2, y, x) is the displacement (pixels) at depth 1 of breathing: heart and liver follow
     the diaphragm, the chest wall moves less, plus a small affine deformation of the heart and
-    smooth random non-rigid bumps. ``W`` (y, x) is the heart weight carrying the per-beat
+    smooth random non-rigid bumps, and an expansion or contraction of the heart standing in for
+    through-plane motion. ``W`` (y, x) is the heart weight carrying the per-beat
     trigger jitter ``e_t`` (2,) in pixels. The patterns are held on a grid padded by ``pad``
     pixels so that the inversion can look outside the image.
     """
@@ -87,7 +88,10 @@ class MotionModel:
         heart_yx: tuple[float, float],
         motion_yx_mm: tuple[float, float],
         scale: float = 1.0,
+        radial_scale: float = 0.0,
     ) -> MotionModel:
+        """Random patterns; ``radial_scale`` is the in-plane expansion of the heart per unit breathing
+        depth that mimics through-plane motion (the slice cutting a more basal or apical level)."""
         ny, nx = shape
         dy, dx = spacing_mm
         pad = int(np.ceil(40.0 / min(dy, dx))) + 2
@@ -105,8 +109,8 @@ class MotionModel:
         # affine deformation of the heart region (rotation and anisotropic scaling)
         rot = rng.normal(0.0, 0.03)
         sy, sx = rng.normal(0.0, 0.03, 2)
-        fy += w * (sy * ym + rot * xm)
-        fx += w * (-rot * ym + sx * xm)
+        fy += w * ((sy + radial_scale) * ym + rot * xm)
+        fx += w * (-rot * ym + (sx + radial_scale) * xm)
         for _ in range(3):  # smooth non-rigid bumps
             cy, cx = rng.uniform(-60, 60, 2)
             width = rng.uniform(25.0, 50.0)
