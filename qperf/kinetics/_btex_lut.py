@@ -65,7 +65,8 @@ _COARSE_STEP = (2, 4, 4)  # u, a, b
 _RECENTRE_ITERATIONS = 10
 _RECENTRE_STEP = 3.0
 _RECENTRE_LM_ITERATIONS = 5
-_NP = 5  # delay, u, a, b, Fp
+_OUTSIDE_PENALTY = 4.0
+_NP = 4  # u, a, b offsets and Fp (the delay is searched, not fitted)
 
 _BASIS_CACHE: dict[tuple[object, ...], tuple[NDArray[np.complex64], int, float]] = {}
 
@@ -235,27 +236,63 @@ def _coarse_search(table: BtexTable, a: NDArray[np.float32], coarse: NDArray[np.
     return out
 
 
-def _stencil(table: BtexTable, centre: NDArray[np.intp]) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Curve at ``centre`` (P, K), first and second differences along each axis (P, 4, K)."""
+_PAIRS = ((1, 2), (1, 3), (2, 3))  # (u, a), (u, b), (a, b): mixed second differences
+
+
+@dataclass
+class _Stencil:
+    """Local quadratic model of the unit-flow curve around grid nodes (coefficient space)."""
+
+    c0: FloatArray  # (P, K) curve at the node
+    jac: FloatArray  # (P, 4, K) first differences along each axis
+    curv: FloatArray  # (P, 4, K) second differences along each axis
+    cross: FloatArray  # (P, 3, K) mixed second differences of the rate pairs
+
+    def curve(self, delta: FloatArray) -> FloatArray:
+        """Model curve at offsets ``delta`` (P, 4), shape (P, K)."""
+        out = self.c0 + np.einsum("pi,pik->pk", delta, self.jac)
+        out = out + 0.5 * np.einsum("pi,pik->pk", delta * delta, self.curv)
+        for j, (i1, i2) in enumerate(_PAIRS):
+            out = out + (delta[:, i1] * delta[:, i2])[:, None] * self.cross[:, j]
+        result: FloatArray = out
+        return result
+
+    def gradient(self, delta: FloatArray) -> FloatArray:
+        """Derivatives of the model curve along each axis at ``delta``, shape (P, 4, K)."""
+        out = self.jac + delta[..., None] * self.curv
+        for j, (i1, i2) in enumerate(_PAIRS):
+            out[:, i1] += delta[:, i2, None] * self.cross[:, j]
+            out[:, i2] += delta[:, i1, None] * self.cross[:, j]
+        result: FloatArray = out
+        return result
+
+
+def _stencil(table: BtexTable, centre: NDArray[np.intp]) -> _Stencil:
+    """Quadratic model from a node, its axis neighbours and three diagonal neighbours."""
     shape = np.asarray(table.shape)
     tshape = tuple(table.shape)
     eye = np.eye(4, dtype=np.intp)
     plus = np.minimum(centre[:, None, :] + eye[None], shape - 1)
     minus = np.maximum(centre[:, None, :] - eye[None], 0)
+    diag = np.stack([eye[i1] + eye[i2] for i1, i2 in _PAIRS])  # (3, 4)
+    corner = np.minimum(centre[:, None, :] + diag[None], shape - 1)
     coef = table.coef.reshape(-1, table.coef.shape[-1])
     c0 = coef[np.ravel_multi_index(tuple(centre.T), tshape)].astype(np.float64)
     cp = coef[np.ravel_multi_index(tuple(plus.transpose(2, 0, 1)), tshape)].astype(np.float64)
     cm = coef[np.ravel_multi_index(tuple(minus.transpose(2, 0, 1)), tshape)].astype(np.float64)
-    valid = (shape >= 3)[None, :, None]
-    jac = np.where(valid, (cp - cm) / 2.0, 0.0)
-    curv = np.where(valid, cp + cm - 2.0 * c0[:, None, :], 0.0)
-    return c0, jac, curv
-
-
-def _curve(c0: FloatArray, jac: FloatArray, curv: FloatArray, delta: FloatArray) -> FloatArray:
-    """Local quadratic model of the unit-flow curve at offsets ``delta`` (P, 4)."""
-    result: FloatArray = c0 + np.einsum("pi,pik->pk", delta, jac) + 0.5 * np.einsum("pi,pik->pk", delta * delta, curv)
-    return result
+    cc = coef[np.ravel_multi_index(tuple(corner.transpose(2, 0, 1)), tshape)].astype(np.float64)
+    span_p = (plus - centre[:, None, :]).diagonal(axis1=1, axis2=2).astype(np.float64)  # 1, or 0 at the top
+    span_m = (centre[:, None, :] - minus).diagonal(axis1=1, axis2=2).astype(np.float64)
+    span = span_p + span_m
+    jac = np.where(span[..., None] > 0, (cp - cm) / np.maximum(span, 1.0)[..., None], 0.0)
+    both = (span_p > 0) & (span_m > 0)
+    curv = np.where(both[..., None], cp + cm - 2.0 * c0[:, None, :], 0.0)
+    cross = np.empty((centre.shape[0], len(_PAIRS), c0.shape[1]))
+    for j, (i1, i2) in enumerate(_PAIRS):
+        # f(+i1, +i2) - f(+i1) - f(+i2) + f(0), where both forward neighbours exist.
+        inside = (span_p[:, i1] > 0) & (span_p[:, i2] > 0)
+        cross[:, j] = np.where(inside[:, None], cc[:, j] - cp[:, i1] - cp[:, i2] + c0, 0.0)
+    return _Stencil(c0=c0, jac=jac, curv=curv, cross=cross)
 
 
 def _rates(centre: NDArray[np.intp], delta: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -269,44 +306,42 @@ def _rates(centre: NDArray[np.intp], delta: FloatArray) -> tuple[FloatArray, Flo
 
 def _gauss_newton(
     a64: FloatArray,
-    centre: NDArray[np.intp],
-    c0: FloatArray,
-    jac: FloatArray,
-    curv: FloatArray,
+    st: _Stencil,
     lo: FloatArray,
     hi: FloatArray,
     iterations: int = 5,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Offsets (P, 4) and flow (P,) minimising ``||a - Fp q(delta)||`` within bounds.
+    """Rate offsets and flow minimising ``||a - Fp q(delta)||`` within bounds, delay fixed.
 
     Levenberg-Marquardt (steps that do not lower the cost are rejected and the damping
-    raised), vectorised over pixels. Returns the offsets, the flow and the Jacobian
-    (P, 5, K) at the solution.
+    raised), vectorised over pixels. ``lo`` and ``hi`` (P, 4) bound the offsets along
+    (delay, u, a, b); the delay offset stays 0. Returns the offsets (P, 4), the flow (P,)
+    and the Jacobian (P, 4, K) with respect to (u, a, b offsets; Fp) at the solution.
     """
     n_pix = a64.shape[0]
     delta = np.zeros(lo.shape)
     flo, fhi = FP_RANGE
+    c0 = st.c0
     fp = np.clip(np.einsum("pk,pk->p", a64, c0) / np.maximum(np.einsum("pk,pk->p", c0, c0), 1e-30), flo, fhi)
-    q = _curve(c0, jac, curv, delta)
+    q = st.curve(delta)
     cost = np.sum((a64 - fp[:, None] * q) ** 2, axis=1)
     lam = np.full(n_pix, 1e-3)
     eye = np.eye(_NP)
     jd = np.empty((n_pix, _NP, a64.shape[1]))
-    free = np.concatenate([hi > lo, np.ones((n_pix, 1), dtype=bool)], axis=1)  # (P, 5)
     for _ in range(iterations):
-        jd[:, :4] = fp[:, None, None] * (jac + delta[..., None] * curv)
-        jd[:, 4] = q
-        jd *= free[..., None]  # fixed offsets (the delay) take no part in the step
+        jd[:, :3] = fp[:, None, None] * st.gradient(delta)[:, 1:]
+        jd[:, 3] = q
         r = a64 - fp[:, None] * q
-        jtj = np.einsum("pik,pjk->pij", jd, jd)
+        jtj = np.matmul(jd, jd.transpose(0, 2, 1))
         scale = np.sqrt(np.einsum("pii->pi", jtj)) + 1e-30
         jtj_s = jtj / (scale[:, :, None] * scale[:, None, :]) + lam[:, None, None] * eye
-        jtr = np.einsum("pik,pk->pi", jd, r) / scale
+        jtr = np.matmul(jd, r[..., None])[..., 0] / scale
         step = np.linalg.solve(jtj_s, jtr[..., None])[..., 0] / scale
         step = np.where(np.isfinite(step), step, 0.0)
-        new_delta = np.clip(delta + step[:, :4], lo, hi)
-        new_fp = np.clip(fp + step[:, 4], flo, fhi)
-        new_q = _curve(c0, jac, curv, new_delta)
+        new_delta = delta.copy()
+        new_delta[:, 1:] = np.clip(delta[:, 1:] + step[:, :3], lo[:, 1:], hi[:, 1:])
+        new_fp = np.clip(fp + step[:, 3], flo, fhi)
+        new_q = st.curve(new_delta)
         new_cost = np.sum((a64 - new_fp[:, None] * new_q) ** 2, axis=1)
         better = new_cost < cost
         delta = np.where(better[:, None], new_delta, delta)
@@ -314,8 +349,8 @@ def _gauss_newton(
         q = np.where(better[:, None], new_q, q)
         cost = np.where(better, new_cost, cost)
         lam = np.where(better, lam * 0.3, lam * 5.0)
-    jd[:, :4] = fp[:, None, None] * (jac + delta[..., None] * curv)
-    jd[:, 4] = q
+    jd[:, :3] = fp[:, None, None] * st.gradient(delta)[:, 1:]
+    jd[:, 3] = q
     return delta, fp, jd
 
 
@@ -338,12 +373,12 @@ def _recentred_search(table: BtexTable, a64: FloatArray, centre: NDArray[np.intp
         idx = np.nonzero(active)[0]
         if idx.size == 0:
             break
-        c0, jac, curv = _stencil(table, centre[idx])
+        st = _stencil(table, centre[idx])
         lo = np.maximum(-_RECENTRE_STEP, -centre[idx]).astype(np.float64)
         hi = np.minimum(_RECENTRE_STEP, shape - 1 - centre[idx]).astype(np.float64)
         lo[:, 0] = 0.0
         hi[:, 0] = 0.0
-        d, _, _ = _gauss_newton(a64[idx], centre[idx], c0, jac, curv, lo, hi, _RECENTRE_LM_ITERATIONS)
+        d, _, _ = _gauss_newton(a64[idx], st, lo, hi, _RECENTRE_LM_ITERATIONS)
         new = np.clip(np.rint(centre[idx] + d).astype(np.intp), inner_lo, inner_hi)
         moved = np.any(new != centre[idx], axis=1)
         centre[idx] = new
@@ -356,14 +391,30 @@ def _final_fit(
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """Levenberg-Marquardt at the centre's (whole-sample) delay, rates within one step."""
     shape = np.asarray(table.shape)
-    c0, jac, curv = _stencil(table, centre)
+    st = _stencil(table, centre)
     lo = np.maximum(-1.0, -centre).astype(np.float64)
     hi = np.minimum(1.0, shape - 1 - centre).astype(np.float64)
     lo[:, 0] = 0.0
     hi[:, 0] = 0.0
-    delta, fp, jd = _gauss_newton(a64, centre, c0, jac, curv, lo, hi)
-    resid2 = np.sum((a64 - fp[:, None] * _curve(c0, jac, curv, delta)) ** 2, axis=1)
+    delta, fp, jd = _gauss_newton(a64, st, lo, hi)
+    resid2 = np.sum((a64 - fp[:, None] * st.curve(delta)) ** 2, axis=1)
     return centre + delta, fp, resid2, jd
+
+
+def _inside_box(pos: FloatArray, fp: FloatArray) -> NDArray[np.bool_]:
+    """True where the parameters at grid positions ``pos`` (P, 4) and flows lie in the box."""
+    u, ra, rb = _rates(np.zeros(pos.shape, dtype=np.intp), pos)
+    p = rates_to_params(u, ra, rb, fp)
+    tol = 1.1
+    result: NDArray[np.bool_] = (
+        (p["Vp"] >= VP_RANGE[0] / tol)
+        & (p["Vp"] <= VP_RANGE[1] * tol)
+        & (p["PS"] >= PS_RANGE[0] / tol)
+        & (p["PS"] <= PS_RANGE[1] * tol)
+        & (p["Visf"] >= VISF_RANGE[0] / tol)
+        & (p["Visf"] <= VISF_RANGE[1] * tol)
+    )
+    return result
 
 
 def _locate(
@@ -387,19 +438,25 @@ def _locate(
     pos : (P, 4) grid position (whole-sample delay; fractional u, a, b)
     fp : (P,) flow (ml/min/g)
     resid2 : (P,) squared distance in coefficient space at the solution
-    cov : (P, 5, 5) inverse normal matrix in (delay, u, a, b grid units; flow) for uncertainties
+    cov : (P, 4, 4) inverse normal matrix in (u, a, b grid units; flow) for uncertainties
     """
     n_delays = table.shape[0]
     starts = _coarse_search(table, a, coarse)  # (P, D, 4)
     a64 = a.astype(np.float64)
     result: tuple[FloatArray, FloatArray, FloatArray, FloatArray] | None = None
+    best_score = np.full(a.shape[0], np.inf)
     for d in range(n_delays):
         centre = _recentred_search(table, a64, starts[:, d])
         pos, fp, resid2, jd = _final_fit(table, a64, centre)
+        # Prefer solutions inside the parameter box (10 % tolerance) over equally good
+        # ones outside it: outside, the flow trades against volumes the box excludes.
+        score = np.where(_inside_box(pos, fp), resid2, resid2 * _OUTSIDE_PENALTY + 1e-30)
         if result is None:
             result = (pos, fp, resid2, jd)
+            best_score = score
             continue
-        better = resid2 < result[2]
+        better = score < best_score
+        best_score = np.where(better, score, best_score)
         result = (
             np.where(better[:, None], pos, result[0]),
             np.where(better, fp, result[1]),
@@ -425,17 +482,17 @@ def _parameters_and_sd(
     du, da, db = (np.log(ax[1] / ax[0]) for ax in grid_axes())
     zero = np.zeros_like(fp)
     vp, ps, visf = params["Vp"], params["PS"], params["Visf"]
-    # Rows: d(parameter) / d(delay, u, a, b offsets; Fp).
+    # Rows: d(parameter) / d(u, a, b offsets; Fp). The delay is searched on the sample
+    # grid; its uncertainty is not estimated.
     rows = {
-        "delay_s": [np.full_like(fp, dt_s), zero, zero, zero, zero],
-        "Fp": [zero, zero, zero, zero, np.ones_like(fp)],
-        "Vp": [zero, -vp * du, zero, zero, vp / fp],
-        "PS": [zero, -ps * du, ps * da, zero, ps / fp],
-        "Visf": [zero, -visf * du, visf * da, -visf * db, visf / fp],
+        "Fp": [zero, zero, zero, np.ones_like(fp)],
+        "Vp": [-vp * du, zero, zero, vp / fp],
+        "PS": [-ps * du, ps * da, zero, ps / fp],
+        "Visf": [-visf * du, visf * da, -visf * db, visf / fp],
     }
     sd = {}
     for name, row in rows.items():
-        g = np.stack(row, axis=1)  # (P, 5)
+        g = np.stack(row, axis=1)  # (P, 4)
         var = np.einsum("pi,pij,pj->p", g, cov, g) * sigma2
         sd[name] = np.sqrt(np.maximum(var, 0.0))
     return params, sd
@@ -474,7 +531,7 @@ def fit_btex(
 
     names = ("Fp", "PS", "Vp", "Visf", "delay_s")
     params = {k: np.full(flat.shape[0], np.nan) for k in names}
-    sds = {k: np.full(flat.shape[0], np.nan) for k in names}
+    sds = {k: np.full(flat.shape[0], np.nan) for k in ("Fp", "PS", "Vp", "Visf")}
     nrmse = np.full(flat.shape[0], np.nan)
     if todo.size:
         table = build_table(model, aif, dt_s, n_delays)
@@ -487,11 +544,12 @@ def fit_btex(
             ynorm2 = np.sum(y64 * y64, axis=1)
             a64 = a.astype(np.float64)
             err2 = np.maximum(ynorm2 - np.sum(a64 * a64, axis=1), 0.0) + resid2
-            sigma2 = err2 / max(n - _NP, 1)
+            sigma2 = err2 / max(n - _NP - 1, 1)
             values, sd = _parameters_and_sd(pos, fp, cov, sigma2, dt_s)
             ok = np.all(np.isfinite(pos), axis=1) & np.isfinite(err2) & np.isfinite(fp)
             for name in names:
                 params[name][idx] = np.where(ok, values[name], np.nan)
+            for name in sds:
                 sds[name][idx] = np.where(ok, sd[name], np.nan)
             nrmse[idx] = np.where(ok, np.sqrt(err2 / np.maximum(ynorm2, 1e-30)), np.nan)
             status[idx] = np.where(ok, FitStatus.OK, FitStatus.FAILED)
@@ -505,6 +563,6 @@ def fit_btex(
         nrmse=nrmse.reshape(pix_shape),
         units=model.units,
         map_names=model._map_names(),
-        sd={k: sds[k].reshape(pix_shape) for k in names},
+        sd={k: v.reshape(pix_shape) for k, v in sds.items()},
         derived={"vb_ml_g": vb},
     )
