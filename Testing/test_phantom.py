@@ -404,3 +404,29 @@ def test_aif_images_invert_to_the_true_aif() -> None:
     # without the T2* correction the peak is under-estimated
     raw = gd.ratio_to_gd(s1[e1.n_pd_frames :] / s1[: e1.n_pd_frames].mean(axis=0), seq, "blood").mean(axis=1)
     assert raw.max() < 0.97 * true.max()
+
+
+def test_noise_free_curves_follow_the_parameter_maps(static_clean: phantom.PhantomStudy) -> None:
+    """Inside the myocardium, the true Gd curves are the kinetic model's curves for the true maps."""
+    from scipy.ndimage import binary_erosion
+
+    from qperf.phantom.kinetics import get_tissue_model
+
+    truth = static_clean.truth
+    model, name = get_tissue_model(truth.kinetic_model)
+    assert name == truth.kinetic_model
+    grid = truth.aif_time_s
+    plasma = truth.aif_blood_gd_mmol_l / (1.0 - truth.hematocrit)
+    for t in truth.slices:
+        core = binary_erosion(t.labels_ref == 2, iterations=1)
+        params = {
+            "Fp": t.mbf_ml_min_g[core],
+            "PS": t.ps_ml_min_g[core],
+            "Vp": t.vp_ml_g[core],
+            "Visf": t.visf_ml_g[core],
+        }
+        sim = np.asarray(model.simulate(plasma, grid, **params))
+        expected = np.array([np.interp(t.time_s, grid, c) for c in sim])
+        found = t.gd_noise_free[:, core].T
+        err = np.abs(found - expected).max(axis=1) / expected.max(axis=1)
+        assert np.median(err) < 0.003 and np.percentile(err, 90) < 0.01
