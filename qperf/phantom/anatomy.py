@@ -200,7 +200,10 @@ class Heart:
         x = np.clip((np.mod(theta, 2 * np.pi) - ta) / (ti - ta), 0.0, 1.0)
         bell = np.sin(np.pi * x**self.rv_skew) ** 0.55
         depth = self.rv_depth_mm * (0.35 + 0.65 * min(zeta / 0.6, 1.0)) * (1.0 + 0.15 * (zeta - 0.5))
-        return np.asarray(depth * bell * self.rv_shape(theta))
+        # trabeculated free wall: a fine ripple of the cavity border
+        p0, p1 = self.trabecular_phase[0], self.trabecular_phase[1]
+        ripple = 1.0 + 0.05 * np.cos(13 * theta + p1) + 0.035 * np.cos(21 * theta + p0)
+        return np.asarray(depth * bell * self.rv_shape(theta) * ripple)
 
 
 @dataclass(frozen=True)
