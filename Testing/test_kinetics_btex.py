@@ -1,0 +1,182 @@
+"""BTEX model: simulation against a finite-difference reference, and fitting known parameters back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from qperf import kinetics
+from qperf.kinetics import FitStatus
+
+DT_S = 0.5
+N_TIME = 80
+
+
+def _aif_plasma(time_s: np.ndarray, foot_s: float = 8.0) -> np.ndarray:
+    """A first-pass bolus with a slow recirculation tail (plasma, mmol/L)."""
+    x = np.clip(time_s - foot_s, 0.0, None)
+    blood = 6.0 * (x / 5.0) ** 3 * np.exp(3.0 * (1.0 - x / 5.0)) + 0.6 * (1.0 - np.exp(-x / 15.0))
+    return blood / (1.0 - 0.42)
+
+
+@pytest.fixture(scope="module")
+def grid() -> tuple[np.ndarray, np.ndarray]:
+    time_s = np.arange(N_TIME) * DT_S
+    return time_s, _aif_plasma(time_s)
+
+
+def _fd_btex(aif, time_s, fp, ps, vp, visf, nx, dt_s, length=0.1, dp=1e-5, di=1e-6):
+    """Method-of-lines reference: central differences in x, Crank-Nicolson in t, Fick output."""
+    dx = length / nx
+    v = fp / 60.0 * length / vp
+    a = ps / 60.0 / vp
+    b = ps / 60.0 / visf
+    n_p, n_i = nx, nx + 1  # plasma nodes 1..nx (node 0 is the inflow), interstitial nodes 0..nx
+    rows, cols, vals = [], [], []
+    inflow = np.zeros(n_p + n_i)
+
+    def add(r, c, value):
+        rows.append(r)
+        cols.append(c)
+        vals.append(value)
+
+    for i in range(1, nx + 1):
+        r = i - 1
+        left = dp / dx**2 + v / (2 * dx)
+        right = dp / dx**2 - v / (2 * dx)
+        if i == nx:  # zero gradient at the outlet: ghost node mirrors node nx-1
+            left, right = left + right, 0.0
+        add(r, r, -2 * dp / dx**2 - a)
+        if i == 1:
+            inflow[r] += left
+        else:
+            add(r, r - 1, left)
+        if right:
+            add(r, r + 1, right)
+        add(r, n_p + i, a)
+    for i in range(n_i):
+        r = n_p + i
+        add(r, r, -2 * di / dx**2 - b)
+        add(r, n_p + (i - 1 if i > 0 else 1), di / dx**2)
+        add(r, n_p + (i + 1 if i < nx else nx - 1), di / dx**2)
+        if i == 0:
+            inflow[r] += b
+        else:
+            add(r, i - 1, b)
+    op = sp.csc_matrix((vals, (rows, cols)), shape=(n_p + n_i, n_p + n_i))
+    eye = sp.identity(n_p + n_i, format="csc")
+    lu = spla.splu((eye - dt_s / 2 * op).tocsc())
+    rhs = (eye + dt_s / 2 * op).tocsr()
+    t_fine = np.arange(0.0, time_s[-1] + dt_s / 2, dt_s)
+    cin = np.interp(t_fine, time_s, aif)
+    state = np.zeros(n_p + n_i)
+    outflow = np.zeros(t_fine.size)
+    for k in range(1, t_fine.size):
+        state = lu.solve(rhs @ state + dt_s / 2 * inflow * (cin[k - 1] + cin[k]))
+        outflow[k] = state[n_p - 1]
+    g = cin - outflow
+    q = fp / 60.0 * np.concatenate([[0.0], np.cumsum((g[1:] + g[:-1]) / 2 * dt_s)])
+    return np.interp(time_s, t_fine, q)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"Fp": 1.0, "PS": 1.3, "Vp": 0.05, "Visf": 0.2},
+        {"Fp": 0.5, "PS": 0.5, "Vp": 0.08, "Visf": 0.4},
+        {"Fp": 3.0, "PS": 2.0, "Vp": 0.05, "Visf": 0.15},
+    ],
+)
+def test_simulation_converges_to_finite_difference_reference(grid, params):
+    time_s, aif = grid
+    fast = kinetics.get_model("btex").simulate(aif, time_s, **params)
+    errors = []
+    for nx, dt in [(200, 0.02), (400, 0.01), (800, 0.005)]:
+        ref = _fd_btex(aif, time_s, params["Fp"], params["PS"], params["Vp"], params["Visf"], nx, dt)
+        errors.append(np.max(np.abs(ref - fast)) / np.max(fast))
+    # The reference converges (second order) to the Laplace-domain solution.
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[1] / errors[2] > 3.0
+    assert errors[2] < 1e-3
+
+
+def test_simulation_shapes_units_and_delay(grid):
+    time_s, aif = grid
+    model = kinetics.get_model("btex")
+    curves = model.simulate(aif, time_s, Fp=np.array([[0.5], [2.0]]), PS=np.array([1.0, 1.5, 2.0]), Vp=0.05, Visf=0.2)
+    assert curves.shape == (2, 3, N_TIME)
+    assert np.all(np.isfinite(curves))
+    # Zero before the bolus arrives, positive after; higher flow gives a steeper upslope.
+    assert np.allclose(curves[..., :15], 0.0, atol=1e-6)
+    assert curves[1, 0, 25] > curves[0, 0, 25] > 0
+    # Fick: the early content equals Fp/60 times the integral of the input (no outflow yet).
+    one = model.simulate(aif, time_s, Fp=1.2, PS=1.0, Vp=0.08, Visf=0.2)
+    cum = np.concatenate([[0.0], np.cumsum((aif[1:] + aif[:-1]) / 2 * DT_S)])
+    early = slice(17, 19)  # within about one transit time (Vp / Fp * 60 = 4 s) of the foot
+    assert np.allclose(one[early], 1.2 / 60 * cum[early], rtol=0.05)
+    # A whole-sample delay shifts the curve.
+    delayed = model.simulate(aif, time_s, Fp=1.2, PS=1.0, Vp=0.08, Visf=0.2, delay_s=1.5)
+    assert np.allclose(delayed[3:], one[:-3], atol=1e-6 * one.max())
+
+
+def _truth(rng, n, fp_range, delays):
+    return {
+        "Fp": rng.uniform(*fp_range, n),
+        "PS": rng.uniform(1.0, 1.7, n),
+        "Vp": rng.uniform(0.045, 0.095, n),
+        "Visf": rng.uniform(0.12, 0.45, n),
+        "delay_s": rng.choice(delays, n),
+    }
+
+
+@pytest.mark.parametrize("condition, fp_range", [("rest", (0.5, 1.3)), ("stress", (2.0, 3.6))])
+def test_noise_free_fit_recovers_flow(grid, condition, fp_range):
+    time_s, aif = grid
+    rng = np.random.default_rng(11 if condition == "rest" else 12)
+    truth = _truth(rng, 60, fp_range, np.arange(0, 6) * DT_S)
+    model = kinetics.get_model("btex")
+    tissue = model.simulate(aif, time_s, **truth)
+    fit = model.fit(tissue, aif, time_s, max_delay_s=3.0)
+    assert np.all(fit.status == FitStatus.OK)
+    err = np.abs(fit.params["Fp"] / truth["Fp"] - 1.0)
+    assert np.median(err) < 0.002
+    assert np.mean(err < 0.01) >= 0.95
+    assert np.median(np.abs(fit.params["delay_s"] - truth["delay_s"])) == 0.0
+    assert np.median(np.abs(fit.params["PS"] / truth["PS"] - 1.0)) < 0.02
+    assert np.median(fit.nrmse) < 1e-3
+
+
+def test_noisy_segment_median_flow(grid):
+    time_s, aif = grid
+    model = kinetics.get_model("btex")
+    rng = np.random.default_rng(3)
+    for params in ({"Fp": 0.7, "PS": 1.3, "Vp": 0.05, "Visf": 0.2}, {"Fp": 2.8, "PS": 1.3, "Vp": 0.06, "Visf": 0.2}):
+        clean = model.simulate(aif, time_s, delay_s=1.0, **params)
+        noise = rng.normal(0.0, 0.02 * clean.max(), (150, N_TIME))
+        fit = model.fit((clean[None, :] + noise).reshape(10, 15, N_TIME), aif, time_s)
+        assert fit.params["Fp"].shape == (10, 15)
+        assert abs(np.median(fit.params["Fp"]) / params["Fp"] - 1.0) < 0.05
+        # The Jacobian-based uncertainty scales with the noise.
+        louder = model.fit(clean[None, :] + 2.0 * noise, aif, time_s)
+        ratio = np.median(louder.sd["Fp"]) / np.median(fit.sd["Fp"])
+        assert 1.4 < ratio < 3.0
+
+
+def test_fit_maps_status_and_mask(grid):
+    time_s, aif = grid
+    model = kinetics.get_model("btex")
+    curve = model.simulate(aif, time_s, Fp=1.5, PS=1.2, Vp=0.06, Visf=0.25)
+    tissue = np.stack([curve, np.zeros(N_TIME), curve, curve])
+    tissue[2, 10] = np.nan
+    mask = np.array([True, True, True, False])
+    fit = model.fit(tissue, aif, time_s, mask=mask, hematocrit=0.45)
+    assert fit.status.tolist() == [FitStatus.OK, FitStatus.NO_SIGNAL, FitStatus.INVALID_INPUT, FitStatus.MASKED]
+    maps = fit.maps()
+    for name in ("mbf_ml_min_g", "ps_ml_min_g", "vb_ml_g", "visf_ml_g", "delay_s", "nrmse"):
+        assert maps[name].shape == (4,)
+        assert np.isfinite(maps[name][0])
+        assert np.all(np.isnan(maps[name][1:]))
+    assert maps["mbf_ml_min_g"][0] == pytest.approx(1.5, rel=0.01)
+    assert maps["vb_ml_g"][0] == pytest.approx(fit.params["Vp"][0] / 0.55)
