@@ -18,7 +18,9 @@ This file imports ``slicer`` but never ``qt``.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,6 +40,7 @@ REFERENCE_CURVES = "QPerfCurves"
 REFERENCE_CHART = "QPerfChart"
 REFERENCE_BULLSEYE = "QPerfBullseye"
 REFERENCE_PLOT_SERIES = "QPerfPlotSeries"
+REFERENCE_MPR_TABLE = "QPerfMprTable"
 FLOW_REFERENCES = (
     REFERENCE_PLOT_SERIES,
     REFERENCE_MAPS,
@@ -166,10 +169,12 @@ def curvesChartNode(curveTables: list, names: list, scene: Any, name: str = "QPe
 def imageVolumeNodeFromPng(png: bytes, scene: Any, name: str) -> Any:
     """An RGBA ``vtkMRMLVectorVolumeNode`` of a PNG image (row 0 at the top), 1 mm pixels."""
     reader = vtk.vtkPNGReader()
-    buffer = np.frombuffer(png, dtype=np.uint8)
-    reader.SetMemoryBufferLength(len(png))
-    reader.SetMemoryBuffer(buffer)
-    reader.Update()
+    # A file works with every VTK of supported Slicer releases (memory readers changed in 9.6).
+    with tempfile.TemporaryDirectory(prefix="qperf-png-") as folder:
+        path = Path(folder) / "image.png"
+        path.write_bytes(png)
+        reader.SetFileName(str(path))
+        reader.Update()
     node = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", scene.GenerateUniqueName(name))
     image = vtk.vtkImageData()
     image.DeepCopy(reader.GetOutput())
@@ -212,3 +217,25 @@ def addFlowOutputs(browserNode: Any, result: Any, names: list | None = None) -> 
     nodes.bullseye = imageVolumeNodeFromPng(nodes.bullseyePng, scene, f"{browserNode.GetName()} bull's-eye")
     browserNode.SetNodeReferenceID(REFERENCE_BULLSEYE, nodes.bullseye.GetID())
     return nodes
+
+
+def addPerfusionReserve(stressBrowserNode: Any, stressResult: Any, restResult: Any) -> tuple:
+    """The myocardial perfusion reserve (stress / rest mean MBF per region) as a table.
+
+    Returns
+    -------
+    (dict, vtkMRMLTableNode)
+        The stress report with its ``"mpr"`` section (``qperf.report.add_perfusion_reserve``)
+        and a table of its rows (column ``mpr`` added), recorded on the stress browser
+        (``QPerfMprTable``, replacing an earlier one).
+    """
+    from qperf.report import add_perfusion_reserve, report_rows
+
+    report = add_perfusion_reserve(stressResult.report, restResult.report)
+    scene = stressBrowserNode.GetScene()
+    old = stressBrowserNode.GetNodeReference(REFERENCE_MPR_TABLE)
+    if old is not None:
+        scene.RemoveNode(old)
+    table = tableNodeFromRows(report_rows(report), scene, f"{stressBrowserNode.GetName()} perfusion reserve")
+    stressBrowserNode.SetNodeReferenceID(REFERENCE_MPR_TABLE, table.GetID())
+    return report, table

@@ -1,7 +1,10 @@
-"""The QPerfFlow self-test: flow-quantification inputs gathered from a generated study in the scene.
+"""The QPerfFlow self-test: flow inputs from the scene, then flow quantification of phantom studies.
 
 :func:`runSelfTest` is what the module's ``ScriptedLoadableModuleTest`` runs inside Slicer and
-what the test suite runs headless with ``slicer-core``.
+what the test suite runs headless with ``slicer-core``: the inputs gathered from a generated
+study (AIF table, hematocrit, condition, colour table), then
+:func:`~.flowtest.runFlowWorkflowSelfTest` (AIF region, maps, contours, tables, curves,
+bull's-eye, perfusion reserve, report and scene saving on phantom stress and rest studies).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ def runSelfTest(scene: Any | None = None, log: LogCallback | None = None) -> dic
     Returns
     -------
     dict
-        ``{"study": PerfusionStudy, "inputs": PerfusionStudy, "colorNode": vtkMRMLColorTableNode}``.
+        ``{"study": PerfusionStudy, "inputs": PerfusionStudy, "colorNode": vtkMRMLColorTableNode,
+        "workflow": dict}`` (``workflow``: the result of ``runFlowWorkflowSelfTest``).
 
     Raises
     ------
@@ -71,5 +75,8 @@ def runSelfTest(scene: Any | None = None, log: LogCallback | None = None) -> dic
     _check(colorNode.GetNumberOfColors() >= 64, f"perfusion colour table has {colorNode.GetNumberOfColors()} colours")
     _check(perfusionColorTableNode(scene) is colorNode, "the perfusion colour table was loaded twice")
     log(f"Perfusion colour table loaded ({colorNode.GetNumberOfColors()} colours)")
+    from .flowtest import runFlowWorkflowSelfTest
+
+    workflow = runFlowWorkflowSelfTest(scene, log)
     log("QPerfFlow self-test passed")
-    return {"study": study, "inputs": inputs, "colorNode": colorNode}
+    return {"study": study, "inputs": inputs, "colorNode": colorNode, "workflow": workflow}

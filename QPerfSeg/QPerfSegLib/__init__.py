@@ -13,6 +13,7 @@ the scene as an argument; ``None`` means ``slicer.mrmlScene`` (inside the applic
 
 from .groundtruth import exportGroundTruth
 from .labels import SEGMENTS, labelsFromSegmentationNode, segmentationNodeFromLabels, segmentationSequenceFromLabels
+from .logic import SegmentationLogic
 from .segment import AnalysisCancelled, CancelToken, SliceSegmentation, segmentStudy
 from .sequences import (
     addSequenceToBrowser,
@@ -39,6 +40,7 @@ __all__ = [
     "SEGMENTS",
     "AnalysisCancelled",
     "CancelToken",
+    "SegmentationLogic",
     "SegmentationSession",
     "SliceSegmentation",
     "StudyNodes",

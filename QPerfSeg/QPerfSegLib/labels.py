@@ -249,3 +249,15 @@ def labelsFromSegmentationSequence(sequenceNode: Any, shape: tuple, ijkToRas: np
     if n == 0:
         raise ValidationError(f"sequence {sequenceNode.GetName()!r}: expected segmentation frames, found none")
     return np.stack([labelsFromSegmentationNode(sequenceNode.GetNthDataNode(i), shape, ijkToRas) for i in range(n)])
+
+
+def segmentEditorNode(scene: Any | None = None, name: str = "QPerfSegmentEditor") -> Any:
+    """The scene's ``vtkMRMLSegmentEditorNode`` for the module panel's Segment Editor (made once)."""
+    scene = getScene(scene)
+    node = scene.GetFirstNodeByName(name)
+    if node is None or not node.IsA("vtkMRMLSegmentEditorNode"):
+        if not scene.IsNodeClassRegistered("vtkMRMLSegmentEditorNode"):
+            scene.RegisterNodeClass(slicer.vtkMRMLSegmentEditorNode())
+        node = scene.AddNewNodeByClass("vtkMRMLSegmentEditorNode", name)
+        node.SetSingletonTag(name)
+    return node

@@ -139,6 +139,12 @@ def test_parameter_node_fields_match_the_ui_bindings(module):
             assert "Choice(" in annotation, f"{name}: a combo box needs Annotated[str, Choice([...])]"
         elif widgetClass == "ctkSliderWidget":
             assert annotation.startswith("Annotated[float, WithinRange(")
+        elif widgetClass == "QCheckBox":
+            assert annotation == "bool", f"{name}: a check box needs a bool"
+        elif widgetClass == "QSpinBox":
+            assert annotation.startswith("Annotated[int, WithinRange(") or annotation == "int"
+        else:
+            raise AssertionError(f"{name}: no binding rule for {widgetClass}")
 
 
 def allModulePythonFiles() -> list[Path]:

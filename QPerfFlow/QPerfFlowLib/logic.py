@@ -1,0 +1,152 @@
+"""The QPerfFlow workflow as one object: what the module panel calls and what the Python console uses.
+
+>>> from QPerfFlowLib import FlowLogic
+>>> flow = FlowLogic(scene)                             # scene: slicer.mrmlScene inside Slicer
+>>> flow.detectAifRegion(browserNode)                   # LV blood pool of the AIF images
+>>> flow.aifFromRegion(browserNode)                     # the AIF table from that region
+>>> result = flow.compute(browserNode, model="btex")    # maps, contours, tables, curves, bull's-eye
+>>> flow.mapArray(browserNode, "mbf_ml_min_g")          # (y, x) numpy array of slice 1
+>>> flow.segmentRows(browserNode)                       # the per-segment table as dicts
+>>> flow.perfusionReserve(stressBrowser, restBrowser)   # stress / rest MBF table
+>>> flow.exportReport(browserNode, "report/"); flow.saveScene("scene/")
+
+Results are kept per study browser. This file imports ``slicer`` but never ``qt``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import slicer
+from QPerfSegLib.segment import CancelToken
+from QPerfSegLib.sequences import getScene
+
+from qperf.errors import ValidationError
+
+from .aifnodes import aifFromRegion, detectAifRegion
+from .compute import DEFAULT_MODEL, computeFlow, flowInputs
+from .export import exportReport, saveScene
+from .results import REFERENCE_SEGMENT_TABLE, addFlowOutputs, addPerfusionReserve
+
+
+class FlowLogic:
+    """Quantify flow for studies in a scene and keep their results.
+
+    Parameters
+    ----------
+    scene : vtkMRMLScene, optional
+        Defaults to ``slicer.mrmlScene`` (inside the application).
+    """
+
+    def __init__(self, scene: Any | None = None) -> None:
+        self.scene = getScene(scene)
+        self.results: dict = {}
+        self.nodes: dict = {}
+        self.cancelToken: CancelToken | None = None
+
+    def detectAifRegion(self, browserNode: Any) -> Any:
+        """Segmentation of the LV blood pool found in the study's AIF images (editable)."""
+        return detectAifRegion(browserNode)
+
+    def aifFromRegion(self, browserNode: Any, regionNode: Any | None = None) -> Any:
+        """The AIF table from the AIF images under the region; it becomes the study's AIF."""
+        return aifFromRegion(browserNode, regionNode)[1]
+
+    def inputs(
+        self,
+        browserNode: Any,
+        aifTable: Any | None = None,
+        hematocrit: float | None = None,
+        condition: str | None = None,
+        labelsSegmentation: Any | None = None,
+        insertionPoints: Any | None = None,
+    ) -> Any:
+        """The validated :class:`~.compute.FlowInputs` of a study browser."""
+        return flowInputs(
+            browserNode,
+            aifTable,
+            hematocrit,
+            condition,
+            [labelsSegmentation] if labelsSegmentation is not None else None,
+            [insertionPoints] if insertionPoints is not None else None,
+        )
+
+    def compute(
+        self,
+        browserNode: Any,
+        model: str = DEFAULT_MODEL,
+        aifTable: Any | None = None,
+        hematocrit: float | None = None,
+        condition: str | None = None,
+        labelsSegmentation: Any | None = None,
+        insertionPoints: Any | None = None,
+        progress: Any | None = None,
+    ) -> Any:
+        """Flow maps and report of a study; the output nodes replace earlier ones under its browser.
+
+        Returns the ``qperf.pipeline.AnalysisResult``; the nodes are in ``self.nodes[browserID]``.
+        :meth:`cancel` stops it (``AnalysisCancelled``, nothing added).
+        """
+        inputs = self.inputs(browserNode, aifTable, hematocrit, condition, labelsSegmentation, insertionPoints)
+        self.cancelToken = CancelToken()
+        result = computeFlow(inputs, model=model, hematocrit=hematocrit, progress=progress, cancel=self.cancelToken)
+        self.nodes[browserNode.GetID()] = addFlowOutputs(browserNode, result)
+        self.results[browserNode.GetID()] = result
+        return result
+
+    def cancel(self) -> None:
+        if self.cancelToken is not None:
+            self.cancelToken.cancel()
+
+    def result(self, browserNode: Any) -> Any:
+        result = self.results.get(browserNode.GetID()) if browserNode is not None else None
+        if result is None:
+            name = browserNode.GetName() if browserNode is not None else "None"
+            raise ValidationError(f"browserNode: no flow result for {name!r}; compute it first")
+        return result
+
+    def bullseyePng(self, browserNode: Any) -> bytes:
+        """The bull's-eye of the study's last result, as PNG bytes (for the module panel)."""
+        self.result(browserNode)
+        return self.nodes[browserNode.GetID()].bullseyePng
+
+    def mapArray(self, browserNode: Any, mapName: str = "mbf_ml_min_g", sliceIndex: int = 0) -> np.ndarray:
+        """A parameter map ``(y, x)`` float32 as the scene holds it (NaN where not fitted)."""
+        self.result(browserNode)
+        maps = self.nodes[browserNode.GetID()].maps[sliceIndex]
+        if mapName not in maps:
+            raise ValidationError(f"mapName: expected one of {', '.join(sorted(maps))}, found {mapName!r}")
+        return np.array(slicer.util.arrayFromVolume(maps[mapName])[0])
+
+    def segmentRows(self, browserNode: Any) -> list:
+        """The per-segment table node of a study as a list of dicts (one per region and layer)."""
+        table = browserNode.GetNodeReference(REFERENCE_SEGMENT_TABLE)
+        if table is None:
+            raise ValidationError(f"browserNode: no segment table for {browserNode.GetName()!r}; compute first")
+        vtkTable = table.GetTable()
+        names = [vtkTable.GetColumnName(c) for c in range(vtkTable.GetNumberOfColumns())]
+        rows = []
+        for r in range(vtkTable.GetNumberOfRows()):
+            row = {}
+            for c, name in enumerate(names):
+                value = vtkTable.GetValue(r, c)
+                row[name] = value.ToDouble() if value.IsNumeric() else value.ToString()
+            rows.append(row)
+        return rows
+
+    def perfusionReserve(self, stressBrowser: Any, restBrowser: Any) -> tuple:
+        """``(report with "mpr", table node)`` from the stress and rest results."""
+        return addPerfusionReserve(stressBrowser, self.result(stressBrowser), self.result(restBrowser))
+
+    def exportReport(
+        self, browserNode: Any, folder: str | os.PathLike, overwrite: bool = False, withMaps: bool = False
+    ) -> Path:
+        """Write the report files (JSON, CSV, HTML, figures), or the whole analysis folder with ``withMaps``."""
+        return exportReport(self.result(browserNode), folder, overwrite=overwrite, withMaps=withMaps)
+
+    def saveScene(self, folder: str | os.PathLike, name: str = "scene", overwrite: bool = False) -> Path:
+        """Save every node and the ``.mrml`` scene file into ``folder``."""
+        return saveScene(self.scene, folder, name=name, overwrite=overwrite)
