@@ -140,24 +140,25 @@ class MotionModel:
     ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """Fixed-point steps ``m <- -d(q + m)`` at padded-grid points ``q`` (t, n)."""
         nyp, nxp = self.padded.shape[:2]
-        flat = self.padded.reshape(-1, 3)
+        chans = [np.ascontiguousarray(self.padded[..., k]).reshape(-1) for k in range(3)]
         for _ in range(iterations):
-            y = np.clip(qy + my, 0.0, nyp - 1.001)
-            x = np.clip(qx + mx, 0.0, nxp - 1.001)
+            y = qy + my
+            np.clip(y, 0.0, nyp - 1.001, out=y)
+            x = qx + mx
+            np.clip(x, 0.0, nxp - 1.001, out=x)
             y0 = y.astype(np.int32)
             x0 = x.astype(np.int32)
-            wy = (y - y0)[..., None]
-            wx = (x - x0)[..., None]
-            i = y0 * nxp + x0
-            top = flat[i] * (1 - wx) + flat[i + 1] * wx
-            bot = flat[i + nxp] * (1 - wx) + flat[i + nxp + 1] * wx
-            v = top * (1 - wy) + bot * wy
-            my = -(depth * v[..., 0] + jy * v[..., 2])
-            mx = -(depth * v[..., 1] + jx * v[..., 2])
+            y -= y0
+            x -= x0
+            index = y0 * np.int32(nxp)
+            index += x0
+            fy, fx, w = (_gather_bilinear(c, index, y, x, nxp) for c in chans)
+            my = -(depth * fy + jy * w)
+            mx = -(depth * fx + jx * w)
         return my, mx
 
     def inverse(
-        self, depth: NDArray[np.float64], jitter_px: NDArray[np.float64], coarse: int = 4, iterations: int = 8
+        self, depth: NDArray[np.float64], jitter_px: NDArray[np.float64], coarse: int = 4, iterations: int = 7
     ) -> NDArray[np.float32]:
         """``moving_to_ref`` fields (t, 2, y, x): fixed-point inversion on a coarse grid, cubic upsampling."""
         p = self.pad
@@ -226,45 +227,54 @@ def bilinear(
     return np.stack(out)
 
 
+def _bilinear_setup(
+    moving_to_ref: NDArray[np.float32], ny: int, nx: int
+) -> tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.float32]]:
+    """Flat indices (t, y, x) of the top-left neighbours and the fractional offsets ``wy, wx``."""
+    y = moving_to_ref[:, 0] + np.arange(ny, dtype=np.float32)[:, None]
+    np.clip(y, 0.0, ny - 1.001, out=y)
+    x = moving_to_ref[:, 1] + np.arange(nx, dtype=np.float32)[None, :]
+    np.clip(x, 0.0, nx - 1.001, out=x)
+    y0 = y.astype(np.int32)
+    x0 = x.astype(np.int32)
+    y -= y0
+    x -= x0
+    index = y0 * np.int32(nx)
+    index += x0
+    return index, y, x
+
+
+def _gather_bilinear(
+    flat: NDArray[np.float32], index: NDArray[np.int32], wy: NDArray[np.float32], wx: NDArray[np.float32], nx: int
+) -> NDArray[np.float32]:
+    a = flat.take(index)
+    b = flat.take(index + 1)
+    b -= a
+    b *= wx
+    a += b
+    lower = index + nx
+    c = flat.take(lower)
+    d = flat.take(lower + 1)
+    d -= c
+    d *= wx
+    c += d
+    c -= a
+    c *= wy
+    a += c
+    return np.asarray(a, dtype=np.float32)
+
+
 def warp_frames(frames: NDArray[np.float32], moving_to_ref: NDArray[np.float32]) -> NDArray[np.float32]:
     """Moving frames (t, y, x): each frame ``t`` sampled at ``q + m_t(q)`` (bilinear, edge-clamped)."""
     t, ny, nx = frames.shape
-    yy, xx = np.meshgrid(np.arange(ny, dtype=np.float32), np.arange(nx, dtype=np.float32), indexing="ij")
-    y = np.clip(yy[None] + moving_to_ref[:, 0], 0.0, ny - 1.001)
-    x = np.clip(xx[None] + moving_to_ref[:, 1], 0.0, nx - 1.001)
-    y0 = y.astype(np.int32)
-    x0 = x.astype(np.int32)
-    wy = y - y0
-    wx = x - x0
-    flat = frames.reshape(-1)
-    base = (np.arange(t, dtype=np.int64) * (ny * nx))[:, None, None] + y0 * nx + x0
-    a = flat[base]
-    b = flat[base + 1]
-    top = a + (b - a) * wx
-    c = flat[base + nx]
-    d = flat[base + nx + 1]
-    bot = c + (d - c) * wx
-    return np.asarray(top + (bot - top) * wy, dtype=np.float32)
+    index, wy, wx = _bilinear_setup(moving_to_ref, ny, nx)
+    index += (np.arange(t, dtype=np.int64) * (ny * nx)).astype(index.dtype)[:, None, None]
+    return _gather_bilinear(np.ascontiguousarray(frames, dtype=np.float32).reshape(-1), index, wy, wx, nx)
 
 
 def warp_static(images: NDArray[np.float32], moving_to_ref: NDArray[np.float32]) -> NDArray[np.float32]:
     """Static images (c, y, x) seen through every moving frame: (c, t, y, x), bilinear, edge-clamped."""
     c, ny, nx = images.shape
-    yy, xx = np.meshgrid(np.arange(ny, dtype=np.float32), np.arange(nx, dtype=np.float32), indexing="ij")
-    y = np.clip(yy[None] + moving_to_ref[:, 0], 0.0, ny - 1.001)
-    x = np.clip(xx[None] + moving_to_ref[:, 1], 0.0, nx - 1.001)
-    y0 = y.astype(np.int32)
-    x0 = x.astype(np.int32)
-    wy = y - y0
-    wx = x - x0
-    i = y0 * nx + x0
-    w00 = (1 - wy) * (1 - wx)
-    w01 = (1 - wy) * wx
-    w10 = wy * (1 - wx)
-    w11 = wy * wx
-    flat = images.reshape(c, -1)
-    out = np.empty((c, *i.shape), dtype=np.float32)
-    for k in range(c):
-        v = flat[k]
-        out[k] = v[i] * w00 + v[i + 1] * w01 + v[i + nx] * w10 + v[i + nx + 1] * w11
-    return out
+    index, wy, wx = _bilinear_setup(moving_to_ref, ny, nx)
+    flat = np.ascontiguousarray(images, dtype=np.float32).reshape(c, -1)
+    return np.stack([_gather_bilinear(flat[k], index, wy, wx, nx) for k in range(c)])
