@@ -155,13 +155,10 @@ def levenberg_marquardt(
     return x, cost, jac
 
 
-def grid_start(y: FloatArray, aif: FloatArray, dt_s: float, spec: LeastSquaresSpec, n_starts: int = 1) -> FloatArray:
-    """The ``n_starts`` best grid candidates per pixel, shape (S, P, n), best first."""
+def grid_costs(y: FloatArray, aif: FloatArray, dt_s: float, spec: LeastSquaresSpec) -> FloatArray:
+    """Squared distance (up to ``||y||^2``) of every pixel (P) to every grid candidate (G)."""
     curves = spec.curves(aif, dt_s, spec.grid)  # (G, t)
-    dist = np.sum(curves * curves, axis=1)[None, :] - 2.0 * (y @ curves.T)
-    n_starts = min(n_starts, spec.grid.shape[0])
-    best = np.argsort(dist, axis=1)[:, :n_starts]
-    result: FloatArray = spec.grid[best].transpose(1, 0, 2)
+    result: FloatArray = np.sum(curves * curves, axis=1)[None, :] - 2.0 * (y @ curves.T)
     return result
 
 
@@ -176,8 +173,9 @@ def fit_least_squares(
     n_starts: int = 5,
     chunk_pixels: int = 4096,
 ) -> tuple[dict[str, FloatArray], dict[str, FloatArray], NDArray[np.int8], FloatArray, tuple[int, ...]]:
-    """Pixel-wise fit: for each whole-sample delay, Levenberg-Marquardt from the
-    ``n_starts`` best grid candidates; the smallest residual wins.
+    """Pixel-wise fit: a grid search over the start candidates and the whole-sample delays,
+    then Levenberg-Marquardt from the ``n_starts`` best (delay, candidate) pairs and from
+    the best candidate of every delay; the smallest residual wins.
 
     Returns parameters (delay_s included) and their standard deviations as flat arrays,
     the status, the NRMSE and the pixel shape.
@@ -212,15 +210,26 @@ def fit_least_squares(
         best_cost = np.full(idx.size, np.inf)
         best_jac = np.zeros((idx.size, len(names), n))
         best_delay = np.zeros(idx.size)
-        for d in range(n_delays):
-            shifted = shift_curve(aif, d)
-            for x0 in grid_start(y, shifted, dt, spec, n_starts):
-                x, cost, jac = levenberg_marquardt(y, shifted, dt, spec, x0)
-                better = cost < best_cost
-                best_x[better] = x[better]
-                best_cost[better] = cost[better]
-                best_jac[better] = jac[better]
-                best_delay[better] = d * dt
+        # Grid search over all delays; Levenberg-Marquardt from the best (delay, start) pairs.
+        shifted = [shift_curve(aif, d) for d in range(n_delays)]
+        costs = np.concatenate([grid_costs(y, shifted[d], dt, spec) for d in range(n_delays)], axis=1)
+        n_grid = spec.grid.shape[0]
+        order = np.argsort(costs, axis=1)[:, : min(n_starts, costs.shape[1])]
+        if n_delays > 1:  # also the best candidate of every delay
+            per_delay = np.argmin(costs.reshape(y.shape[0], n_delays, n_grid), axis=2)
+            order = np.concatenate([order, per_delay + np.arange(n_delays) * n_grid], axis=1)
+        for rank in range(order.shape[1]):
+            delay_idx = order[:, rank] // n_grid
+            start = spec.grid[order[:, rank] % n_grid]
+            for d in np.unique(delay_idx):
+                sel = np.nonzero(delay_idx == d)[0]
+                x, cost, jac = levenberg_marquardt(y[sel], shifted[d], dt, spec, start[sel])
+                better = cost < best_cost[sel]
+                rows = sel[better]
+                best_x[rows] = x[better]
+                best_cost[rows] = cost[better]
+                best_jac[rows] = jac[better]
+                best_delay[rows] = d * dt
         ok = np.all(np.isfinite(best_x), axis=1) & np.isfinite(best_cost)
         ynorm2 = np.sum(y * y, axis=1)
         sigma2 = best_cost / max(n - len(names) - 1, 1)

@@ -1,0 +1,107 @@
+"""Speed and memory of the kinetic models (prints figures; passes or fails nothing).
+
+Usage::
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_kinetics.py [--pixels 49152] [--frames 80]
+
+Figures:
+- BTEX transfer-function basis (computed once per time grid, AIF-independent, cached);
+- BTEX look-up table for one AIF (every AIF);
+- BTEX fit throughput on a whole-study-sized set of noisy pixels (3 slices x 128 x 128 by
+  default) and on a myocardium-sized subset, with the flow error against the truth;
+- simulation rate of BTEX curves, fit throughput of the other models;
+- peak resident memory of the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import numpy as np
+
+from qperf import kinetics
+from qperf.kinetics import _btex_lut
+
+
+def _aif(time_s: np.ndarray) -> np.ndarray:
+    x = np.clip(time_s - 8.0, 0.0, None)
+    blood = 6.0 * (x / 5.0) ** 3 * np.exp(3.0 * (1.0 - x / 5.0)) + 0.6 * (1.0 - np.exp(-x / 15.0))
+    return blood / (1.0 - 0.42)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pixels", type=int, default=3 * 128 * 128, help="pixels of the whole-study fit")
+    parser.add_argument("--myocardium", type=int, default=3 * 1500, help="pixels of the myocardium-only fit")
+    parser.add_argument("--frames", type=int, default=80, help="frames at dt = 0.5 s")
+    args = parser.parse_args()
+
+    dt = 0.5
+    time_s = np.arange(args.frames) * dt
+    aif = _aif(time_s)
+    model = kinetics.get_model("btex")
+    rng = np.random.default_rng(0)
+
+    t0 = time.perf_counter()
+    _btex_lut.transfer_basis(model, args.frames, dt)
+    t_basis = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    table = _btex_lut.build_table(model, aif, dt, 7)
+    t_table = time.perf_counter() - t0
+    n_entries = int(np.prod(table.shape[1:]))
+    print(f"BTEX transfer-function basis ({n_entries} entries, {args.frames} frames; once per grid): {t_basis:.2f} s")
+    print(f"BTEX look-up table for one AIF ({n_entries} x 7 delays): {t_table:.2f} s")
+
+    n_sim = 200
+    t0 = time.perf_counter()
+    model.simulate(aif, time_s, Fp=rng.uniform(0.5, 4, n_sim), PS=1.3, Vp=0.05, Visf=0.2)
+    t_sim = time.perf_counter() - t0
+    print(f"BTEX simulate: {n_sim / t_sim:.0f} curves/s ({n_sim} curves in {t_sim:.2f} s)")
+
+    # Noisy pixels: half rest-like, half stress-like flows, 2 % noise.
+    n_truth = 512
+    truth = {
+        "Fp": np.concatenate([rng.uniform(0.5, 1.3, n_truth // 2), rng.uniform(2.0, 3.6, n_truth // 2)]),
+        "PS": rng.uniform(1.0, 1.7, n_truth),
+        "Vp": rng.uniform(0.045, 0.095, n_truth),
+        "Visf": rng.uniform(0.12, 0.45, n_truth),
+        "delay_s": rng.choice(np.arange(6) * dt, n_truth),
+    }
+    clean = model.simulate(aif, time_s, **truth)
+    for label, n_pix in (("whole study", args.pixels), ("myocardium", args.myocardium)):
+        pick = rng.integers(0, n_truth, n_pix)
+        tissue = clean[pick] + rng.normal(0.0, 0.02 * clean.max(), (n_pix, args.frames))
+        t0 = time.perf_counter()
+        fit = model.fit(tissue, aif, time_s)
+        elapsed = time.perf_counter() - t0
+        err = np.abs(fit.params["Fp"] / truth["Fp"][pick] - 1.0)
+        print(
+            f"BTEX fit, {label} ({n_pix} px, LUT included): {elapsed:.2f} s = {n_pix / elapsed:.0f} px/s; "
+            f"median |Fp error| {100 * np.median(err):.1f} %"
+        )
+
+    for name, params in (
+        ("fermi", {"F": 1.5, "k": 0.2, "tau": 2.0}),
+        ("2cxm", {"Fp": 1.5, "PS": 1.2, "Vp": 0.06, "Ve": 0.2}),
+        ("tofts", {"Ktrans": 0.5, "Ve": 0.2}),
+    ):
+        other = kinetics.get_model(name)
+        curve = other.simulate(aif, time_s, **params)
+        n_pix = 2000
+        tissue = curve[None, :] + rng.normal(0.0, 0.02 * curve.max(), (n_pix, args.frames))
+        t0 = time.perf_counter()
+        other.fit(tissue, aif, time_s)
+        elapsed = time.perf_counter() - t0
+        print(f"{name} fit ({n_pix} px, delays 0-3 s): {n_pix / elapsed:.0f} px/s")
+
+    print(f"peak resident memory: {_peak_rss_mb():.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
