@@ -508,7 +508,15 @@ def _aif_series(
 
 
 def segment_table(truths: list[SliceTruth], perf: physiology.Perfusion, condition: str) -> dict[int, dict[str, Any]]:
-    """Per-AHA-segment truth: map averages over the segment's pixels and the nominal values."""
+    """Per-AHA-segment truth table.
+
+    ``mbf_ml_min_g``, ``ps_ml_min_g``, ``vp_ml_g``, ``visf_ml_g``: means of the truth maps over
+    the pixels of the AHA segment map (what a per-segment report should measure);
+    ``nominal_stress_mbf_ml_min_g`` / ``nominal_rest_mbf_ml_min_g`` / ``nominal_mpr``: the
+    segment's drawn flows (layer average; pixel heterogeneity and the wavy borders of the kinetic
+    segments make the map means differ slightly); ``ischaemic``, ``defect``, ``territory``,
+    ``name``, ``n_pixels``, ``slices`` (indices of the slices holding it).
+    """
     out: dict[int, dict[str, Any]] = {}
     for seg in range(1, 17):
         vals: dict[str, list[NDArray[np.float32]]] = {

@@ -5,7 +5,9 @@ ischaemic defect follows one coronary territory (LAD, RCA, LCx), transmural or
 subendocardial (inner half of the wall), and is reversible (rest flow near normal). Pixel
 heterogeneity: every segment is split into kinetic clusters by wall layer (inner, outer half)
 and by four quantile bins of a smooth random field; each cluster has its own parameters and
-one simulated curve, so a study needs tens of curves, not one per pixel.
+one simulated curve, so a study needs tens of curves, not one per pixel. The borders of the
+kinetic segments are perturbed by a smooth random angle, so defects do not end on straight
+radial lines.
 """
 
 from __future__ import annotations

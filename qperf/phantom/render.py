@@ -17,6 +17,8 @@ from qperf.phantom.signal import Readout, rician, sr_signal, t2star_decay, trunc
 from qperf.phantom.truth import aha_sector, septal_sense
 
 _BIN_EDGES = np.array([-0.674, 0.0, 0.674], dtype=np.float32)
+#: Standard deviation (degrees) of the angular perturbation of the kinetic segment borders.
+BORDER_WOBBLE_DEG = 10.0
 
 
 @dataclass
@@ -92,7 +94,10 @@ def assign_clusters(raster: Raster, frame: SliceFrame, clusters: bool = True) ->
         sub = np.nonzero(classes == MYO)
         sy = (sub[0] + 0.5) / s - 0.5
         sx = (sub[1] + 0.5) / s - 0.5
-        seg = aha_sector(sy, sx, frame.spacing_mm, lv_c, ins, sense, frame.level)
+        # kinetic segments follow the AHA sectors with wavy borders (defects do not end on
+        # straight radial lines); the AHA truth map itself is the exact convention
+        wobble = np.deg2rad(BORDER_WOBBLE_DEG) * raster.hetero[sub]
+        seg = aha_sector(sy, sx, frame.spacing_mm, lv_c, ins, sense, frame.level, wobble)
         layer = (raster.depth[sub] >= 0.5).astype(np.int64)
         bin_ = np.searchsorted(_BIN_EDGES, raster.hetero[sub])
         classes[sub] = physiology.cluster_id(seg.astype(np.int64), layer, bin_)

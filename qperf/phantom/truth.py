@@ -118,17 +118,19 @@ def aha_sector(
     anterior_insertion_yx: tuple[float, float],
     sense: float,
     level: str,
+    angle_offset_rad: NDArray[np.floating] | float = 0.0,
 ) -> NDArray[np.int16]:
     """AHA segment (1-16) of pixel positions by the project convention.
 
     Angles are taken about the LV blood-pool centroid in millimetres, from the anterior
     insertion point, positive going away from anterior towards the septum (``sense`` +1 or -1
     in image ``atan2(y_mm, x_mm)`` angles). Basal/mid: six 60-degree sectors 2, 3, 4, 5, 6, 1;
-    apical: 14 from +15 degrees, then 15, 16, 13.
+    apical: 14 from +15 degrees, then 15, 16, 13. ``angle_offset_rad`` (broadcast with the
+    positions) perturbs the angles; 0 gives the convention exactly.
     """
     dy, dx = spacing_mm
     cy, cx = lv_centroid_yx
-    phi = np.arctan2((y - cy) * dy, (x - cx) * dx)
+    phi = np.arctan2((y - cy) * dy, (x - cx) * dx) + angle_offset_rad
     phi_ins = np.arctan2((anterior_insertion_yx[0] - cy) * dy, (anterior_insertion_yx[1] - cx) * dx)
     delta = np.mod(sense * (phi - phi_ins), 2 * np.pi)
     deg = np.degrees(delta)
