@@ -26,7 +26,7 @@ from qperf.phantom.render import (
     render_series,
 )
 from qperf.phantom.signal import Readout, smooth_texture, sr_signal, tissue
-from qperf.phantom.truth import PhantomStudy, PhantomTruth, SliceTruth
+from qperf.phantom.truth import PhantomStudy, PhantomTruth, SliceTruth, segment_table
 from qperf.progress import ProgressCallback, null_progress
 from qperf.types import PerfusionSeries, PerfusionStudy
 
@@ -505,47 +505,6 @@ def _aif_series(
         for i, f in enumerate(frames)
     )
     return series, (labels.labels_ref, moving)
-
-
-def segment_table(truths: list[SliceTruth], perf: physiology.Perfusion, condition: str) -> dict[int, dict[str, Any]]:
-    """Per-AHA-segment truth table.
-
-    ``mbf_ml_min_g``, ``ps_ml_min_g``, ``vp_ml_g``, ``visf_ml_g``: means of the truth maps over
-    the pixels of the AHA segment map (what a per-segment report should measure);
-    ``nominal_stress_mbf_ml_min_g`` / ``nominal_rest_mbf_ml_min_g`` / ``nominal_mpr``: the
-    segment's drawn flows (layer average; pixel heterogeneity and the wavy borders of the kinetic
-    segments make the map means differ slightly); ``ischaemic``, ``defect``, ``territory``,
-    ``name``, ``n_pixels``, ``slices`` (indices of the slices holding it).
-    """
-    out: dict[int, dict[str, Any]] = {}
-    for seg in range(1, 17):
-        vals: dict[str, list[NDArray[np.float32]]] = {
-            "mbf_ml_min_g": [],
-            "ps_ml_min_g": [],
-            "vp_ml_g": [],
-            "visf_ml_g": [],
-        }
-        slices = []
-        for i, t in enumerate(truths):
-            mask = t.aha_segments == seg
-            if mask.any():
-                slices.append(i)
-                for key in vals:
-                    vals[key].append(getattr(t, key)[mask])
-        row: dict[str, Any] = {"name": physiology.SEGMENT_NAMES[seg], "territory": physiology.TERRITORY[seg]}
-        n = int(sum(v.size for v in vals["mbf_ml_min_g"]))
-        row["n_pixels"] = n
-        row["slices"] = slices
-        for key, parts in vals.items():
-            row[key] = float(np.mean(np.concatenate(parts))) if n else None
-        row["ischaemic"] = bool(perf.ischaemic[seg - 1])
-        row["defect"] = perf.defect if perf.ischaemic[seg - 1] else "none"
-        row["nominal_stress_mbf_ml_min_g"] = float(np.mean(perf.stress["Fp"][seg - 1]))
-        row["nominal_rest_mbf_ml_min_g"] = float(np.mean(perf.rest["Fp"][seg - 1]))
-        row["nominal_mpr"] = row["nominal_stress_mbf_ml_min_g"] / row["nominal_rest_mbf_ml_min_g"]
-        row["condition"] = condition
-        out[seg] = row
-    return out
 
 
 def _describe(
