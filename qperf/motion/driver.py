@@ -21,8 +21,10 @@ from qperf.types import PerfusionSeries
 Engine = Literal["torch", "sitk"]
 
 #: Principal components kept (besides the temporal mean) in the synthetic frames, per round;
-#: later rounds use the last value. Few components in the first round smear large motion.
-DEFAULT_RANKS: tuple[int, ...] = (2, 3, 4)
+#: later rounds use the last value. The first round registers every frame to the temporal
+#: mean (rank 0): with large, nearly two-state breathing motion, even one component would
+#: reproduce the motion itself rather than the contrast change.
+DEFAULT_RANKS: tuple[int, ...] = (0, 2, 4)
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,6 +123,7 @@ def _register(
             "middle": engine_torch.MIDDLE_ROUND,
             "last": engine_torch.LAST_ROUND,
             "only": engine_torch.TorchSettings(),
+            "pd": engine_torch.PD_FRAMES,
         }[stage]
         return engine_torch.register_batch(moving, fixed, init_px=init, weight=weight, settings=settings)
     return engine_sitk.register_batch(moving, fixed, init_px=init, weight=weight, stage=stage)
@@ -196,39 +199,42 @@ def correct_series(
     (y0, y1, x0, x1), weight = _region(heart_mask, series.shape, margin_px)
     original = series.data[:, y0:y1, x0:x1]
     dyn = original[n_pd:]
-    n_dyn = dyn.shape[0]
     fields = np.zeros((n_t, 2, y1 - y0, x1 - x0), np.float32)
     corrected = original.copy()
     key_dyn = None if key_frame is None else int(key_frame) - n_pd
+    dyn_fields = fields[n_pd:]
     for rnd in range(n_rounds):
-        report(rnd / (n_rounds + 0.5), f"round {rnd + 1} of {n_rounds}")
+        report(rnd / (n_rounds + 1.0), f"round {rnd + 1} of {n_rounds}")
         t0 = time.perf_counter()
         rank = ranks[min(rnd, len(ranks) - 1)]
         synthetic = low_rank_frames(corrected[n_pd:], rank)
-        if temporal_sigma_frames > 0:
-            synthetic = ndimage.gaussian_filter1d(synthetic, temporal_sigma_frames, axis=0, mode="nearest")
-        if key_dyn is None:
+        if key_dyn is None and rank > 0:
             key_dyn = choose_key_frame(dyn, synthetic, weight)
-        targets = synthetic
-        moving = dyn
-        init = fields[n_pd:]
-        if n_pd:
-            mean_dyn = corrected[n_pd:].mean(axis=0)
-            targets = np.concatenate((np.broadcast_to(mean_dyn, (n_pd, *mean_dyn.shape)), synthetic))
-            moving = original
-            init = fields
         timings["synthetic"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         stage = "only" if n_rounds == 1 else "first" if rnd == 0 else "last" if rnd == n_rounds - 1 else "middle"
-        new = _register(engine, moving, targets, init, weight, stage)
+        new = _register(engine, dyn, synthetic, dyn_fields, weight, stage)
+        if key_dyn is None:
+            key_dyn = choose_key_frame(dyn, low_rank_frames(warp_images(dyn, new), ranks[-1]), weight)
         # re-anchor on the key frame: v_t = u_t o u_key^-1, so the key frame stays as acquired
-        key_inv = invert(new[n_pd + key_dyn])
-        fields = compose(new, np.broadcast_to(key_inv, new.shape))
-        fields[n_pd + key_dyn] = 0.0
-        corrected = warp_images(original, fields)
+        key_inv = invert(new[key_dyn])
+        dyn_fields = compose(new, np.broadcast_to(key_inv, new.shape))
+        dyn_fields[key_dyn] = 0.0
+        corrected[n_pd:] = warp_images(dyn, dyn_fields)
         timings["registration"] += time.perf_counter() - t0
+    fields[n_pd:] = dyn_fields
+    if n_pd:
+        # proton-density frames: other contrast; a stiffer field against the corrected dynamic mean
+        report(n_rounds / (n_rounds + 1.0), "proton-density frames")
+        t0 = time.perf_counter()
+        mean_dyn = corrected[n_pd:].mean(axis=0)
+        targets = np.ascontiguousarray(np.broadcast_to(mean_dyn, (n_pd, *mean_dyn.shape)))
+        init_pd = np.ascontiguousarray(np.broadcast_to(dyn_fields.mean(axis=0), (n_pd, *dyn_fields.shape[1:])))
+        fields[:n_pd] = _register(engine, original[:n_pd], targets, init_pd, weight, "pd")
+        corrected[:n_pd] = warp_images(original[:n_pd], fields[:n_pd])
+        timings["registration_pd"] = time.perf_counter() - t0
 
-    report(n_rounds / (n_rounds + 0.5), "inverse fields and quality")
+    report(n_rounds / (n_rounds + 1.0) + 0.5 / (n_rounds + 1.0), "inverse fields and quality")
     t0 = time.perf_counter()
     inverse = invert(fields)
     forward_full = _embed(fields, series.shape, (y0, y1, x0, x1))

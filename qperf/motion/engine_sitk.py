@@ -24,6 +24,7 @@ _SCHEDULES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
     "middle": ((2,), (30,)),
     "last": ((2, 1), (20, 20)),
     "only": ((4, 2, 1), (60, 40, 20)),
+    "pd": ((4, 2), (60, 40)),
 }
 
 

@@ -67,6 +67,10 @@ FIRST_ROUND = TorchSettings(levels=(4, 2), iterations=(50, 30), learning_rate_px
 MIDDLE_ROUND = TorchSettings(levels=(2,), iterations=(30,), learning_rate_px=(0.3,), grid_spacing_px=(12.0,))
 LAST_ROUND = TorchSettings(levels=(2, 1), iterations=(20, 15), learning_rate_px=(0.2, 0.1), grid_spacing_px=(12.0, 8.0))
 
+PD_FRAMES = TorchSettings(
+    levels=(4, 2), iterations=(60, 40), learning_rate_px=(0.8, 0.3), grid_spacing_px=(32.0, 24.0), window_px=11
+)
+
 
 def _smooth_resample(x: torch.Tensor, factor: int) -> torch.Tensor:
     """Low-pass (two box passes, about a Gaussian of sigma ``0.5 factor``) then resample by ``1/factor``."""

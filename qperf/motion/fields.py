@@ -102,7 +102,7 @@ def warp_images(images: ArrayLike, disp_px: ArrayLike, mode: Mode = "bilinear") 
             f"images: expected (t, y, x) matching the field {field.shape}, found {describe(np.asarray(images))}"
         )
     with torch.no_grad():
-        out = warp_t(torch.from_numpy(np.ascontiguousarray(img))[:, None], torch.from_numpy(field), mode)[:, 0]
+        out = warp_t(torch.from_numpy(np.array(img, dtype=np.float32))[:, None], torch.from_numpy(field), mode)[:, 0]
     result = out.numpy().astype(np.float32, copy=False)
     return result[0] if single else result
 

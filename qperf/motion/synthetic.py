@@ -12,35 +12,79 @@ the corrected series (Xue et al., MRM 2020, pre-processing step 1).
 from __future__ import annotations
 
 import numpy as np
+import torch
 from numpy.typing import NDArray
 
+# Small dense linear algebra runs in torch (float64): numpy's threaded BLAS spins badly on
+# tiny matrices when the CPU is shared; torch follows torch.set_num_threads.
 
-def low_rank_frames(frames: NDArray[np.float32], rank: int) -> NDArray[np.float32]:
-    """Temporal mean plus the ``rank`` leading principal components of ``frames``.
+
+def _eigh(matrix: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    vals, vecs = torch.linalg.eigh(torch.from_numpy(np.ascontiguousarray(matrix)))
+    return vals.numpy(), vecs.numpy()
+
+
+def _gram(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    return (xt @ xt.T).numpy()
+
+
+def _matmul(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
+    return (torch.from_numpy(np.ascontiguousarray(a)) @ torch.from_numpy(np.ascontiguousarray(b))).numpy()
+
+
+def low_rank_frames(frames: NDArray[np.float32], rank: int, leave_one_out: bool = True) -> NDArray[np.float32]:
+    """Synthetic frames: temporal mean plus the ``rank`` leading principal components.
 
     Parameters
     ----------
     frames : ndarray, shape (t, y, x)
     rank : int
-        Number of principal components kept besides the mean (0 gives the temporal mean).
+        Principal components kept besides the mean (0 gives the temporal mean).
+    leave_one_out : bool
+        Build frame ``i``'s synthetic frame from the components of all *other* frames (then
+        project frame ``i`` onto them). Without it, high-energy frames (the bolus peak) get
+        components of their own and their synthetic frames copy their misalignment.
 
     Returns
     -------
     ndarray, float32, shape (t, y, x)
-        The synthetic frames.
     """
     t = frames.shape[0]
     x = frames.reshape(t, -1).astype(np.float64)
-    mean = x.mean(axis=0, keepdims=True)
-    xc = x - mean
-    rank = int(min(max(rank, 0), t - 1))
-    if rank == 0:
-        return np.broadcast_to(mean, x.shape).reshape(frames.shape).astype(np.float32)
-    gram = xc @ xc.T  # (t, t): eigen-decomposition in the small temporal dimension
-    vals, vecs = np.linalg.eigh(gram)
-    lead = vecs[:, ::-1][:, :rank]
-    approx = mean + lead @ (lead.T @ xc)
-    return approx.reshape(frames.shape).astype(np.float32)
+    rank = int(min(max(rank, 0), t - 2 if leave_one_out else t - 1))
+    if not leave_one_out:
+        mean = x.mean(axis=0, keepdims=True)
+        if rank == 0:
+            return np.broadcast_to(mean, x.shape).reshape(frames.shape).astype(np.float32)
+        xc = x - mean
+        _, vecs = _eigh(_gram(xc))  # (t, t): the small temporal dimension
+        lead = np.ascontiguousarray(vecs[:, ::-1][:, :rank])
+        return (mean + _matmul(lead, _matmul(lead.T, xc))).reshape(frames.shape).astype(np.float32)
+    gram = _gram(x)
+    total = x.sum(axis=0)
+    out = np.empty_like(x)
+    for i in range(t):
+        keep = np.arange(t) != i
+        mean = (total - x[i]) / (t - 1)
+        if rank == 0:
+            out[i] = mean
+            continue
+        # centred Gram of the other frames from the raw Gram (no copy of the images)
+        g = gram[np.ix_(keep, keep)]
+        others = x[keep]
+        row = _matmul(others, mean[:, None])[:, 0]
+        mm = float(mean @ mean)
+        gc = g - row[:, None] - row[None, :] + mm
+        vals, vecs = _eigh(gc)
+        vals, vecs = vals[::-1][:rank], vecs[:, ::-1][:, :rank]
+        ok = vals > 1e-9 * max(float(vals[0]), 1e-30)
+        vals, vecs = vals[ok], vecs[:, ok]
+        # inner products of the other (centred) frames with the centred frame i
+        gi = gram[keep, i] - row - float(x[i] @ mean) + mm
+        coef = vecs @ ((vecs.T @ gi) / vals)
+        out[i] = mean + _matmul(coef[None, :], others)[0] - coef.sum() * mean
+    return out.reshape(frames.shape).astype(np.float32)
 
 
 def low_rank_residual(frames: NDArray[np.float32], rank: int, weight: NDArray[np.float32] | None = None) -> float:
@@ -52,7 +96,7 @@ def low_rank_residual(frames: NDArray[np.float32], rank: int, weight: NDArray[np
     x = frames.reshape(t, -1).astype(np.float64)
     w = np.ones(x.shape[1]) if weight is None else np.asarray(weight, np.float64).reshape(-1)
     xc = (x - x.mean(axis=0, keepdims=True)) * np.sqrt(w)[None, :]
-    vals = np.clip(np.linalg.eigvalsh(xc @ xc.T)[::-1], 0, None)
+    vals = np.clip(_eigh(_gram(xc))[0][::-1], 0, None)
     total = float(vals.sum())
     return float(vals[rank:].sum() / total) if total > 0 else 0.0
 
@@ -60,16 +104,20 @@ def low_rank_residual(frames: NDArray[np.float32], rank: int, weight: NDArray[np
 def choose_key_frame(
     frames: NDArray[np.float32], synthetic: NDArray[np.float32], weight: NDArray[np.float32] | None = None
 ) -> int:
-    """Index of the frame closest to its synthetic counterpart (a typical respiratory position).
+    """Index of the reference frame: a post-bolus frame that its synthetic frame fits best.
 
-    Closeness is the weighted correlation between the frame and its synthetic frame after
-    removing the temporal mean image (so that frames with strong enhancement are compared on
-    their structure, not on their brightness). Frames in the first and last tenth of the series
-    are preferred against only when nothing else qualifies.
+    Every field is finally expressed relative to the key frame, so its own registration error
+    is passed on to all frames; the frames after the bolus peak (myocardium enhanced, contrast
+    changing slowly) are the ones the low-rank model fits best. Candidates are the frames from
+    two frames after the peak of the region's mean signal to the end, excluding the last tenth
+    of the series (all frames when fewer than three qualify); among them the frame with the
+    highest weighted correlation to its synthetic frame (temporal mean image removed from both,
+    so structure is compared rather than brightness) is chosen.
 
     Parameters
     ----------
     frames, synthetic : ndarray, shape (t, y, x)
+        Frames (already roughly aligned) and their synthetic counterparts.
     weight : ndarray, shape (y, x), optional
 
     Returns
@@ -82,16 +130,20 @@ def choose_key_frame(
     w = (w / w.sum()).reshape(-1)
     a = frames.reshape(t, -1).astype(np.float64)
     b = synthetic.reshape(t, -1).astype(np.float64)
+    mean_img = a.mean(axis=0)
     score = np.empty(t)
     for i in range(t):
-        da = a[i] - (w * a[i]).sum()
-        db = b[i] - (w * b[i]).sum()
+        da = a[i] - mean_img
+        db = b[i] - mean_img
+        da = da - (w * da).sum()
+        db = db - (w * db).sum()
         num = (w * da * db).sum()
         den = np.sqrt((w * da * da).sum() * (w * db * db).sum())
         score[i] = num / den if den > 0 else -1.0
-    edge = max(1, t // 10)
-    inner = score.copy()
-    if t > 2 * edge + 1:
-        inner[:edge] = -np.inf
-        inner[t - edge :] = -np.inf
-    return int(np.argmax(inner))
+    curve = a @ w
+    start = int(np.argmax(curve)) + 2
+    stop = t - max(1, t // 10)
+    candidates = np.arange(start, stop)
+    if candidates.size < 3:
+        candidates = np.arange(t)
+    return int(candidates[np.argmax(score[candidates])])
