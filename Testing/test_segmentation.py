@@ -38,7 +38,7 @@ def test_temporal_input_ignores_scaling_and_pd_frames(ring) -> None:
     assert ta.enhancement.shape == (pre.N_CHANNELS,) + SHAPE
     np.testing.assert_allclose(ta.enhancement, tb.enhancement, atol=1e-5)
     np.testing.assert_allclose(ta.enhancement, tc.enhancement, atol=1e-5)
-    assert ta.peak_time_s == pytest.approx(tc.peak_time_s)
+    assert ta.foot_time_s == pytest.approx(tc.foot_time_s)
 
 
 def test_temporal_input_frame_count_invariance(ring) -> None:
@@ -46,16 +46,18 @@ def test_temporal_input_frame_count_invariance(ring) -> None:
     labels, _ = ring
     a = pre.temporal_input(ring_series(labels, n_frames=50, frame_interval_s=1.0, noise=0.0))
     b = pre.temporal_input(ring_series(labels, n_frames=100, frame_interval_s=0.5, noise=0.0))
-    assert abs(a.peak_time_s - b.peak_time_s) <= 1.0
-    # Blood-pool and myocardial mean curves agree within a few percent of the peak.
+    assert abs(a.foot_time_s - b.foot_time_s) <= 0.5
+    # Blood-pool and myocardial mean curves agree within a tenth of the peak.
     for k in (1, 2, 3):
         ca = a.enhancement[:, labels == k].mean(axis=1)
         cb = b.enhancement[:, labels == k].mean(axis=1)
-        assert np.max(np.abs(ca - cb)) < 0.08, k
-    # The blood-pool bolus peak falls on the fixed channel; the RV fills before the LV.
-    lv_curve = a.enhancement[:, labels == 1].mean(axis=1)
+        assert np.max(np.abs(ca - cb)) < 0.12, k  # upslopes rise ~0.4 of the peak per second
+    # The bolus arrival (RV, at 8 s in the drawn series) falls on the fixed channel.
+    assert a.foot_time_s == pytest.approx(8.0 + 1.0, abs=1.5)
     rv_curve = a.enhancement[:, labels == 3].mean(axis=1)
-    assert abs(int(np.argmax(lv_curve)) - pre.PEAK_CHANNEL) <= 1
+    lv_curve = a.enhancement[:, labels == 1].mean(axis=1)
+    assert rv_curve[: pre.FOOT_CHANNEL - 1].max() < 0.05
+    assert rv_curve[pre.FOOT_CHANNEL + 1] > 0.1
     assert int(np.argmax(rv_curve)) < int(np.argmax(lv_curve))
 
 
@@ -100,8 +102,8 @@ def test_make_sample_labels_follow_image(ring) -> None:
     for _ in range(3):
         x, y, heat, has = make_sample(item, rng, AugmentConfig(noise_max=0.0, p_artefact=0.0), size=64)
         assert x.shape == (pre.N_CHANNELS, 64, 64) and y.shape == (64, 64)
-        lv_pos = x[pre.PEAK_CHANNEL + 3][y == 1].mean()
-        bg = x[pre.PEAK_CHANNEL + 3][y == 0].mean()
+        lv_pos = x[pre.FOOT_CHANNEL + 8][y == 1].mean()
+        bg = x[pre.FOOT_CHANNEL + 8][y == 0].mean()
         assert lv_pos > bg + 0.2
         for k in range(2):
             if has[k]:

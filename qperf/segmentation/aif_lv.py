@@ -18,6 +18,7 @@ The detector registers itself with :mod:`qperf.aif` as ``"cnn"``:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,10 +38,12 @@ class CnnLvDetector:
 
     name = "cnn"
 
-    def __init__(self, model: str | Path | None = None, *, core_fraction: float = CORE_FRACTION) -> None:
+    def __init__(
+        self, model: str | Path | None = None, *, core_fraction: float = CORE_FRACTION, segmenter: Any = None
+    ) -> None:
         self.model = model
         self.core_fraction = core_fraction
-        self._segmenter = None
+        self._segmenter = segmenter
 
     def _get(self):  # type: ignore[no-untyped-def]
         if self._segmenter is None:

@@ -61,7 +61,7 @@ class AugmentConfig:
     p_tight_fov: float = 0.15
     tight_half_mm: tuple[float, float] = (45.0, 80.0)
     p_drop_frames: float = 0.5
-    peak_jitter_s: float = 3.0
+    align_jitter_s: float = 2.0
     rotation: bool = True
     p_flip: float = 0.5
     scale_range: tuple[float, float] = (0.85, 1.15)
@@ -204,7 +204,7 @@ def make_sample(
         half_mm = float(rng.uniform(*cfg.tight_half_mm)) if tight else size * pre.GRID_SPACING_MM * 0.9 + cfg.shift_mm
         item = _around_heart(item, half_mm, force=tight)
     series = perturb_timing(item.series, cfg, rng) if augment else item.series
-    temporal = pre.temporal_input(series, peak_jitter_s=cfg.peak_jitter_s if augment else 0.0, rng=rng)
+    temporal = pre.temporal_input(series, align_jitter_s=cfg.align_jitter_s if augment else 0.0, rng=rng)
     spacing = item.series.spacing_mm
     heart = np.isin(item.labels, (1, 2, 3))
     if heart.any():

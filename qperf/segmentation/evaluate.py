@@ -79,8 +79,14 @@ def score_slice(
     )
 
 
-def evaluate_phantom(segmenter: Segmenter, seeds: Iterable[int], **study_options: Any) -> list[SliceScore]:
-    """Segment every slice of phantom studies ``seeds`` and score them (motion-free by default)."""
+def evaluate_phantom(
+    segmenter: Segmenter, seeds: Iterable[int], *, units: str = "signal", **study_options: Any
+) -> list[SliceScore]:
+    """Segment every slice of phantom studies ``seeds`` and score them (motion-free by default).
+
+    ``units="gd_mmol_l"`` converts each slice with :func:`qperf.gd.series_to_gd` first (as the
+    flow pipeline does); ``"signal"`` segments the raw signal with its PD frames.
+    """
     from qperf import phantom
 
     options: dict[str, Any] = {"motion": False, "aif_images": False}
@@ -94,6 +100,10 @@ def evaluate_phantom(segmenter: Segmenter, seeds: Iterable[int], **study_options
             **options,
         )
         for i, (series, truth) in enumerate(zip(ps.study.slices, ps.truth.slices, strict=True)):
+            if units == "gd_mmol_l":
+                from qperf import gd
+
+                series = gd.series_to_gd(series, tissue="myocardium")
             result = segmenter(series)
             scores.append(
                 score_slice(
@@ -107,6 +117,30 @@ def evaluate_phantom(segmenter: Segmenter, seeds: Iterable[int], **study_options
                 )
             )
     return scores
+
+
+def evaluate_phantom_aif(detector: Any, seeds: Iterable[int]) -> dict[str, Any]:
+    """LV Dice of an AIF LV detector on the dual-sequence AIF images of phantom studies."""
+    from qperf import phantom
+
+    dices, failures = [], 0
+    for seed in seeds:
+        ps = phantom.generate_study(seed=int(seed), motion=False, aif_images=True, n_slices=1)
+        ref = np.asarray(ps.truth.aif_labels_ref) == 1
+        try:
+            mask = detector.detect(ps.study.aif_series[0])
+        except ValueError:
+            failures += 1
+            dices.append(0.0)
+            continue
+        dices.append(metrics.dice(mask, ref))
+    arr = np.asarray(dices)
+    return {
+        "n_series": int(arr.size),
+        "dice_lv": {"mean": float(arr.mean()), "sd": float(arr.std()), "median": float(np.median(arr))},
+        "found_fraction": float(np.mean(arr > 0.3)),
+        "failures": failures,
+    }
 
 
 def summarise(scores: list[SliceScore]) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 The network sees a fixed representation whatever the scanner, units or timing:
 
 1. Proton-density frames are dropped; the dynamic frames are resampled onto a fixed temporal
-   grid (``N_CHANNELS`` samples ``DT_S`` apart) aligned on the first-pass bolus, so the
+   grid (``N_CHANNELS`` samples ``DT_S`` apart) aligned on the arrival of the bolus, so the
    contrast phases fall on the same channels for every scan (any frame count, any timing).
 2. Each pixel's pre-contrast baseline is subtracted and the result divided by a robust maximum
    of the enhancement, so raw signal, coil-corrected signal and Gd concentration in any
@@ -34,8 +34,12 @@ CROP_PX = 112
 #: Number of temporal channels and their spacing, s.
 N_CHANNELS = 40
 DT_S = 1.5
-#: Channel at which the bolus peak (of the blood pools) falls.
-PEAK_CHANNEL = 12
+#: Channel at which the bolus arrives (the foot of the first pass in the right heart).
+FOOT_CHANNEL = 6
+#: Channels up to this one hold the first pass through both ventricles (21 s after the foot).
+FIRST_PASS_END = FOOT_CHANNEL + 14
+#: The foot is where the bolus curve first reaches this fraction of its peak rise.
+FOOT_FRACTION = 0.15
 
 
 @dataclass(frozen=True)
@@ -46,14 +50,14 @@ class TemporalInput:
     ----------
     enhancement : ndarray, float32, shape (N_CHANNELS, y, x)
         Baseline-subtracted, normalised intensity (about 1 at the blood-pool peak).
-    peak_time_s : float
-        Time of the bolus peak used to align the grid.
+    foot_time_s : float
+        Time of the bolus arrival used to align the grid (at channel ``FOOT_CHANNEL``).
     scale : float
         The robust maximum enhancement the data were divided by (input units).
     """
 
     enhancement: NDArray[np.float32]
-    peak_time_s: float
+    foot_time_s: float
     scale: float
 
 
@@ -90,8 +94,31 @@ def bolus_curve(dynamic: NDArray[np.float32]) -> NDArray[np.float64]:
     return np.asarray(np.percentile(flat, 99.5, axis=1), dtype=np.float64)
 
 
+def bolus_foot(curve: NDArray[np.float64], time_s: NDArray[np.float64]) -> tuple[float, int]:
+    """Arrival time of the bolus and the index of its peak, from :func:`bolus_curve`.
+
+    The foot is the last crossing, before the peak, of ``FOOT_FRACTION`` of the rise from the
+    pre-contrast level to the peak (linear interpolation between frames). Aligning on the
+    arrival rather than on the peak does not depend on which ventricle enhances most.
+    """
+    dt = float(np.median(np.diff(time_s))) if time_s.size > 1 else 1.0
+    # Smoothing of 1 s whatever the frame interval, so the foot does not depend on the sampling.
+    smooth = ndimage.gaussian_filter1d(curve, sigma=1.0 / max(dt, 1e-3), mode="nearest") if curve.size > 4 else curve
+    peak_idx = int(np.argmax(smooth))
+    floor = float(np.median(smooth[: max(1, min(3, peak_idx))]))
+    level = floor + FOOT_FRACTION * (float(smooth[peak_idx]) - floor)
+    below = np.nonzero(smooth[: peak_idx + 1] <= level)[0]
+    if below.size == 0:
+        return float(time_s[0]), peak_idx
+    i = int(below[-1])
+    if i >= peak_idx:
+        return float(time_s[peak_idx]), peak_idx
+    f = (level - smooth[i]) / max(float(smooth[i + 1] - smooth[i]), 1e-12)
+    return float(time_s[i] + np.clip(f, 0.0, 1.0) * (time_s[i + 1] - time_s[i])), peak_idx
+
+
 def temporal_input(
-    series: PerfusionSeries, *, peak_jitter_s: float = 0.0, rng: np.random.Generator | None = None
+    series: PerfusionSeries, *, align_jitter_s: float = 0.0, rng: np.random.Generator | None = None
 ) -> TemporalInput:
     """Resample a series onto the fixed, bolus-aligned temporal grid and normalise it.
 
@@ -99,30 +126,28 @@ def temporal_input(
     ----------
     series : PerfusionSeries
         Any units, with or without PD frames, any frame count and timing (at least 4 dynamic frames).
-    peak_jitter_s : float
+    align_jitter_s : float
         Training augmentation: the alignment point is moved by a uniform random offset up to
         this many seconds (0 at inference).
     rng : numpy Generator, optional
-        Needed when ``peak_jitter_s`` > 0.
+        Needed when ``align_jitter_s`` > 0.
 
     Returns
     -------
     TemporalInput
+        Channel ``c`` samples time ``foot + (c - FOOT_CHANNEL) * DT_S`` (clamped to the
+        acquired range); per-pixel baseline from the frames before the foot.
     """
     _check_series(series)
     dyn = np.asarray(series.dynamic, dtype=np.float32)
     t = np.asarray(series.dynamic_time_s, dtype=np.float64)
     curve = bolus_curve(dyn)
-    smooth = ndimage.gaussian_filter1d(curve, sigma=1.0, mode="nearest") if curve.size > 4 else curve
-    peak_idx = int(np.argmax(smooth))
-    peak_time_s = float(t[peak_idx])
-    if peak_jitter_s > 0 and rng is not None:
-        peak_time_s += float(rng.uniform(-peak_jitter_s, peak_jitter_s))
-    # Baseline: frames well before the peak (at least the first), at most the first 5.
-    pre = np.nonzero(t < min(peak_time_s, t[peak_idx]) - 6.0)[0]
-    n_base = int(np.clip(pre.size, 1, 5)) if pre.size else 1
+    foot_s, peak_idx = bolus_foot(curve, t)
+    n_base = int(np.clip(np.count_nonzero(t < foot_s - 1.0), 1, 8))
     baseline = np.mean(dyn[:n_base], axis=0)
-    grid_s = peak_time_s + (np.arange(N_CHANNELS) - PEAK_CHANNEL) * DT_S
+    if align_jitter_s > 0 and rng is not None:
+        foot_s += float(rng.uniform(-align_jitter_s, align_jitter_s))
+    grid_s = foot_s + (np.arange(N_CHANNELS) - FOOT_CHANNEL) * DT_S
     # Linear interpolation in time, clamped at the ends.
     pos = np.interp(grid_s, t, np.arange(t.size, dtype=np.float64))
     lo = np.floor(pos).astype(int)
@@ -130,11 +155,11 @@ def temporal_input(
     w = (pos - lo).astype(np.float32)[:, None, None]
     resampled = dyn[lo] * (1.0 - w) + dyn[hi] * w
     enh = resampled - baseline[None]
-    peak_frame = dyn[max(0, min(peak_idx, dyn.shape[0] - 1))] - baseline
+    peak_frame = dyn[peak_idx] - baseline
     scale = float(np.percentile(np.abs(peak_frame), 99.7))
     if not scale > 0:
         scale = float(np.max(np.abs(enh))) or 1.0
-    return TemporalInput((enh / scale).astype(np.float32), peak_time_s, scale)
+    return TemporalInput((enh / scale).astype(np.float32), foot_s, scale)
 
 
 def locate_heart(enhancement: NDArray[np.float32], spacing_mm: tuple[float, float]) -> tuple[float, float]:
@@ -152,7 +177,7 @@ def locate_heart(enhancement: NDArray[np.float32], spacing_mm: tuple[float, floa
     """
     dy, dx = spacing_mm
     ny, nx = enhancement.shape[1:]
-    peak = np.max(enhancement[: PEAK_CHANNEL + 6], axis=0).astype(np.float64)
+    peak = np.max(enhancement[:FIRST_PASS_END], axis=0).astype(np.float64)
     peak = np.clip(peak, 0.0, np.percentile(peak, 99.9))
     sm = ndimage.gaussian_filter(peak, sigma=(12.0 / dy, 12.0 / dx))
     yy = (np.arange(ny) - (ny - 1) / 2.0)[:, None] * dy
@@ -249,7 +274,7 @@ def normalise_crop(x: NDArray[np.float32]) -> NDArray[np.float32]:
     The 99.5th percentile of the per-pixel maximum over the first-pass channels: about 1 in
     the blood pools whatever the field of view around the heart.
     """
-    peak = np.max(x[: PEAK_CHANNEL + 6], axis=0)
+    peak = np.max(x[:FIRST_PASS_END], axis=0)
     scale = float(np.percentile(peak, 99.5))
     if not scale > 1e-6:
         return x

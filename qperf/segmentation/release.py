@@ -21,7 +21,8 @@ from typing import Any
 import torch
 
 from qperf.segmentation import preprocessing as pre
-from qperf.segmentation.evaluate import HELD_OUT_SEED, evaluate_phantom, summarise
+from qperf.segmentation.aif_lv import CnnLvDetector
+from qperf.segmentation.evaluate import HELD_OUT_SEED, evaluate_phantom, evaluate_phantom_aif, summarise
 from qperf.segmentation.inference import Segmenter
 from qperf.segmentation.model_store import MODELS_DIR, export_model, load_network
 from qperf.segmentation.network import NetConfig, ResUNet, count_parameters
@@ -36,6 +37,8 @@ def _fmt(d: dict[str, Any], key: str, digits: int = 3) -> str:
 
 def card_markdown(card: dict[str, Any]) -> str:
     m = card.get("metrics", {}).get("held_out_phantom", {})
+    g = card.get("metrics", {}).get("held_out_phantom_gd", {})
+    a = card.get("metrics", {}).get("held_out_phantom_aif_lv", {})
     lines = [
         f"# Model card: {card['name']} {card['version']}",
         "",
@@ -67,6 +70,15 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"- RV insertion angle error (degrees): {_fmt(m, 'angle_error_deg', 2)}",
         f"- Slices with QC flags: {m.get('qc_flagged_slices')}",
         "",
+        "Same studies converted to Gd (qperf.gd.series_to_gd) before segmentation:",
+        f"- Myocardium Dice: {_fmt(g, 'dice_myo')}",
+        f"- Mean boundary distance (mm): {_fmt(g, 'mean_boundary_mm', 2)}; Hausdorff (mm): {_fmt(g, 'hausdorff_mm', 2)}",
+        f"- RV insertion angle error (degrees): {_fmt(g, 'angle_error_deg', 2)}",
+        "",
+        "LV detection in the phantom's dual-sequence AIF images (same studies):",
+        f"- LV Dice: {a.get('dice_lv', {}).get('mean', float('nan')):.3f} +- {a.get('dice_lv', {}).get('sd', float('nan')):.3f}"
+        f" over {a.get('n_series')} series; found (Dice > 0.3) in {100 * a.get('found_fraction', float('nan')):.0f} %",
+        "",
         "## Limitations",
         *[f"- {x}" for x in card.get("limitations", [])],
         "",
@@ -93,8 +105,12 @@ def release(
     net.eval()
     seeds = list(range(HELD_OUT_SEED, HELD_OUT_SEED + n_studies))
     t0 = time.time()
-    scores = evaluate_phantom(Segmenter(net), seeds)
+    segmenter = Segmenter(net)
+    scores = evaluate_phantom(segmenter, seeds)
     summary = summarise(scores)
+    scores_gd = evaluate_phantom(segmenter, seeds, units="gd_mmol_l")
+    summary_gd = summarise(scores_gd)
+    aif_summary = evaluate_phantom_aif(CnnLvDetector(segmenter=segmenter), seeds)
     cfg = state["train_config"]
     card: dict[str, Any] = {
         "name": name,
@@ -111,15 +127,15 @@ def release(
         },
         "input": {
             "summary": (
-                f"dynamic frames resampled to {pre.N_CHANNELS} channels {pre.DT_S} s apart aligned on the bolus peak "
-                f"(channel {pre.PEAK_CHANNEL}), per-pixel baseline removed, divided by the robust peak; "
+                f"dynamic frames resampled to {pre.N_CHANNELS} channels {pre.DT_S} s apart aligned on the bolus arrival "
+                f"(channel {pre.FOOT_CHANNEL}), per-pixel baseline removed, divided by the robust peak; "
                 f"{pre.CROP_PX} x {pre.CROP_PX} crop at {pre.GRID_SPACING_MM} mm around the located heart"
             ),
             "grid_spacing_mm": pre.GRID_SPACING_MM,
             "crop_px": pre.CROP_PX,
             "n_channels": pre.N_CHANNELS,
             "dt_s": pre.DT_S,
-            "peak_channel": pre.PEAK_CHANNEL,
+            "foot_channel": pre.FOOT_CHANNEL,
         },
         "output": "4 class logits (0 background, 1 LV blood pool, 2 myocardium, 3 RV) + 2 insertion heat maps "
         "(image-handed junction points; named anterior/inferior from the slice geometry)",
@@ -143,7 +159,10 @@ def release(
             "command": f"python -m qperf.segmentation.release CHECKPOINT --name {name} --n-studies {n_studies}",
             "held_out_seeds": [seeds[0], seeds[-1]],
             "held_out_phantom": summary,
+            "held_out_phantom_gd": summary_gd,
+            "held_out_phantom_aif_lv": aif_summary,
             "per_slice": [s.__dict__ for s in scores],
+            "per_slice_gd": [s.__dict__ for s in scores_gd],
             "evaluation_seconds": round(time.time() - t0, 1),
         },
         "limitations": [

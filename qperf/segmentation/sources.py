@@ -11,6 +11,7 @@ import numpy as np
 
 from qperf.errors import FormatError, NotAvailableError
 from qperf.segmentation.augment import AnnotatedSlice
+from qperf.types import PerfusionSeries
 
 
 def slices_of_phantom(ps: Any) -> list[AnnotatedSlice]:
@@ -50,12 +51,14 @@ def _generated_studies(seed: int, **options: Any) -> Iterator[Any]:
         i += 1
 
 
-def phantom_slices(seed: int = 0, **options: Any) -> Iterator[AnnotatedSlice]:
+def phantom_slices(seed: int = 0, *, aif_every: int = 3, **options: Any) -> Iterator[AnnotatedSlice]:
     """Endless stream of annotated slices from the phantom.
 
-    Uses :func:`qperf.phantom.stream` when the phantom provides it (``options`` are passed
-    on), otherwise randomised :func:`qperf.phantom.generate_study` calls (random condition,
-    field strength and frame count; the seed draws the heart, perfusion and scanner set-up).
+    With :func:`qperf.phantom.stream`: studies converted to Gd and studies in raw signal (with
+    their PD frames) alternate, and every ``aif_every``-th round adds a dual-sequence AIF image
+    series (low resolution, short saturation time; labelled like the slices), so the same
+    network learns to find the LV in AIF images. ``options`` go to the stream. Without it,
+    randomised :func:`qperf.phantom.generate_study` calls.
 
     Raises
     ------
@@ -66,24 +69,45 @@ def phantom_slices(seed: int = 0, **options: Any) -> Iterator[AnnotatedSlice]:
         from qperf import phantom
     except ImportError as exc:  # pragma: no cover - the phantom ships with qperf
         raise NotAvailableError(f"qperf.phantom: expected the phantom package, found {exc}") from exc
-    stream_fn = getattr(phantom, "stream", None)
-    source = stream_fn(seed=seed, **options) if callable(stream_fn) else _generated_studies(seed, **options)
-    for ps in source:
-        if hasattr(ps, "study") and hasattr(ps, "truth"):
+    stream_fn: Any
+    try:
+        from qperf.phantom.stream import stream as stream_fn
+    except ImportError:
+        stream_fn = getattr(phantom, "stream", None)
+    if not callable(stream_fn):
+        for ps in _generated_studies(seed, **options):
             yield from slices_of_phantom(ps)
-        else:
-            yield from _slices_of_sample(ps)
+        return
+    gd = stream_fn(seed=seed * 3, units="gd_mmol_l", **options)
+    sig = stream_fn(seed=seed * 3 + 1, units="signal", **options)
+    aif = stream_fn(seed=seed * 3 + 2, kind="aif", **options) if aif_every > 0 else None
+    rnd = 0
+    while True:
+        for src in (gd, sig):
+            for _ in range(options.get("n_slices", 3)):
+                yield _slice_of_sample(next(src))
+        rnd += 1
+        if aif is not None and rnd % aif_every == 0:
+            yield _slice_of_sample(next(aif))
 
 
-def _slices_of_sample(sample: Any) -> list[AnnotatedSlice]:
-    """Accept a stream item that is a single slice: ``.series``, ``.labels`` and points."""
-    series = sample.series
-    labels = np.asarray(getattr(sample, "labels_ref", None) if hasattr(sample, "labels_ref") else sample.labels)
-    if labels.ndim == 3:
-        labels = labels[labels.shape[0] // 2]
-    pts = getattr(sample, "insertion_points_yx", None) or {}
+def _slice_of_sample(sample: Any) -> AnnotatedSlice:
+    """An annotated slice from a stream sample (a dict, or an object with the same fields)."""
+    get: Any = sample.get if isinstance(sample, dict) else (lambda k, d=None: getattr(sample, k, d))
+    series = PerfusionSeries(
+        get("image"),
+        get("time_s"),
+        spacing_mm=get("spacing_mm"),
+        geometry=get("geometry"),
+        units=get("units", "signal"),
+        n_pd_frames=int(get("n_pd_frames", 0)),
+    )
+    labels = np.asarray(get("labels"))
+    pts = get("insertion_points_yx") or {}
     points = {k: (float(v[0]), float(v[1])) for k, v in dict(pts).items() if v is not None}
-    return [AnnotatedSlice(series, labels, points if (labels == 3).any() else {})]
+    if get("kind", "slice") != "slice" or not (labels == 3).any():
+        points = {}
+    return AnnotatedSlice(series, labels, points)
 
 
 def annotated_folder(folder: str | Path) -> list[AnnotatedSlice]:

@@ -51,6 +51,7 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     point_weight: float = 0.1
     dice_weight: float = 1.0
+    init_from: str | None = None
     real_folder: str | None = None
     real_fraction: float = 0.3
     phantom_options: dict[str, Any] = field(default_factory=dict)
@@ -211,6 +212,11 @@ def train(
         step, best, elapsed_before = int(state["step"]), float(state["best"]), float(state.get("elapsed_s", 0.0))
         rng = np.random.default_rng([cfg.seed, step])
         log(f"resumed from {ckpt_path} at step {step} (best val myocardium Dice {best:.4f})")
+    elif cfg.init_from:
+        # Warm start: weights only (a new run, new optimiser and schedule).
+        state = torch.load(cfg.init_from, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        log(f"initialised from the weights of {cfg.init_from} (step {state.get('step')})")
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     aug = AugmentConfig(**cfg.augment)
     source = phantom_source or phantom_slices(seed=cfg.seed * 1000 + step, **cfg.phantom_options)
