@@ -13,10 +13,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import slicer
 import vtk
-from QPerfSegLib.labels import labelmapNode, referenceVolumeNode, segmentationsLogic
-from QPerfSegLib.sequences import REFERENCE_AIF_SERIES, getScene, referencedSequenceNodes, seriesFromSequenceNode
+from QPerfSegLib.labels import exportSegmentsMask, labelmapNode, referenceVolumeNode, segmentationsLogic
+from QPerfSegLib.sequences import (
+    REFERENCE_AIF_SERIES,
+    getScene,
+    referencedSequenceNodes,
+    removeNode,
+    seriesFromSequenceNode,
+)
 from QPerfSegLib.study import REFERENCE_AIF_TABLE, aifTableNodeFromCurve
 
 from qperf.errors import ValidationError
@@ -51,7 +56,7 @@ def detectAifRegion(browserNode: Any, method: str = "classical") -> Any:
     scene = browserNode.GetScene()
     old = browserNode.GetNodeReference(REFERENCE_AIF_REGION)
     if old is not None:
-        scene.RemoveNode(old)
+        removeNode(scene, old)
     node = regionSegmentationNode(mask, series[0].ijk_to_ras(), scene, f"{browserNode.GetName()} AIF region")
     browserNode.SetNodeReferenceID(REFERENCE_AIF_REGION, node.GetID())
     return node
@@ -77,20 +82,11 @@ def regionMask(segmentationNode: Any, shape: tuple, ijkToRas: np.ndarray) -> np.
     if segmentationNode is None or not segmentationNode.IsA("vtkMRMLSegmentationNode"):
         raise ValidationError("aifRegion: expected a vtkMRMLSegmentationNode")
     segmentation = segmentationNode.GetSegmentation()
-    ids = vtk.vtkStringArray()
-    for i in range(segmentation.GetNumberOfSegments()):
-        ids.InsertNextValue(segmentation.GetNthSegmentID(i))
-    if ids.GetNumberOfValues() == 0:
+    ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
+    if not ids:
         raise ValidationError(f"segmentation {segmentationNode.GetName()!r}: expected a region, found no segment")
-    scene = segmentationNode.GetScene()
-    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "QPerf AIF region export")
-    try:
-        reference = referenceVolumeNode(tuple(shape), ijkToRas)
-        if not segmentationsLogic(scene).ExportSegmentsToLabelmapNode(segmentationNode, ids, labelmap, reference):
-            raise ValidationError(f"segmentation {segmentationNode.GetName()!r}: could not be exported")
-        return np.asarray(slicer.util.arrayFromVolume(labelmap)[0] > 0)
-    finally:
-        scene.RemoveNode(labelmap)
+    mask = exportSegmentsMask(segmentationNode, ids, referenceVolumeNode(tuple(shape), ijkToRas))
+    return mask[0] if mask.ndim == 3 else mask
 
 
 def aifFromRegion(browserNode: Any, regionNode: Any | None = None, setAsStudyAif: bool = True) -> tuple:

@@ -28,7 +28,7 @@ import slicer
 import vtk
 from QPerfSegLib.outputs import REFERENCE_SECTORS, removeOutputs
 from QPerfSegLib.sectors import sectorSegmentationNode
-from QPerfSegLib.sequences import getScene
+from QPerfSegLib.sequences import getScene, removeNode
 
 from qperf.types import LABEL_MYO
 
@@ -235,7 +235,7 @@ def addPerfusionReserve(stressBrowserNode: Any, stressResult: Any, restResult: A
     scene = stressBrowserNode.GetScene()
     old = stressBrowserNode.GetNodeReference(REFERENCE_MPR_TABLE)
     if old is not None:
-        scene.RemoveNode(old)
+        removeNode(scene, old)
     table = tableNodeFromRows(report_rows(report), scene, f"{stressBrowserNode.GetName()} perfusion reserve")
     stressBrowserNode.SetNodeReferenceID(REFERENCE_MPR_TABLE, table.GetID())
     return report, table

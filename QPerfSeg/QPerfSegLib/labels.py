@@ -21,7 +21,7 @@ import vtk
 from qperf.errors import ValidationError
 from qperf.types import LABEL_LV, LABEL_MYO, LABEL_RV
 
-from .sequences import getScene
+from .sequences import getScene, removeNode
 
 
 @dataclass(frozen=True)
@@ -189,20 +189,39 @@ def labelsFromSegmentationNode(segmentationNode: Any, shape: tuple, ijkToRas: np
     return labels
 
 
-def _segmentMask(logic: Any, segmentationNode: Any, segmentId: str, reference: Any, scene: Any) -> np.ndarray:
+def exportSegmentsMask(segmentationNode: Any, segmentIds: list, reference: Any, logic: Any | None = None) -> np.ndarray:
+    """Boolean mask ``(k, j, i)`` of the union of segments, resampled on ``reference``'s grid.
+
+    Goes through a temporary label map node; the node and the colour table that the export
+    makes for it are removed afterwards, so repeated reads leave the scene as it was.
+    """
+    scene = segmentationNode.GetScene()
+    logic = logic or (segmentationsLogic(scene) if scene is not None else slicer.vtkSlicerSegmentationsModuleLogic())
     ids = vtk.vtkStringArray()
-    ids.InsertNextValue(segmentId)
+    for segmentId in segmentIds:
+        ids.InsertNextValue(segmentId)
     labelmap = slicer.vtkMRMLLabelMapVolumeNode()
+    colorsBefore = set()
     if scene is not None:
+        colors = scene.GetNodesByClass("vtkMRMLColorTableNode")
+        colorsBefore = {colors.GetItemAsObject(i).GetID() for i in range(colors.GetNumberOfItems())}
         scene.AddNode(labelmap)
     try:
         if not logic.ExportSegmentsToLabelmapNode(segmentationNode, ids, labelmap, reference):
-            raise ValidationError(f"segment {segmentId!r}: could not be exported to a label map")
-        array = slicer.util.arrayFromVolume(labelmap)
-        return np.asarray(array[0] > 0) if array.ndim == 3 else np.asarray(array > 0)
+            raise ValidationError(f"segmentation {segmentationNode.GetName()!r}: could not be exported to a label map")
+        return np.asarray(slicer.util.arrayFromVolume(labelmap) > 0)
     finally:
         if scene is not None:
-            scene.RemoveNode(labelmap)
+            removeNode(scene, labelmap)
+            colors = scene.GetNodesByClass("vtkMRMLColorTableNode")
+            for i in range(colors.GetNumberOfItems()):
+                if colors.GetItemAsObject(i).GetID() not in colorsBefore:
+                    scene.RemoveNode(colors.GetItemAsObject(i))
+
+
+def _segmentMask(logic: Any, segmentationNode: Any, segmentId: str, reference: Any, scene: Any) -> np.ndarray:
+    mask = exportSegmentsMask(segmentationNode, [segmentId], reference, logic)
+    return mask[0] if mask.ndim == 3 else mask
 
 
 def segmentationSequenceFromLabels(
@@ -239,7 +258,7 @@ def segmentationSequenceFromLabels(
             sequenceNode.SetDataNodeAtValue(frame, _formatTime(time_s[i]))
     finally:
         sequenceNode.EndModify(wasModifying)
-        scene.RemoveNode(frame)
+        removeNode(scene, frame)
     return sequenceNode
 
 

@@ -42,6 +42,7 @@ from .sequences import (
     addSequenceToBrowser,
     getScene,
     referencedSequenceNodes,
+    removeNode,
     sequenceNodeFromSeries,
     setFixedWindowLevel,
     updateProxyNodes,
@@ -128,8 +129,8 @@ def _fillMarkupsSequences(pointsSequence: Any, vectorSequence: Any, sliceResult:
             pointsSequence.SetDataNodeAtValue(pointsNode, _formatTime(time_s[t]))
             vectorSequence.SetDataNodeAtValue(lineNode, _formatTime(time_s[t]))
     finally:
-        scene.RemoveNode(pointsNode)
-        scene.RemoveNode(lineNode)
+        removeNode(scene, pointsNode)
+        removeNode(scene, lineNode)
 
 
 def markupsSequences(sliceResult: Any, ijkToRas: np.ndarray, scene: Any, name: str) -> tuple:
@@ -161,8 +162,8 @@ def removeOutputs(browserNode: Any, references: tuple = OUTPUT_REFERENCES) -> No
                 proxy = browserNode.GetProxyNode(node)
                 browserNode.RemoveSynchronizedSequenceNode(node.GetID())
                 if proxy is not None:
-                    scene.RemoveNode(proxy)
-            scene.RemoveNode(node)
+                    removeNode(scene, proxy)
+            removeNode(scene, node)
 
 
 def _addPlayed(browserNode: Any, sequenceNode: Any, role: str, saveChanges: bool) -> None:
@@ -241,7 +242,7 @@ def updateSliceOutputs(browserNode: Any, index: int, sliceResult: Any, updateLab
                 labelsSequence.SetDataNodeAtValue(frame, _formatTime(time_s[t]))
         finally:
             labelsSequence.EndModify(wasModifying)
-            scene.RemoveNode(frame)
+            removeNode(scene, frame)
         setSegmentationLabels(outputNodes(browserNode, REFERENCE_LABELS_REF)[index], sliceResult.labelsRef, ijkToRas)
     pointsSequence = outputNodes(browserNode, REFERENCE_POINTS)[index]
     vectorSequence = outputNodes(browserNode, REFERENCE_VECTOR)[index]

@@ -143,6 +143,13 @@ class SliceSegmentation:
         )
 
 
+def _heartbeat(report: ProgressCallback, fraction: float, name: str) -> Callable[[], None]:
+    def beat() -> None:
+        report(fraction, f"{name}: CNN running")
+
+    return beat
+
+
 def pythonExecutable() -> str:
     """The Python that runs ``qperf`` commands: ``$QPERF_PYTHON``, Slicer's ``PythonSlicer``, or this one."""
     configured = os.environ.get("QPERF_PYTHON")
@@ -168,11 +175,14 @@ def runSegmentCommand(
     python: str | None = None,
     threads: int = 1,
     pollInterval_s: float = 0.1,
+    heartbeat: Callable[[], None] | None = None,
 ) -> dict:
     """Segment one (motion-corrected) slice with ``qperf segment`` in a separate process.
 
     The series is written to a temporary ``.seq.nrrd``; the command writes ``labels.nrrd`` and
-    ``insertion.json`` beside it. ``cancel`` is polled while the process runs and terminates it.
+    ``insertion.json`` beside it. While the process runs, ``heartbeat()`` is called every
+    ``pollInterval_s`` (the GUI processes its events there, so it stays responsive and its
+    Cancel button works) and ``cancel`` is checked: a cancel terminates the process.
 
     Returns
     -------
@@ -203,10 +213,15 @@ def runSegmentCommand(
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
         try:
             while process.poll() is None:
-                if cancel is not None and cancel.cancelled:
+                try:
+                    if heartbeat is not None:
+                        heartbeat()
+                    if cancel is not None:
+                        cancel.check()
+                except AnalysisCancelled:
                     process.terminate()
                     process.wait(timeout=30)
-                    cancel.check()
+                    raise
                 time.sleep(pollInterval_s)
         finally:
             if process.poll() is None:
@@ -323,7 +338,12 @@ def segmentStudy(
             qc: dict = {}
         else:
             if where == "subprocess":
-                found = runSegmentCommand(corrected, model=model, cancel=cancel)
+                found = runSegmentCommand(
+                    corrected,
+                    model=model,
+                    cancel=cancel,
+                    heartbeat=_heartbeat(report, start + 0.6 * (stop - start), name),
+                )
                 source = "cnn-subprocess"
             else:
                 if loaded is None:

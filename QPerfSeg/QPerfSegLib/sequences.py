@@ -88,6 +88,21 @@ def _jsonMetadata(metadata: Mapping[str, Any]) -> str:
     return json.dumps(dict(metadata), default=fallback, sort_keys=True)
 
 
+def removeNode(scene: Any, node: Any) -> None:
+    """Remove ``node`` from ``scene`` with its display and storage nodes (which a bare scene keeps)."""
+    if node is None:
+        return
+    dependents = []
+    if node.IsA("vtkMRMLDisplayableNode"):
+        dependents += [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
+    if node.IsA("vtkMRMLStorableNode"):
+        dependents += [node.GetNthStorageNode(i) for i in range(node.GetNumberOfStorageNodes())]
+    scene.RemoveNode(node)
+    for dependent in dependents:
+        if dependent is not None and dependent.GetScene() is scene:
+            scene.RemoveNode(dependent)
+
+
 def ensureSequenceBrowserRegistered(scene: Any) -> None:
     """Register ``vtkMRMLSequenceBrowserNode`` in ``scene`` when the Sequences module has not."""
     if not scene.IsNodeClassRegistered("vtkMRMLSequenceBrowserNode"):

@@ -1,0 +1,201 @@
+"""QPerfSeg logic against the real MRML of slicer-core: labels as segmentations, the CNN paths, edits, export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer", reason="the slicer-core wheel is not installed (pip install slicer-core)")
+import vtk  # noqa: E402
+from QPerfSegLib import SegmentationLogic  # noqa: E402
+from QPerfSegLib.groundtruth import exportGroundTruth  # noqa: E402
+from QPerfSegLib.labels import (  # noqa: E402
+    SEGMENTS,
+    labelmapNode,
+    labelsFromSegmentationNode,
+    labelsFromSegmentationSequence,
+    segmentationNodeFromLabels,
+    segmentationSequenceFromLabels,
+    segmentationsLogic,
+)
+from QPerfSegLib.outputs import OUTPUT_REFERENCES, outputNodes, rasToYx, yxToRas  # noqa: E402
+from QPerfSegLib.segment import AnalysisCancelled, CancelToken, runSegmentCommand, segmentStudy  # noqa: E402
+from QPerfSegLib.session import createSession  # noqa: E402
+from QPerfSegLib.workflowtest import dice  # noqa: E402
+
+from qperf.errors import NotAvailableError, OutputExistsError, ValidationError  # noqa: E402
+
+IJK_TO_RAS = np.array([[0.0, 1.5, 0.2, 10.0], [-1.7, 0.0, 0.1, 20.0], [0.0, 0.0, 8.0, -30.0], [0.0, 0.0, 0.0, 1.0]])
+
+
+def ringLabels(shape=(20, 24)) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    r = np.hypot(yy - 10, xx - 11)
+    labels = np.zeros(shape, np.uint8)
+    labels[r < 4] = 1
+    labels[(r >= 4) & (r < 6.5)] = 2
+    labels[(np.hypot(yy - 10, xx - 19) < 3.5) & (labels == 0)] = 3
+    return labels
+
+
+@pytest.fixture(scope="module")
+def phantomStudy():
+    from qperf import phantom
+
+    return phantom.generate_study(seed=4, n_slices=1, n_frames=30, shape=(48, 48), motion=False)
+
+
+def test_labels_become_three_segments_with_terminology_colours_and_geometry(scene):
+    labels = ringLabels()
+    node = segmentationNodeFromLabels(labels, IJK_TO_RAS, scene, name="ring")
+    segmentation = node.GetSegmentation()
+    assert [segmentation.GetNthSegmentID(i) for i in range(3)] == ["LVBloodPool", "Myocardium", "RVBloodPool"]
+    names = [segmentation.GetNthSegment(i).GetName() for i in range(3)]
+    assert names == ["LV blood pool", "Myocardium", "RV blood pool"]
+    terminology = [segmentation.GetNthSegment(i).GetTerminology() for i in range(3)]
+    assert "SCT^87878005^Left ventricle" in terminology[0] and "SCT^123037004^Anatomical Structure" in terminology[0]
+    assert "SCT^74281007^Myocardium" in terminology[1] and "SCT^53085002^Right ventricle" in terminology[2]
+    assert all(t.count("~") == 6 for t in terminology), "context~category~type~modifier~anatomic context~region~mod"
+    for spec in SEGMENTS:
+        assert np.allclose(segmentation.GetSegment(spec.segmentId).GetColor(), spec.color)
+    np.testing.assert_array_equal(labelsFromSegmentationNode(node, labels.shape, IJK_TO_RAS), labels)
+
+
+def test_a_segmentation_drawn_elsewhere_is_read_by_segment_names(scene):
+    labels = ringLabels()
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "drawn elsewhere")
+    ids = vtk.vtkStringArray()
+    for segmentId, name in (
+        ("Segment_1", "LV BLOOD POOL"),
+        ("Segment_2", "myocardium"),
+        ("Segment_3", "RV blood pool"),
+    ):
+        node.GetSegmentation().AddEmptySegment(segmentId, name, [0.5, 0.5, 0.5])
+        ids.InsertNextValue(segmentId)
+    assert segmentationsLogic(scene).ImportLabelmapToSegmentationNode(labelmapNode(labels, IJK_TO_RAS), node, ids)
+    np.testing.assert_array_equal(labelsFromSegmentationNode(node, labels.shape, IJK_TO_RAS), labels)
+    other = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "unrelated")
+    other.GetSegmentation().AddEmptySegment("x", "Liver", [1, 0, 0])
+    with pytest.raises(ValidationError, match="expected segments LV blood pool, Myocardium, RV blood pool"):
+        labelsFromSegmentationNode(other, labels.shape, IJK_TO_RAS)
+
+
+@pytest.mark.parametrize(("bad", "message"), [(np.full((20, 24), 4), "values 0 to 3"), (np.zeros((2, 20, 24)), "2-D")])
+def test_label_maps_out_of_range_are_refused(scene, bad, message):
+    with pytest.raises(ValidationError, match=message):
+        segmentationNodeFromLabels(bad.astype(np.int16), IJK_TO_RAS, scene)
+
+
+def test_segmentation_sequence_has_the_frame_times_as_index_and_one_segmentation_per_frame(scene):
+    labels = np.stack([np.roll(ringLabels(), shift, axis=1) for shift in range(4)])
+    time_s = np.array([0.5, 1.31, 2.07, 2.9])
+    sequence = segmentationSequenceFromLabels(labels, time_s, IJK_TO_RAS, scene, name="moving ring")
+    assert (sequence.GetIndexName(), sequence.GetIndexUnit()) == ("time", "s")
+    assert sequence.GetIndexType() == slicer.vtkMRMLSequenceNode.NumericIndex
+    assert [float(sequence.GetNthIndexValue(i)) for i in range(4)] == time_s.tolist()
+    assert sequence.GetNthDataNode(2).IsA("vtkMRMLSegmentationNode")
+    np.testing.assert_array_equal(labelsFromSegmentationSequence(sequence, (20, 24), IJK_TO_RAS), labels)
+    assert scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == 0, "no frame node left behind"
+    with pytest.raises(ValidationError, match="expected 3 frames"):
+        segmentationSequenceFromLabels(labels, time_s[:3], IJK_TO_RAS, scene)
+
+
+def test_pixel_and_ras_coordinates_invert_each_other():
+    ras = yxToRas(IJK_TO_RAS, (3.25, 7.5))
+    assert np.allclose(rasToYx(IJK_TO_RAS, ras), (3.25, 7.5))
+
+
+def test_cnn_in_process_and_in_a_separate_process_give_the_same_labels(phantomStudy):
+    truth = phantomStudy.truth.slices[0]
+    messages = []
+    inProcess = segmentStudy(phantomStudy.study, motionCorrection=False, segmenter="inprocess")[0]
+    separate = segmentStudy(
+        phantomStudy.study, motionCorrection=False, segmenter="subprocess", progress=lambda f, m: messages.append(m)
+    )[0]
+    assert (inProcess.source, separate.source) == ("cnn", "cnn-subprocess")
+    np.testing.assert_array_equal(separate.labelsRef, inProcess.labelsRef)
+    np.testing.assert_array_equal(separate.labels, inProcess.labels)
+    assert separate.insertionPoints == inProcess.insertionPoints and "anterior" in separate.insertionPoints
+    assert any("CNN running" in m for m in messages), "the GUI is not called while the process runs"
+    assert dice(separate.labelsRef == 2, truth.labels_ref == 2) > 0.5
+    assert separate.qc, "the quality-control report did not come back"
+
+
+def test_separate_process_failure_quotes_its_reason(phantomStudy, tmp_path):
+    with pytest.raises(NotAvailableError, match="segmentation process failed.*model"):
+        runSegmentCommand(phantomStudy.study.slices[0], model=tmp_path / "missing.pt")
+
+
+def test_cancel_terminates_the_separate_process(phantomStudy):
+    token = CancelToken()
+    calls = []
+
+    def heartbeat():
+        calls.append(1)
+        if len(calls) == 2:
+            token.cancel()
+
+    with pytest.raises(AnalysisCancelled):
+        runSegmentCommand(phantomStudy.study.slices[0], cancel=token, heartbeat=heartbeat, pollInterval_s=0.05)
+    assert len(calls) == 2
+
+
+def test_supplied_labels_are_checked_against_the_study(phantomStudy):
+    study = phantomStudy.study
+    truth = phantomStudy.truth.slices[0]
+    with pytest.raises(ValidationError, match="one label map per slice"):
+        segmentStudy(study, labels=[truth.labels_ref, truth.labels_ref], insertionPoints=[{}, {}])
+    with pytest.raises(ValidationError, match="insertionPoints"):
+        segmentStudy(study, labels=[truth.labels_ref])
+    with pytest.raises(ValidationError, match="expected shape"):
+        segmentStudy(study, motionCorrection=False, labels=[truth.labels_ref[:10]], insertionPoints=[{}])
+    with pytest.raises(ValidationError, match="segmenter"):
+        segmentStudy(study, segmenter="gpu")
+
+
+def test_a_second_run_replaces_the_outputs_under_the_browser(scene, phantomStudy):
+    logic = SegmentationLogic(scene)
+    nodes = logic.loadStudy(phantomStudy.study)
+    truth = phantomStudy.truth.slices[0]
+    supplied = {"labels": [truth.labels_ref], "insertionPoints": [truth.insertion_points_yx]}
+    logic.segment(nodes.browserNode, motionCorrection=False, **supplied)
+    count = scene.GetNumberOfNodes()
+    logic.segment(nodes.browserNode, motionCorrection=False, **supplied)
+    assert scene.GetNumberOfNodes() == count
+    for role in OUTPUT_REFERENCES[:-1]:
+        assert len(outputNodes(nodes.browserNode, role)) == 1, role
+    np.testing.assert_array_equal(logic.labelsArray(nodes.browserNode, 0), np.repeat(truth.labels_ref[None], 30, 0))
+    segmentation, volume = logic.editingNodes(nodes.browserNode, 0)
+    assert segmentation.IsA("vtkMRMLSegmentationNode") and volume.IsA("vtkMRMLScalarVolumeNode")
+    assert "Segmentation:" in logic.describe(nodes.browserNode)
+
+
+def test_logic_asks_for_a_segmentation_before_editing(scene, phantomStudy):
+    logic = SegmentationLogic(scene)
+    nodes = logic.loadStudy(phantomStudy.study)
+    with pytest.raises(ValidationError, match="has not been segmented yet"):
+        logic.recompute(nodes.browserNode)
+
+
+def test_ground_truth_export_keeps_existing_cases_unless_asked(scene, phantomStudy, tmp_path):
+    truth = phantomStudy.truth.slices[0]
+    slices = segmentStudy(
+        phantomStudy.study,
+        motionCorrection=False,
+        labels=[truth.labels_ref],
+        insertionPoints=[truth.insertion_points_yx],
+    )
+    session = createSession(SegmentationLogic(scene).loadStudy(phantomStudy.study).browserNode, slices)
+    first = exportGroundTruth(session.slices, tmp_path, "study A")
+    assert sorted(p.name for p in first[0].iterdir()) == [
+        "case.json",
+        "insertion.json",
+        "labels.nrrd",
+        "series.seq.nrrd",
+    ]
+    with pytest.raises(OutputExistsError):
+        exportGroundTruth(session.slices, tmp_path, "study A")
+    assert exportGroundTruth(session.slices, tmp_path, "study A", overwrite=True) == first
+    empty = [slices[0].withLabels(np.zeros_like(truth.labels_ref))]
+    with pytest.raises(ValidationError, match="myocardium"):
+        exportGroundTruth(empty, tmp_path, "study B")
