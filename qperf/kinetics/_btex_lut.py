@@ -58,7 +58,7 @@ BOX_SLACK = 2.0
 U_RANGE = (FP_RANGE[0] / (60.0 * VP_RANGE[1]), FP_RANGE[1] / (60.0 * VP_RANGE[0]))
 A_RANGE = (PS_RANGE[0] / (60.0 * VP_RANGE[1]), PS_RANGE[1] / (60.0 * VP_RANGE[0]))
 B_RANGE = (PS_RANGE[0] / (60.0 * VISF_RANGE[1]), PS_RANGE[1] / (60.0 * VISF_RANGE[0]))
-LUT_UPSAMPLE = 2
+LUT_UPSAMPLE = 1
 N_COMPONENTS = 16
 CHUNK_PIXELS = 4096
 _COARSE_STEP = (2, 4, 4)  # u, a, b
@@ -210,15 +210,19 @@ def _coarse_candidates(shape: tuple[int, ...]) -> NDArray[np.intp]:
     return result
 
 
-def _coarse_search(table: BtexTable, a: NDArray[np.float32], coarse: NDArray[np.intp]) -> NDArray[np.intp]:
-    """Best node of the coarse sub-grid for every delay, flow solved. Shape (P, D, 4).
+def _coarse_search(
+    table: BtexTable, a: NDArray[np.float32], coarse: NDArray[np.intp]
+) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
+    """Best node of the coarse sub-grid for every delay, flow solved.
 
     ``coarse`` holds the flat indices of the coarse rate nodes at delay 0, shape (M,).
+    Returns the nodes (P, D, 4) and their costs (P, D) (squared distance minus ``||a||^2``).
     """
     n_delays = table.shape[0]
     per_delay = int(np.prod(table.shape[1:]))
     coef = table.coef.reshape(n_delays, per_delay, -1)
     out = np.empty((a.shape[0], n_delays, 4), dtype=np.intp)
+    costs = np.empty((a.shape[0], n_delays), dtype=np.float32)
     lo = table.flow_lo.reshape(n_delays, per_delay)[0, coarse]
     hi = table.flow_hi.reshape(n_delays, per_delay)[0, coarse]
     feasible = lo <= hi
@@ -233,7 +237,8 @@ def _coarse_search(table: BtexTable, a: NDArray[np.float32], coarse: NDArray[np.
         best = np.argmin(cost, axis=1)
         out[:, d, 0] = d
         out[:, d, 1:] = rates[best]
-    return out
+        costs[:, d] = cost[np.arange(a.shape[0]), best]
+    return out, costs
 
 
 _PAIRS = ((1, 2), (1, 3), (2, 3))  # (u, a), (u, b), (a, b): mixed second differences
@@ -417,18 +422,31 @@ def _inside_box(pos: FloatArray, fp: FloatArray) -> NDArray[np.bool_]:
     return result
 
 
+def _node_cost(table: BtexTable, a: NDArray[np.float32], node: NDArray[np.intp]) -> NDArray[np.float32]:
+    """Cost (squared distance minus ``||a||^2``) of grid nodes (P, 4), flow solved within its bounds."""
+    flat = np.ravel_multi_index(tuple(node.T), table.shape)
+    coef = table.coef.reshape(-1, table.coef.shape[-1])[flat]
+    norm2 = table.norm2.reshape(-1)[flat]
+    dot = np.einsum("pk,pk->p", coef, a)
+    scale = np.clip(dot / norm2, table.flow_lo.reshape(-1)[flat], table.flow_hi.reshape(-1)[flat])
+    result: NDArray[np.float32] = scale * (scale * norm2 - 2.0 * dot)
+    return result
+
+
 def _locate(
     table: BtexTable, a: NDArray[np.float32], coarse: NDArray[np.intp]
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """Best fit per pixel.
 
-    For every whole-sample delay:
-
-    1. exhaustive search over a coarse sub-grid of the rates (one matrix product);
-    2. Levenberg-Marquardt on a local quadratic model of the unit-flow curve (from the
-       neighbours of the current node along each axis) with the flow as a linear
-       parameter, re-centred on the nearest node until it settles;
-    3. a last Levenberg-Marquardt solve with the rates within one grid step.
+    1. Exhaustive search over a coarse sub-grid of the rates for every delay (one matrix
+       product per delay).
+    2. At the delay of the best coarse match: Levenberg-Marquardt on a local quadratic
+       model of the unit-flow curve (from the neighbours of the current node) with the
+       flow as a linear parameter, re-centred on the nearest node until it settles, and a
+       last solve with the rates within one grid step.
+    3. The same at every other whole-sample delay, outwards from the first, each starting
+       from the settled node of its neighbouring delay (the optimum usually moves little
+       from one delay to the next) or from its own coarse match, whichever fits better.
 
     The delay with the smallest residual wins. (The cost is nearly flat along a valley
     where a later delay trades against a higher flow, so every delay is fitted.)
@@ -440,29 +458,53 @@ def _locate(
     resid2 : (P,) squared distance in coefficient space at the solution
     cov : (P, 4, 4) inverse normal matrix in (u, a, b grid units; flow) for uncertainties
     """
+    n_pix = a.shape[0]
     n_delays = table.shape[0]
-    starts = _coarse_search(table, a, coarse)  # (P, D, 4)
+    starts, coarse_cost = _coarse_search(table, a, coarse)
+    rows = np.arange(n_pix)
     a64 = a.astype(np.float64)
-    result: tuple[FloatArray, FloatArray, FloatArray, FloatArray] | None = None
-    best_score = np.full(a.shape[0], np.inf)
-    for d in range(n_delays):
-        centre = _recentred_search(table, a64, starts[:, d])
-        pos, fp, resid2, jd = _final_fit(table, a64, centre)
+    pos_best = np.full((n_pix, 4), np.nan)
+    fp_best = np.full(n_pix, np.nan)
+    resid_best = np.full(n_pix, np.inf)
+    jd_best = np.zeros((n_pix, _NP, a.shape[1]))
+    score_best = np.full(n_pix, np.inf)
+
+    def consider(sel: NDArray[np.intp], centre: NDArray[np.intp]) -> None:
+        pos, fp, resid2, jd = _final_fit(table, a64[sel], centre)
         # Prefer solutions inside the parameter box (10 % tolerance) over equally good
         # ones outside it: outside, the flow trades against volumes the box excludes.
         score = np.where(_inside_box(pos, fp), resid2, resid2 * _OUTSIDE_PENALTY + 1e-30)
-        if result is None:
-            result = (pos, fp, resid2, jd)
-            best_score = score
-            continue
-        better = score < best_score
-        best_score = np.where(better, score, best_score)
-        result = (
-            np.where(better[:, None], pos, result[0]),
-            np.where(better, fp, result[1]),
-            np.where(better, resid2, result[2]),
-            np.where(better[:, None, None], jd, result[3]),
-        )
+        better = score < score_best[sel]
+        upd = sel[better]
+        score_best[upd] = score[better]
+        pos_best[upd] = pos[better]
+        fp_best[upd] = fp[better]
+        resid_best[upd] = resid2[better]
+        jd_best[upd] = jd[better]
+
+    # The delay of the best coarse match first, then outwards one delay at a time, each
+    # search starting from the settled node of the neighbouring delay.
+    first = np.argmin(coarse_cost, axis=1)
+    centre0 = _recentred_search(table, a64, starts[rows, first])
+    consider(rows, centre0)
+    previous = {1: centre0, -1: centre0}
+    for step in range(1, n_delays):
+        for direction in (1, -1):
+            delay = first + direction * step
+            sel = np.nonzero((delay >= 0) & (delay < n_delays))[0]
+            if sel.size == 0:
+                continue
+            warm = previous[direction][sel].copy()
+            warm[:, 0] = delay[sel]
+            cold = starts[sel, delay[sel]]
+            use_warm = _node_cost(table, a[sel], warm) <= _node_cost(table, a[sel], cold)
+            start = np.where(use_warm[:, None], warm, cold)
+            centre = _recentred_search(table, a64[sel], start)
+            consider(sel, centre)
+            updated = previous[direction].copy()
+            updated[sel] = centre
+            previous[direction] = updated
+    result = (pos_best, fp_best, resid_best, jd_best)
     assert result is not None
     pos, fp, resid2, jd = result
     jtj = np.einsum("pik,pjk->pij", jd, jd) + 1e-12 * np.eye(_NP)
