@@ -229,14 +229,26 @@ class BtexModel(KineticModel):
         mask : array_like of bool, shape ``(...)``, optional
             Pixels to fit (default all).
         max_delay_s : float
-            Largest delay of the tissue behind the AIF searched (s).
+            Largest delay of the tissue behind the AIF searched (s); delays are whole
+            samples ``0, dt, ..., floor(max_delay_s / dt) dt``.
         hematocrit : float
             For the reported blood volume ``vb_ml_g = Vp / (1 - hematocrit)``.
 
         Returns
         -------
         FitResult
-            ``params`` Fp, PS, Vp, Visf, delay_s; ``derived`` vb_ml_g; ``status``; ``nrmse``.
+            ``params`` Fp, PS, Vp, Visf, delay_s (NaN where ``status != 0``); ``derived``
+            vb_ml_g; ``sd`` for Fp, PS, Vp, Visf (from the Jacobian at the solution, at the
+            fitted delay); ``status``; ``nrmse``. ``maps()`` names them ``mbf_ml_min_g``
+            (= Fp, plasma flow), ``ps_ml_min_g``, ``vp_ml_g``, ``visf_ml_g``, ``vb_ml_g``,
+            ``delay_s``, ``nrmse`` and ``*_sd``.
+
+        Notes
+        -----
+        Flow is bounded to 0.1-6 ml/min/g and the rates ``Fp / Vp``, ``PS / Vp``,
+        ``PS / Visf`` to the original's parameter box; Vp, PS and Visf themselves may leave
+        that box (solutions inside it are preferred at equal fit). Chunks of pixels are
+        fitted in parallel threads (``QPERF_THREADS``, default the CPU count up to 4).
         """
         time, dt = regular_time_grid(time_s)
         aif = check_aif(aif_plasma_mmol_l, time.shape[0])
