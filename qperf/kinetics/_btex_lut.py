@@ -265,11 +265,11 @@ class _Stencil:
         return result
 
     def gradient(self, delta: FloatArray) -> FloatArray:
-        """Derivatives of the model curve along each axis at ``delta``, shape (P, 4, K)."""
-        out = self.jac + delta[..., None] * self.curv
+        """Derivatives of the model curve along the rate axes (u, a, b) at ``delta``, (P, 3, K)."""
+        out = self.jac[:, 1:] + delta[:, 1:, None] * self.curv[:, 1:]
         for j, (i1, i2) in enumerate(_PAIRS):
-            out[:, i1] += delta[:, i2, None] * self.cross[:, j]
-            out[:, i2] += delta[:, i1, None] * self.cross[:, j]
+            out[:, i1 - 1] += delta[:, i2, None] * self.cross[:, j]
+            out[:, i2 - 1] += delta[:, i1, None] * self.cross[:, j]
         result: FloatArray = out
         return result
 
@@ -336,7 +336,7 @@ def _gauss_newton(
     eye = np.eye(_NP)
     jd = np.empty((n_pix, _NP, a64.shape[1]))
     for _ in range(iterations):
-        jd[:, :3] = fp[:, None, None] * st.gradient(delta)[:, 1:]
+        jd[:, :3] = fp[:, None, None] * st.gradient(delta)
         jd[:, 3] = q
         r = a64 - fp[:, None] * q
         jtj = np.matmul(jd, jd.transpose(0, 2, 1))
@@ -356,7 +356,7 @@ def _gauss_newton(
         q = np.where(better[:, None], new_q, q)
         cost = np.where(better, new_cost, cost)
         lam = np.where(better, lam * 0.3, lam * 5.0)
-    jd[:, :3] = fp[:, None, None] * st.gradient(delta)[:, 1:]
+    jd[:, :3] = fp[:, None, None] * st.gradient(delta)
     jd[:, 3] = q
     return delta, fp, jd
 
