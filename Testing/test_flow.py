@@ -339,9 +339,11 @@ def test_phantom_signal_and_aif_images_give_the_true_flow() -> None:
     myo = ndi.binary_erosion(truth.labels_ref == 2)
     result = compute_flow_maps(series, ps.study.aif_series, hematocrit=ps.truth.hematocrit, mask=myo)
     assert np.all(result.status[myo] == 0)
-    # The phantom's truth map holds the plasma flow Fp of its BTEX tissue model.
-    ratio = result.maps["fp_ml_min_g"][myo] / truth.mbf_ml_min_g[myo]
+    # The phantom's truth holds both the plasma flow Fp of its BTEX tissue model and MBF.
+    ratio = result.maps["fp_ml_min_g"][myo] / truth.fp_ml_min_g[myo]
     assert np.median(np.abs(ratio - 1.0)) < 0.03
+    mbf_ratio = result.maps["mbf_ml_min_g"][myo] / truth.mbf_ml_min_g[myo]
+    assert np.median(np.abs(mbf_ratio - 1.0)) < 0.03
     np.testing.assert_allclose(
         result.maps["mbf_ml_min_g"][myo], result.maps["fp_ml_min_g"][myo] / (1.0 - ps.truth.hematocrit), rtol=1e-5
     )

@@ -105,6 +105,28 @@ def test_stress_and_rest_share_the_heart(static_clean: phantom.PhantomStudy) -> 
         assert row["mbf_ml_min_g"] / other["mbf_ml_min_g"] == pytest.approx(row["nominal_mpr"], rel=0.15)
 
 
+def test_mbf_is_whole_blood_flow(static_clean: phantom.PhantomStudy) -> None:
+    """MBF (as QPerf reports it) is the kinetic model's plasma flow over (1 - Hct)."""
+    hct = static_clean.truth.hematocrit
+    for t in static_clean.truth.slices:
+        m = t.labels_ref == 2
+        np.testing.assert_allclose(t.mbf_ml_min_g[m], t.fp_ml_min_g[m] / (1.0 - hct), rtol=1e-5)
+        assert np.all(np.isnan(t.fp_ml_min_g[~m]))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 4, 6, 8])
+def test_perfusion_reserve_is_physiological(seed: int) -> None:
+    """Normal segments have a reserve of about 2 to 4.5; stress defects have less than normal."""
+    from qperf.phantom.physiology import Perfusion
+
+    perf = Perfusion.draw(np.random.default_rng(seed))
+    mpr = perf.stress["MBF"].mean(axis=1) / perf.rest["MBF"].mean(axis=1)
+    normal = mpr[~perf.ischaemic]
+    assert np.all((normal > 1.8) & (normal < 4.6))
+    if perf.ischaemic.any():
+        assert mpr[perf.ischaemic].max() < normal.min()
+
+
 # --- truth consistency -----------------------------------------------------------------------
 
 
@@ -420,7 +442,7 @@ def test_noise_free_curves_follow_the_parameter_maps(static_clean: phantom.Phant
     for t in truth.slices:
         core = binary_erosion(t.labels_ref == 2, iterations=1)
         params = {
-            "Fp": t.mbf_ml_min_g[core],
+            "Fp": t.fp_ml_min_g[core],
             "PS": t.ps_ml_min_g[core],
             "Vp": t.vp_ml_g[core],
             "Visf": t.visf_ml_g[core],

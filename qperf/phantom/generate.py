@@ -246,8 +246,9 @@ def generate_study(
 
     # tissue curves: one per myocardial cluster, plus chest-wall muscle and the mean myocardium
     tissue_model, model_used = get_tissue_model(model)
-    cparams = perf.cluster_parameters(condition)
-    mean = perf.mean_parameters(condition)
+    # the physiology draws whole-blood flow (MBF); the kinetic models take plasma flow
+    cparams = physiology.plasma_parameters(perf.cluster_parameters(condition), hct)
+    mean = physiology.plasma_parameters(perf.mean_parameters(condition), hct)
     muscle = {"Fp": 0.12 if condition == "stress" else 0.06, "PS": 0.05, "Vp": 0.03, "Visf": 0.12}
     params_all = {k: np.concatenate([cparams[k], [muscle[k], mean[k]]]) for k in physiology.PARAM_NAMES}
     progress(0.05, "simulating tissue curves")
@@ -345,7 +346,8 @@ def generate_study(
                 moving_to_ref_px=m if m is not None else zeros.copy(),
                 insertion_points_yx=dict(raster.insertion_yx),
                 aha_segments=labels.aha,
-                mbf_ml_min_g=maps["Fp"],
+                mbf_ml_min_g=(maps["Fp"] / (1.0 - hct)).astype(np.float32),
+                fp_ml_min_g=maps["Fp"],
                 ps_ml_min_g=maps["PS"],
                 vp_ml_g=maps["Vp"],
                 visf_ml_g=maps["Visf"],

@@ -1,6 +1,8 @@
 """Myocardial perfusion of the phantom heart: per-AHA-segment parameters, defects, clusters.
 
-Each segment has a nominal stress and rest parameter set (Fp = MBF, PS, Vp, Visf). An
+Each segment has a nominal stress and rest parameter set (MBF, PS, Vp, Visf). MBF is
+myocardial (whole-)blood flow, the quantity QPerf reports; the kinetic models take plasma flow
+Fp = MBF (1 - Hct), converted by :func:`plasma_parameters` where the curves are simulated. An
 ischaemic defect follows one coronary territory (LAD, RCA, LCx), transmural or
 subendocardial (inner half of the wall), and is reversible (rest flow near normal). Pixel
 heterogeneity: every segment is split into kinetic clusters by wall layer (inner, outer half)
@@ -13,6 +15,8 @@ radial lines.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -52,7 +56,7 @@ N_LAYERS = 2
 N_BINS = 4
 #: Standard-normal quartile means: the heterogeneity multiplier of each bin is 1 + sd * q.
 BIN_Z = np.array([-1.271, -0.318, 0.318, 1.271])
-PARAM_NAMES = ("Fp", "PS", "Vp", "Visf")
+PARAM_NAMES = ("Fp", "PS", "Vp", "Visf")  # kinetic-model parameters (plasma flow)
 
 
 def cluster_id(
@@ -84,15 +88,16 @@ class Perfusion:
 
     @classmethod
     def draw(cls, rng: np.random.Generator) -> Perfusion:
-        stress_global = rng.uniform(2.0, 3.8)
+        mpr_global = rng.uniform(2.2, 4.0)  # normal myocardial perfusion reserve
         rest_global = rng.uniform(0.6, 1.3)
+        stress_global = rest_global * mpr_global
         seg_var = rng.normal(0.0, 0.07, 16)
         stress_fp = np.clip(stress_global * (1 + seg_var), 1.5, 4.5)
         rest_fp = np.clip(rest_global * (1 + 0.8 * seg_var + rng.normal(0.0, 0.04, 16)), 0.5, 1.5)
         gradient_s = rng.uniform(1.0, 1.12)  # endo/epi flow ratio
         gradient_r = rng.uniform(1.05, 1.2)
         stress = {
-            "Fp": np.stack([stress_fp * np.sqrt(gradient_s), stress_fp / np.sqrt(gradient_s)], axis=1),
+            "MBF": np.stack([stress_fp * np.sqrt(gradient_s), stress_fp / np.sqrt(gradient_s)], axis=1),
             "PS": np.repeat(np.clip(rng.normal(1.35, 0.2) + rng.normal(0.0, 0.08, 16), 0.7, 2.4)[:, None], 2, axis=1),
             "Vp": np.repeat(
                 np.clip(rng.uniform(0.07, 0.1) + rng.normal(0.0, 0.005, 16), 0.04, 0.12)[:, None], 2, axis=1
@@ -102,7 +107,7 @@ class Perfusion:
             ),
         }
         rest = {
-            "Fp": np.stack([rest_fp * np.sqrt(gradient_r), rest_fp / np.sqrt(gradient_r)], axis=1),
+            "MBF": np.stack([rest_fp * np.sqrt(gradient_r), rest_fp / np.sqrt(gradient_r)], axis=1),
             "PS": stress["PS"] * rng.uniform(0.8, 1.05),
             "Vp": np.clip(stress["Vp"] * rng.uniform(0.6, 0.8), 0.04, None),
             "Visf": stress["Visf"].copy(),
@@ -120,9 +125,9 @@ class Perfusion:
             severity = rng.uniform(0.25, 0.6)
             layers = [0, 1] if defect == "transmural" else [0]
             for layer in layers:
-                stress["Fp"][ischaemic, layer] = np.maximum(stress["Fp"][ischaemic, layer] * severity, 0.4)
+                stress["MBF"][ischaemic, layer] = np.maximum(stress["MBF"][ischaemic, layer] * severity, 0.4)
                 stress["PS"][ischaemic, layer] *= 0.8
-                rest["Fp"][ischaemic, layer] *= rng.uniform(0.85, 1.0)
+                rest["MBF"][ischaemic, layer] *= rng.uniform(0.85, 1.0)
         return cls(stress, rest, ischaemic, defect, territories, float(rng.uniform(0.04, 0.12)))
 
     def cluster_parameters(self, condition: str) -> dict[str, NDArray[np.float64]]:
@@ -131,7 +136,7 @@ class Perfusion:
         seg, layer, bin_ = cluster_keys()
         z = BIN_Z[bin_] * self.heterogeneity_sd
         out = {}
-        for name, spread in (("Fp", 1.0), ("PS", 0.5), ("Vp", 0.4), ("Visf", 0.3)):
+        for name, spread in (("MBF", 1.0), ("PS", 0.5), ("Vp", 0.4), ("Visf", 0.3)):
             out[name] = nominal[name][seg - 1, layer] * (1.0 + spread * z)
         return out
 
@@ -139,3 +144,10 @@ class Perfusion:
         """Heart-average parameters (for the papillary muscles and the RV wall)."""
         nominal = self.stress if condition == "stress" else self.rest
         return {k: float(np.mean(v)) for k, v in nominal.items()}
+
+
+def plasma_parameters(drawn: dict[str, Any], hematocrit: float) -> dict[str, Any]:
+    """Kinetic-model parameters from drawn ones: plasma flow ``Fp = MBF (1 - Hct)``."""
+    out = {k: v for k, v in drawn.items() if k != "MBF"}
+    out["Fp"] = drawn["MBF"] * (1.0 - hematocrit)
+    return out

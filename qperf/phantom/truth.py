@@ -31,8 +31,11 @@ class SliceTruth:
         ``{"anterior": (y, x), "inferior": (y, x)}`` RV insertion points, reference frame, pixels.
     aha_segments : ndarray (y, x) int16
         0 outside the myocardium label, 1-16 inside.
-    mbf_ml_min_g, ps_ml_min_g, vp_ml_g, visf_ml_g : ndarray (y, x) float32
-        Sub-pixel averages of the kinetic parameters; NaN outside the myocardium label.
+    mbf_ml_min_g : ndarray (y, x) float32
+        Myocardial (whole-)blood flow, ``Fp / (1 - Hct)``, as QPerf reports MBF.
+    fp_ml_min_g, ps_ml_min_g, vp_ml_g, visf_ml_g : ndarray (y, x) float32
+        Sub-pixel averages of the kinetic parameters (plasma flow Fp); NaN outside the
+        myocardium label.
     gd_noise_free : ndarray (t, y, x) float32
         Noise-free, motion-free Gd (mmol/L) with partial volume, reference frame.
     time_s : ndarray (t,)
@@ -48,6 +51,7 @@ class SliceTruth:
     insertion_points_yx: dict[str, tuple[float, float]]
     aha_segments: NDArray[np.int16]
     mbf_ml_min_g: NDArray[np.float32]
+    fp_ml_min_g: NDArray[np.float32]
     ps_ml_min_g: NDArray[np.float32]
     vp_ml_g: NDArray[np.float32]
     visf_ml_g: NDArray[np.float32]
@@ -189,8 +193,8 @@ def segment_table(truths: list[SliceTruth], perf: physiology.Perfusion, conditio
             row[key] = float(np.mean(np.concatenate(parts))) if n else None
         row["ischaemic"] = bool(perf.ischaemic[seg - 1])
         row["defect"] = perf.defect if perf.ischaemic[seg - 1] else "none"
-        row["nominal_stress_mbf_ml_min_g"] = float(np.mean(perf.stress["Fp"][seg - 1]))
-        row["nominal_rest_mbf_ml_min_g"] = float(np.mean(perf.rest["Fp"][seg - 1]))
+        row["nominal_stress_mbf_ml_min_g"] = float(np.mean(perf.stress["MBF"][seg - 1]))
+        row["nominal_rest_mbf_ml_min_g"] = float(np.mean(perf.rest["MBF"][seg - 1]))
         row["nominal_mpr"] = row["nominal_stress_mbf_ml_min_g"] / row["nominal_rest_mbf_ml_min_g"]
         row["condition"] = condition
         out[seg] = row

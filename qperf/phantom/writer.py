@@ -8,7 +8,7 @@ Layout of ``out_dir``: the study as written by :func:`qperf.io.write_study` (``s
 - ``aif_blood.csv``: the true arterial input (LV blood, mmol/L);
 - ``aif_labels_ref.nrrd``, ``aif_labels_moving.seq.nrrd``: labels of the AIF images;
 - per slice ``n``: ``slice_<n>_labels_ref.nrrd``, ``slice_<n>_labels_moving.seq.nrrd``,
-  ``slice_<n>_aha.nrrd``, ``slice_<n>_mbf.nrrd``, ``_ps``, ``_vp``, ``_visf`` (maps),
+  ``slice_<n>_aha.nrrd``, ``slice_<n>_mbf.nrrd`` (whole-blood flow), ``_fp`` (plasma flow), ``_ps``, ``_vp``, ``_visf`` (maps),
   ``slice_<n>_gd_noise_free.seq.nrrd`` and the motion fields
   ``slice_<n>_ref_to_moving_dy.seq.nrrd`` / ``_dx`` and ``slice_<n>_moving_to_ref_dy`` / ``_dx``
   (pixels).
@@ -72,6 +72,7 @@ def write_truth_into(ps: PhantomStudy, folder: str | os.PathLike[str]) -> Path:
         put("labels_moving", f"slice_{i}_labels_moving.seq.nrrd", t.labels_moving, t.time_s)
         put("aha_segments", f"slice_{i}_aha.nrrd", t.aha_segments)
         put("mbf_ml_min_g", f"slice_{i}_mbf.nrrd", t.mbf_ml_min_g)
+        put("fp_ml_min_g", f"slice_{i}_fp.nrrd", t.fp_ml_min_g)
         put("ps_ml_min_g", f"slice_{i}_ps.nrrd", t.ps_ml_min_g)
         put("vp_ml_g", f"slice_{i}_vp.nrrd", t.vp_ml_g)
         put("visf_ml_g", f"slice_{i}_visf.nrrd", t.visf_ml_g)
