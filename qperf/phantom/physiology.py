@@ -15,7 +15,6 @@ radial lines.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from typing import Any
 
 import numpy as np
