@@ -13,7 +13,7 @@ principle, ``Q(t) = Fp / 60 * integral_0^t (Cin - Cp(L, t')) dt'``.
 The solution is computed in the Laplace domain (see :mod:`qperf.kinetics._btex_solver`):
 exact for a piecewise-linear AIF up to the sampling of the transfer function, whose error
 falls as ``dt**2`` and is about 1e-4 of the peak with the default 4-fold refinement.
-Fitting uses a look-up table of curves built once per AIF (:mod:`qperf.kinetics._btex_lut`).
+Fitting uses a look-up table of curves built once per AIF (:mod:`qperf.kinetics._btex_lut`, :mod:`qperf.kinetics._btex_search`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from qperf.errors import ValidationError
-from qperf.kinetics import _btex_lut, _spectral
+from qperf.kinetics import _btex_fit, _spectral
 from qperf.kinetics._btex_solver import (
     CAPILLARY_LENGTH_CM,
     DIFFUSION_ISF_CM2_S,
@@ -255,4 +255,4 @@ class BtexModel(KineticModel):
         hct = float(hematocrit)
         if not 0.0 <= hct < 1.0:
             raise ValidationError(f"hematocrit: expected a fraction in [0, 1), found {hematocrit!r}")
-        return _btex_lut.fit_btex(self, tissue_mmol_l, aif, time, dt, mask, max_delay_s, hct)
+        return _btex_fit.fit_btex(self, tissue_mmol_l, aif, time, dt, mask, max_delay_s, hct)
