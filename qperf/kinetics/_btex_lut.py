@@ -46,7 +46,7 @@ A_RANGE = (PS_RANGE[0] / (60.0 * VP_RANGE[1]), PS_RANGE[1] / (60.0 * VP_RANGE[0]
 B_RANGE = (PS_RANGE[0] / (60.0 * VISF_RANGE[1]), PS_RANGE[1] / (60.0 * VISF_RANGE[0]))
 LUT_UPSAMPLE = 1
 N_COMPONENTS = 16
-_COARSE_STEP = (2, 4, 4)  # u, a, b
+_COARSE_STEP = (2, 3, 3)  # u, a, b
 
 _BASIS_CACHE: dict[tuple[object, ...], tuple[NDArray[np.complex64], int, float]] = {}
 
