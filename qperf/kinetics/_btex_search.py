@@ -29,6 +29,7 @@ _RECENTRE_ITERATIONS = 10
 _RECENTRE_STEP = 3.0
 _RECENTRE_LM_ITERATIONS = 5
 _OUTSIDE_PENALTY = 4.0
+_PRUNE_AFTER = 2
 N_FITTED = 4  # u, a, b offsets and Fp (the delay is searched, not fitted)
 
 
@@ -266,12 +267,14 @@ def locate(
        model of the unit-flow curve (from the neighbours of the current node) with the
        flow as a linear parameter, re-centred on the nearest node until it settles, and a
        last solve with the rates within one grid step.
-    3. The same at every other whole-sample delay, outwards from the first, each starting
+    3. The same at the other whole-sample delays, outwards from the first, each starting
        from the settled node of its neighbouring delay (the optimum usually moves little
-       from one delay to the next) or from its own coarse match, whichever fits better.
+       from one delay to the next) or from its own coarse match, whichever fits better;
+       a direction stops once the fit has worsened at two successive delays.
 
     The delay with the smallest residual wins. (The cost is nearly flat along a valley
-    where a later delay trades against a higher flow, so every delay is fitted.)
+    where a later delay trades against a higher flow, so delays are fitted one by one
+    rather than chosen from the coarse search.)
 
     Returns
     -------
@@ -291,7 +294,7 @@ def locate(
     jd_best = np.zeros((n_pix, N_FITTED, a.shape[1]))
     score_best = np.full(n_pix, np.inf)
 
-    def consider(sel: NDArray[np.intp], centre: NDArray[np.intp]) -> None:
+    def consider(sel: NDArray[np.intp], centre: NDArray[np.intp]) -> FloatArray:
         pos, fp, resid2, jd = _final_fit(table, a64[sel], centre)
         # Prefer solutions inside the parameter box (10 % tolerance) over equally good
         # ones outside it: outside, the flow trades against volumes the box excludes.
@@ -303,17 +306,21 @@ def locate(
         fp_best[upd] = fp[better]
         resid_best[upd] = resid2[better]
         jd_best[upd] = jd[better]
+        return score
 
     # The delay of the best coarse match first, then outwards one delay at a time, each
-    # search starting from the settled node of the neighbouring delay.
+    # search starting from the settled node of the neighbouring delay. A direction stops
+    # for a pixel once its fit has worsened at _PRUNE_AFTER successive delays.
     first = np.argmin(coarse_cost, axis=1)
     centre0 = _recentred_search(table, a64, starts[rows, first])
-    consider(rows, centre0)
+    score0 = consider(rows, centre0)
     previous = {1: centre0, -1: centre0}
+    last = {1: score0.copy(), -1: score0.copy()}
+    worse = {1: np.zeros(n_pix, dtype=np.intp), -1: np.zeros(n_pix, dtype=np.intp)}
     for step in range(1, n_delays):
         for direction in (1, -1):
             delay = first + direction * step
-            sel = np.nonzero((delay >= 0) & (delay < n_delays))[0]
+            sel = np.nonzero((delay >= 0) & (delay < n_delays) & (worse[direction] < _PRUNE_AFTER))[0]
             if sel.size == 0:
                 continue
             warm = previous[direction][sel].copy()
@@ -322,7 +329,10 @@ def locate(
             use_warm = _node_cost(table, a[sel], warm) <= _node_cost(table, a[sel], cold)
             start = np.where(use_warm[:, None], warm, cold)
             centre = _recentred_search(table, a64[sel], start)
-            consider(sel, centre)
+            score = consider(sel, centre)
+            rising = score > last[direction][sel]
+            worse[direction][sel] = np.where(rising, worse[direction][sel] + 1, 0)
+            last[direction][sel] = score
             updated = previous[direction].copy()
             updated[sel] = centre
             previous[direction] = updated
