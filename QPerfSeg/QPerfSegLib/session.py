@@ -40,6 +40,7 @@ from .outputs import (
 )
 from .sectors import sectorSegmentationNode
 from .segment import SliceSegmentation
+from .study import recordSliceReferences
 
 
 @dataclass
@@ -75,6 +76,8 @@ def createSession(browserNode: Any, slices: list, names: list | None = None) -> 
         raise ValidationError(f"browserNode: expected a vtkMRMLSequenceBrowserNode, found {found}")
     if not slices or not all(isinstance(s, SliceSegmentation) for s in slices):
         raise ValidationError("slices: expected a non-empty list of SliceSegmentation")
+    if len(recordSliceReferences(browserNode)) != len(slices):
+        raise ValidationError(f"slices: expected one per slice of {browserNode.GetName()!r}, found {len(slices)}")
     names = list(names or [s.series.name or f"slice {i + 1}" for i, s in enumerate(slices)])
     addSegmentationOutputs(browserNode, slices, names)
     return SegmentationSession(browserNode, list(slices), names)

@@ -212,6 +212,20 @@ def _studySliceNodes(browserNode: Any) -> list:
     ]
 
 
+def recordSliceReferences(browserNode: Any) -> list:
+    """Record a browser's slice sequences as ``QPerfSlice`` references when it has none yet.
+
+    A browser made elsewhere (Slicer's DICOM module) plays its slices without QPerf's
+    references; once recorded, sequences that QPerf adds later (the corrected series) are not
+    taken for slices. Returns the slice sequence nodes.
+    """
+    nodes = _studySliceNodes(browserNode)
+    if not referencedSequenceNodes(browserNode, REFERENCE_SLICE):
+        for node in nodes:
+            browserNode.AddNodeReferenceID(REFERENCE_SLICE, node.GetID())
+    return nodes
+
+
 def studyFromBrowserNode(
     browserNode: Any,
     aifTableNode: Any | None = None,

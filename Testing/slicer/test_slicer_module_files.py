@@ -220,3 +220,15 @@ def test_icons_are_128_pixel_pngs(icon):
     header = (REPO / icon).read_bytes()[:32]
     assert header[:8] == b"\x89PNG\r\n\x1a\n" and header[12:16] == b"IHDR"
     assert struct.unpack(">II", header[16:24]) == (128, 128)
+
+
+def test_every_screenshot_the_extension_lists_is_a_png_in_the_repository():
+    text = (REPO / "CMakeLists.txt").read_text()
+    urls = re.search(r'set\(EXTENSION_SCREENSHOTURLS\s+"(.*?)"\)', text, re.S).group(1).split()
+    assert len(urls) >= 2
+    for url in urls:
+        relative = url.split("/main/", 1)[1]
+        header = (REPO / relative).read_bytes()[:24]
+        assert header[:8] == b"\x89PNG\r\n\x1a\n", f"{relative} is not a PNG"
+        width, height = struct.unpack(">II", header[16:24])
+        assert width >= 800 and height >= 400, f"{relative} is {width} x {height}"

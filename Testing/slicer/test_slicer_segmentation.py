@@ -63,6 +63,7 @@ def test_labels_become_three_segments_with_terminology_colours_and_geometry(scen
 
 def test_a_segmentation_drawn_elsewhere_is_read_by_segment_names(scene):
     labels = ringLabels()
+    logic = segmentationsLogic(scene)  # registers the representation converters, as Slicer does at start-up
     node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "drawn elsewhere")
     ids = vtk.vtkStringArray()
     for segmentId, name in (
@@ -72,7 +73,7 @@ def test_a_segmentation_drawn_elsewhere_is_read_by_segment_names(scene):
     ):
         node.GetSegmentation().AddEmptySegment(segmentId, name, [0.5, 0.5, 0.5])
         ids.InsertNextValue(segmentId)
-    assert segmentationsLogic(scene).ImportLabelmapToSegmentationNode(labelmapNode(labels, IJK_TO_RAS), node, ids)
+    assert logic.ImportLabelmapToSegmentationNode(labelmapNode(labels, IJK_TO_RAS), node, ids)
     np.testing.assert_array_equal(labelsFromSegmentationNode(node, labels.shape, IJK_TO_RAS), labels)
     other = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "unrelated")
     other.GetSegmentation().AddEmptySegment("x", "Liver", [1, 0, 0])
@@ -199,3 +200,23 @@ def test_ground_truth_export_keeps_existing_cases_unless_asked(scene, phantomStu
     empty = [slices[0].withLabels(np.zeros_like(truth.labels_ref))]
     with pytest.raises(ValidationError, match="myocardium"):
         exportGroundTruth(empty, tmp_path, "study B")
+
+
+def test_a_browser_made_elsewhere_is_segmented_and_segmented_again(scene, phantomStudy):
+    """Sequences played by a plain browser (as Slicer's DICOM module makes them) are the slices."""
+    from QPerfSegLib.sequences import addSequenceToBrowser, createBrowserNode, sequenceNodeFromSeries
+
+    series = phantomStudy.study.slices[0]
+    sequence = sequenceNodeFromSeries(series, scene, name="from DICOM")
+    for attribute in ("qperf_role", "qperf_units", "qperf_n_pd_frames", "qperf_metadata"):
+        sequence.RemoveAttribute(attribute)
+    browser = createBrowserNode(scene, "DICOM browser")
+    addSequenceToBrowser(browser, sequence, referenceRole=None)
+    truth = phantomStudy.truth.slices[0]
+    logic = SegmentationLogic(scene)
+    for _ in range(2):
+        session = logic.segment(
+            browser, motionCorrection=False, labels=[truth.labels_ref], insertionPoints=[truth.insertion_points_yx]
+        )
+        assert len(session.slices) == 1
+    np.testing.assert_array_equal(logic.correctedSeries(browser, 0).data, series.data)
