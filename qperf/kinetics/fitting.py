@@ -108,7 +108,7 @@ def levenberg_marquardt(
     x0: FloatArray,
     iterations: int = 40,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Bounded Levenberg-Marquardt, vectorised over pixels.
+    """Bounded Levenberg-Marquardt, vectorised over pixels; converged pixels drop out.
 
     Parameters
     ----------
@@ -127,31 +127,39 @@ def levenberg_marquardt(
     lam = np.full(x.shape[0], 1e-2)
     width = hi - lo
     jac = np.zeros((x.shape[0], n_par, y.shape[1]))
+    active = np.ones(x.shape[0], dtype=bool)  # pixels still iterating
     for _ in range(iterations):
+        idx = np.nonzero(active)[0]
+        if idx.size == 0:
+            break
+        xa, ma, ya, la = x[idx], model[idx], y[idx], lam[idx]
+        ja = np.empty((idx.size, n_par, y.shape[1]))
         for j in range(n_par):
-            h = 1e-6 * np.maximum(np.abs(x[:, j]), 1e-3 * width[j])
-            step_dir = np.where(x[:, j] + h > hi[j], -1.0, 1.0)
-            xp = x.copy()
+            h = 1e-6 * np.maximum(np.abs(xa[:, j]), 1e-3 * width[j])
+            step_dir = np.where(xa[:, j] + h > hi[j], -1.0, 1.0)
+            xp = xa.copy()
             xp[:, j] += step_dir * h
-            jac[:, j] = (spec.curves(aif, dt_s, xp) - model) / (step_dir * h)[:, None]
-        r = y - model
-        jtj = np.einsum("pit,pjt->pij", jac, jac)
+            ja[:, j] = (spec.curves(aif, dt_s, xp) - ma) / (step_dir * h)[:, None]
+        jac[idx] = ja
+        r = ya - ma
+        jtj = np.einsum("pit,pjt->pij", ja, ja)
         scale = np.sqrt(np.einsum("pii->pi", jtj)) + 1e-30
-        a = jtj / (scale[:, :, None] * scale[:, None, :]) + lam[:, None, None] * np.eye(n_par)
-        g = np.einsum("pit,pt->pi", jac, r) / scale
+        a = jtj / (scale[:, :, None] * scale[:, None, :]) + la[:, None, None] * np.eye(n_par)
+        g = np.einsum("pit,pt->pi", ja, r) / scale
         step = np.linalg.solve(a, g[..., None])[..., 0] / scale
         step = np.where(np.isfinite(step), step, 0.0)
-        x_new = np.clip(x + step, lo, hi)
+        x_new = np.clip(xa + step, lo, hi)
         model_new = spec.curves(aif, dt_s, x_new)
-        cost_new = np.sum((y - model_new) ** 2, axis=1)
-        better = cost_new < cost
-        x = np.where(better[:, None], x_new, x)
-        model = np.where(better[:, None], model_new, model)
-        rel = np.where(better, (cost - cost_new) / np.maximum(cost, 1e-300), 0.0)
-        cost = np.where(better, cost_new, cost)
-        lam = np.where(better, np.maximum(lam * 0.3, 1e-9), np.minimum(lam * 10.0, 1e9))
-        if np.all((rel < 1e-10) & better | (lam > 1e8)):
-            break
+        cost_new = np.sum((ya - model_new) ** 2, axis=1)
+        better = cost_new < cost[idx]
+        rel = np.where(better, (cost[idx] - cost_new) / np.maximum(cost[idx], 1e-300), 0.0)
+        x[idx] = np.where(better[:, None], x_new, xa)
+        model[idx] = np.where(better[:, None], model_new, ma)
+        cost[idx] = np.where(better, cost_new, cost[idx])
+        lam[idx] = np.where(better, np.maximum(la * 0.3, 1e-9), np.minimum(la * 10.0, 1e9))
+        tiny_step = np.all(np.abs(x_new - xa) <= 1e-9 * (np.abs(xa) + width), axis=1)
+        done = (better & (rel < 1e-9)) | (lam[idx] > 1e6) | tiny_step
+        active[idx[done]] = False
     return x, cost, jac
 
 
