@@ -124,3 +124,20 @@ def test_fit_back_noise_free_with_delay(name, truth):
     else:
         for key, value in values.items():
             assert np.allclose(fit.params[key], value, rtol=0.02, atol=2e-3), key
+
+
+def test_uncertainty_scales_with_noise_and_maps_have_units():
+    time_s = np.arange(0.0, 90.0, 0.5)
+    aif = _aif(time_s)
+    model = kinetics.get_model("tofts")
+    clean = model.simulate(aif, time_s, Ktrans=0.4, Ve=0.25)
+    noise = np.random.default_rng(8).normal(0.0, 0.01 * clean.max(), (300, time_s.size))
+    quiet = model.fit(clean + noise, aif, time_s, max_delay_s=0.0)
+    loud = model.fit(clean + 3.0 * noise, aif, time_s, max_delay_s=0.0)
+    ratio = np.median(loud.sd["Ktrans"]) / np.median(quiet.sd["Ktrans"])
+    assert 2.4 < ratio < 3.6
+    # The reported SD matches the spread of the estimates over noise realisations.
+    assert np.median(quiet.sd["Ktrans"]) == pytest.approx(np.std(quiet.params["Ktrans"]), rel=0.3)
+    maps = quiet.maps()
+    assert {"ktrans_per_min", "ve_ml_g", "delay_s", "nrmse", "ktrans_per_min_sd"} <= set(maps)
+    assert quiet.units["Ktrans"] == "1/min"
