@@ -13,6 +13,7 @@ maps still cover everything the figures and the report use.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -57,10 +58,13 @@ class AnalysisOptions:
         Fitting grid interval in seconds.
     motion_correction : bool
         Register every slice (off for series that are already corrected).
-    labels : sequence of ndarray (y, x), optional
-        Per-slice label maps in the motion-corrected frame; replace the CNN.
-    insertion_points_yx : sequence of (y, x), optional
-        Per-slice anterior RV insertion points (pixels, corrected frame); with ``labels``.
+    labels : sequence of ndarray, optional
+        Per-slice label maps that replace the CNN: ``(y, x)`` in the motion-corrected frame, or
+        ``(t, y, x)`` over the original frames (then the key frame's map is used, mapped into
+        the corrected frame).
+    insertion_points_yx : sequence, optional
+        Per-slice anterior RV insertion points (pixels), with ``labels``: ``(y, x)`` in the
+        corrected frame, or ``(t, 2)`` over the original frames.
     aif : AifCurve, optional
         Replaces the study's AIF curve or AIF images.
     segmenter : path or str, optional
@@ -69,6 +73,12 @@ class AnalysisOptions:
         Slice levels ("basal", "mid", "apical") instead of the ones from geometry or order.
     hematocrit : float, optional
         Replaces the study's hematocrit.
+    trim_blood_border : bool
+        Leave the myocardial pixels that touch a blood pool (LV or RV) out of the segment
+        statistics. They share their area with blood, whose concentration is many times the
+        tissue's, so their fitted flow is biased high (on the phantom at 2.6 mm pixels the
+        median per-segment error falls from 28 % to 3 % with them left out). The maps and the
+        segment map keep every myocardial pixel.
     """
 
     model: str = "btex"
@@ -80,6 +90,7 @@ class AnalysisOptions:
     segmenter: str | os.PathLike[str] | None = None
     levels: Sequence[str] | None = None
     hematocrit: float | None = None
+    trim_blood_border: bool = True
 
 
 @dataclass
@@ -98,6 +109,7 @@ class SliceAnalysis:
     flow: Any
     sectors: Any
     segmentation_qc: dict[str, Any] = field(default_factory=dict)
+    statistics_mask: NDArray[np.bool_] | None = None
 
 
 @dataclass
@@ -135,8 +147,11 @@ def _check_supplied(study: PerfusionStudy, options: AnalysisOptions) -> None:
         if len(options.labels) != n:
             raise ValidationError(f"labels: expected one label map per slice ({n}), found {len(options.labels)}")
         for i, (lab, s) in enumerate(zip(options.labels, study.slices, strict=True)):
-            if np.shape(lab) != s.shape:
-                raise ValidationError(f"labels[{i}]: expected shape {s.shape} (the slice grid), found {np.shape(lab)}")
+            if np.shape(lab) not in (s.shape, (s.n_frames, *s.shape)):
+                raise ValidationError(
+                    f"labels[{i}]: expected shape {s.shape} or {(s.n_frames, *s.shape)} (the slice grid), "
+                    f"found {np.shape(lab)}"
+                )
     if options.insertion_points_yx is not None:
         if options.labels is None:
             raise ValidationError("insertion_points_yx: supply labels with them (both replace the CNN)")
@@ -170,6 +185,52 @@ def heart_region(
     yy, xx = np.ogrid[-int(radius[0]) : int(radius[0]) + 1, -int(radius[1]) : int(radius[1]) + 1]
     disk = (yy / max(radius[0], 1e-6)) ** 2 + (xx / max(radius[1], 1e-6)) ** 2 <= 1.0
     return ndimage.binary_dilation(heart, structure=disk)
+
+
+def _supplied_in_corrected_frame(
+    labels: Any, point: Any, motion_result: Any | None, series: PerfusionSeries
+) -> tuple[NDArray[np.uint8], tuple[float, float]]:
+    """Supplied labels and insertion point in the motion-corrected frame.
+
+    ``(t, y, x)`` labels and ``(t, 2)`` points over the original frames are taken at the key
+    frame (the first dynamic frame without motion correction) and mapped into the corrected
+    frame.
+    """
+    lab = np.asarray(labels)
+    pt = np.asarray(point, dtype=float)
+    key = motion_result.key_frame if motion_result is not None else series.n_pd_frames
+    if pt.ndim == 2:
+        if pt.shape != (series.n_frames, 2):
+            raise ValidationError(
+                f"insertion_points_yx: expected (y, x) or one point per frame ({series.n_frames}, 2), found {pt.shape}"
+            )
+        pt = pt[key]
+    if pt.shape != (2,) or not np.all(np.isfinite(pt)):
+        raise ValidationError(f"insertion_points_yx: expected a finite (y, x) point, found {pt.tolist()}")
+    if lab.ndim == 3:
+        lab = lab[key]
+        if motion_result is not None:
+            from qperf import motion
+
+            lab = motion.labels_to_corrected(lab, key, motion_result)
+    return np.asarray(lab, dtype=np.uint8), (float(pt[0]), float(pt[1]))
+
+
+def statistics_mask(labels: NDArray[Any]) -> NDArray[np.bool_]:
+    """Myocardial pixels that do not touch a blood pool (LV or RV, 4-connected)."""
+    blood = np.isin(labels, (LABEL_LV, LABEL_RV))
+    return (labels == LABEL_MYO) & ~ndimage.binary_dilation(blood)
+
+
+def _restricted(sectors: Any, mask: NDArray[np.bool_] | None) -> Any:
+    """The slice's sectors with segments and layers outside ``mask`` set to 0 (for statistics)."""
+    if mask is None:
+        return sectors
+    return dataclasses.replace(
+        sectors,
+        segments=np.where(mask, sectors.segments, 0).astype(sectors.segments.dtype),
+        layers=np.where(mask, sectors.layers, 0).astype(sectors.layers.dtype),
+    )
 
 
 def _labels_over_frames(labels_ref: NDArray[np.uint8], motion_result: Any | None, n_frames: int) -> NDArray[np.uint8]:
@@ -257,14 +318,13 @@ def analyze_study(
                 source, seg_qc = "cnn", _qc_dict(seg.qc)
             else:
                 assert options.labels is not None
-                labels_ref = np.asarray(options.labels[i], dtype=np.uint8)
-                if options.insertion_points_yx is not None:
-                    iy, ix = options.insertion_points_yx[i]
-                    insertion = (float(iy), float(ix))
-                else:
+                if options.insertion_points_yx is None:
                     raise ValidationError("insertion_points_yx: supply the anterior RV insertion point of every slice")
-                labels = _labels_over_frames(labels_ref, motion_results[i], s.n_frames)
-                per_frame = {"anterior": _points_over_frames(insertion, motion_results[i], s.n_frames)}
+                labels_ref, insertion = _supplied_in_corrected_frame(
+                    options.labels[i], options.insertion_points_yx[i], motion_results[i], study.slices[i]
+                )
+                labels = _labels_over_frames(labels_ref, motion_results[i], study.slices[i].n_frames)
+                per_frame = {"anterior": _points_over_frames(insertion, motion_results[i], study.slices[i].n_frames)}
                 source, seg_qc = "supplied", {}
             fit_mask = heart_region(labels_ref, s.spacing_mm)
             if not (labels_ref == LABEL_MYO).any():
@@ -312,11 +372,13 @@ def analyze_study(
                 geometry=sl.gd.geometry,
                 septum_clockwise=septum_clockwise,
             )
+            if options.trim_blood_border:
+                sl.statistics_mask = statistics_mask(sl.labels_ref)
 
     with timer.step("report"):
         report_slices = [
             SliceResult(
-                sectors=sl.sectors,
+                sectors=_restricted(sl.sectors, sl.statistics_mask),
                 maps=sl.flow.maps,
                 labels=sl.labels_ref,
                 name=sl.series.name or f"slice {i + 1}",
@@ -380,6 +442,9 @@ def _slice_qc(sl: SliceAnalysis) -> dict[str, Any]:
         qc["motion_score"] = float(sl.motion.quality.get("score", float("nan")))
     if sl.segmentation_qc:
         qc["segmentation"] = sl.segmentation_qc
+    if sl.statistics_mask is not None:
+        myo = int(np.count_nonzero(sl.labels_ref == LABEL_MYO))
+        qc["blood_border_pixels_excluded"] = myo - int(np.count_nonzero(sl.statistics_mask))
     return qc
 
 
@@ -406,7 +471,8 @@ def write_analysis(result: AnalysisResult, out_dir: str | os.PathLike[str], *, o
             s = sl.gd
             sp, geo = s.spacing_mm, s.geometry
             io.write_series(sl.corrected, d / "corrected.seq.nrrd")
-            io.write_image(sl.labels, d / "labels.seq.nrrd", spacing_mm=sp, geometry=geo, time_s=s.time_s)
+            # labels cover every original frame (PD frames included), like the corrected series
+            io.write_image(sl.labels, d / "labels.seq.nrrd", spacing_mm=sp, geometry=geo, time_s=sl.series.time_s)
             io.write_image(sl.labels_ref, d / "labels_ref.nrrd", spacing_mm=sp, geometry=geo)
             io.write_image(sl.sectors.segments.astype(np.int16), d / "segments.nrrd", spacing_mm=sp, geometry=geo)
             for name, arr in sl.flow.maps.items():
@@ -431,7 +497,7 @@ def _insertion_doc(sl: SliceAnalysis) -> dict[str, Any]:
     for name, pts in sl.insertion_points_per_frame.items():
         pts = np.asarray(pts, dtype=float)
         doc["per_frame"][name] = {
-            "time_s": s.time_s.tolist(),
+            "time_s": sl.series.time_s.tolist(),
             "yx_px": pts.tolist(),
             "lps_mm": geometry.pixel_to_lps(pts[:, 0], pts[:, 1], s.spacing_mm).tolist(),
         }

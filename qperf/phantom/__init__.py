@@ -18,7 +18,15 @@ Modules: :mod:`~qperf.phantom.anatomy` (heart and chest), :mod:`~qperf.phantom.r
 
 from qperf.phantom.generate import generate_study
 from qperf.phantom.stream import stream
-from qperf.phantom.truth import PhantomStudy, PhantomTruth, SliceTruth
+from qperf.phantom.truth import PhantomStudy, PhantomTruth, SliceTruth, insertion_points_over_frames
 from qperf.phantom.writer import write_study
 
-__all__ = ["PhantomStudy", "PhantomTruth", "SliceTruth", "generate_study", "stream", "write_study"]
+__all__ = [
+    "PhantomStudy",
+    "PhantomTruth",
+    "SliceTruth",
+    "generate_study",
+    "insertion_points_over_frames",
+    "stream",
+    "write_study",
+]

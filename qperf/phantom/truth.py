@@ -199,3 +199,22 @@ def segment_table(truths: list[SliceTruth], perf: physiology.Perfusion, conditio
         row["condition"] = condition
         out[seg] = row
     return out
+
+
+def insertion_points_over_frames(truth: SliceTruth, name: str = "anterior") -> NDArray[np.float64]:
+    """An insertion point in every acquired (moving) frame, ``(t, 2)`` as ``(y, x)`` pixels.
+
+    The reference-frame point ``p`` appears at ``p + ref_to_moving_px[t](p)`` in frame ``t``
+    (the field interpolated bilinearly at ``p``).
+    """
+    from scipy.ndimage import map_coordinates
+
+    p = np.asarray(truth.insertion_points_yx[name], dtype=float)
+    coords = p.reshape(2, 1)
+    shift = np.array(
+        [
+            [map_coordinates(field[c], coords, order=1, mode="nearest")[0] for c in range(2)]
+            for field in truth.ref_to_moving_px
+        ]
+    )
+    return p[None, :] + shift

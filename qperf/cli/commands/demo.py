@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
     options = AnalysisOptions()
     if args.truth_labels:
         options = AnalysisOptions(
-            labels=[t.labels_ref for t in ps.truth.slices],
-            insertion_points_yx=[_point(t.insertion_points_yx["anterior"]) for t in ps.truth.slices],
+            labels=[t.labels_moving for t in ps.truth.slices],
+            insertion_points_yx=[phantom.insertion_points_over_frames(t) for t in ps.truth.slices],
         )
     with TerminalProgress("demo", enabled=not args.quiet) as progress:
         result = analyze_study(ps.study, options, progress=progress)
@@ -73,7 +73,3 @@ def compare_with_truth(report: dict[str, Any], truth: dict[int, dict[str, Any]])
             f"median absolute error {100 * float(np.median(np.abs(errors))):.1f} % over {len(errors)} segments"
         )
     return "\n".join(lines)
-
-
-def _point(yx: Any) -> tuple[float, float]:
-    return (float(yx[0]), float(yx[1]))

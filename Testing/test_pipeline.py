@@ -1,0 +1,174 @@
+"""The one-click analysis: phantom studies with known per-segment flow, outputs, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qperf import io, phantom
+from qperf.cli import main
+from qperf.errors import NotAvailableError, ValidationError
+from qperf.pipeline import AnalysisOptions, analyze_study, heart_region, statistics_mask, write_analysis
+
+SMALL = {"shape": (96, 96), "spacing_mm": 2.6}
+
+
+def truth_options(ps: phantom.PhantomStudy, **kwargs: object) -> AnalysisOptions:
+    """The phantom's true labels and insertion points over its acquired (moving) frames."""
+    return AnalysisOptions(
+        labels=[t.labels_moving for t in ps.truth.slices],
+        insertion_points_yx=[phantom.insertion_points_over_frames(t) for t in ps.truth.slices],
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture(scope="module")
+def static_study() -> phantom.PhantomStudy:
+    return phantom.generate_study(seed=4, n_slices=3, n_frames=45, noise=False, motion=False, blur=False, **SMALL)
+
+
+@pytest.fixture(scope="module")
+def static_result(static_study: phantom.PhantomStudy):  # type: ignore[no-untyped-def]
+    return analyze_study(static_study.study, truth_options(static_study, motion_correction=False))
+
+
+def segment_errors(report: dict, truth: dict) -> np.ndarray:
+    errors = []
+    for k in range(1, 17):
+        measured = report["segments"][str(k)]["mbf_mean_ml_min_g"]
+        true = truth[k]["mbf_ml_min_g"]
+        errors.append((measured - true) / true)
+    return np.asarray(errors)
+
+
+def test_known_segment_flow_recovered(static_study: phantom.PhantomStudy, static_result) -> None:  # type: ignore[no-untyped-def]
+    """Noise-free, static phantom with its true labels: per-segment MBF close to the truth."""
+    errors = segment_errors(static_result.report, static_study.truth.segments)
+    assert np.median(np.abs(errors)) < 0.05
+    # global: the fit over the pixels the statistics use (the blood-border pixels are left out)
+    truth_global = np.nanmean(
+        np.concatenate([t.mbf_ml_min_g[statistics_mask(t.labels_ref)] for t in static_study.truth.slices])
+    )
+    assert static_result.report["global"]["mbf_mean_ml_min_g"] == pytest.approx(truth_global, rel=0.03)
+    for sl, t in zip(static_result.slices, static_study.truth.slices, strict=True):
+        assert sl.sectors.level == t.level
+        agree = np.mean(sl.sectors.segments[t.labels_ref == 2] == t.aha_segments[t.labels_ref == 2])
+        assert agree > 0.98
+
+
+def test_ischaemic_territory_is_lowest(static_study: phantom.PhantomStudy, static_result) -> None:  # type: ignore[no-untyped-def]
+    truth = static_study.truth.segments
+    ischaemic = [k for k in range(1, 17) if truth[k]["ischaemic"]]
+    if not ischaemic:
+        pytest.fail("seed 4 is expected to hold a stress defect; choose a seed that does")
+    measured = {k: static_result.report["segments"][str(k)]["mbf_mean_ml_min_g"] for k in range(1, 17)}
+    normal = [measured[k] for k in range(1, 17) if k not in ischaemic]
+    assert np.mean([measured[k] for k in ischaemic]) < 0.8 * np.mean(normal)
+
+
+def test_report_matches_maps(static_result) -> None:  # type: ignore[no-untyped-def]
+    """Segment statistics are those of the map over the segment's pixels away from the blood pools."""
+    mbf = np.concatenate(
+        [
+            sl.flow.maps["mbf_ml_min_g"][(sl.sectors.segments == 7) & statistics_mask(sl.labels_ref)]
+            for sl in static_result.slices
+        ]
+    )
+    mbf = mbf[np.isfinite(mbf)]
+    seg = static_result.report["segments"]["7"]
+    assert seg["n_pixels"] == mbf.size
+    assert seg["mbf_mean_ml_min_g"] == pytest.approx(float(mbf.mean()), rel=1e-5)
+    assert seg["mbf_median_ml_min_g"] == pytest.approx(float(np.median(mbf)), rel=1e-5)
+    assert set(static_result.report["timings_s"]) >= {"motion", "gd", "aif", "flow", "segments", "report", "total"}
+
+
+def test_outputs_written(static_study: phantom.PhantomStudy, static_result, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = write_analysis(static_result, tmp_path / "analysis")
+    for name in ("report.json", "report.csv", "report.html", "bullseye.png", "bullseye.svg", "aif.csv"):
+        assert (out / name).is_file(), name
+    s = static_study.study.slices[0]
+    labels = io.read_image(out / "slice_1" / "labels.seq.nrrd")
+    assert labels.array.shape == (s.n_frames, *s.shape)
+    np.testing.assert_array_equal(labels.time_s, s.time_s)
+    mbf = io.read_image(out / "slice_1" / "mbf.nrrd")
+    np.testing.assert_allclose(mbf.geometry.ijk_to_lps(mbf.spacing_mm), s.geometry.ijk_to_lps(s.spacing_mm), atol=1e-5)
+    segments = io.read_image(out / "slice_1" / "segments.nrrd").array
+    assert set(np.unique(segments)) - {0} <= set(range(1, 17))
+
+
+def test_motion_corrected_analysis(tmp_path: Path) -> None:
+    """With breathing motion: corrected, labels propagated over the moving frames, flow still right."""
+    ps = phantom.generate_study(seed=5, n_slices=1, n_frames=45, noise=False, blur=False, **SMALL)
+    result = analyze_study(ps.study, truth_options(ps))
+    sl, t = result.slices[0], ps.truth.slices[0]
+    assert sl.motion is not None and sl.labels.shape == t.labels_moving.shape
+    # labels mapped onto the moving frames agree with the true moving labels
+    myo_true, myo_found = t.labels_moving == 2, sl.labels == 2
+    dice = 2 * np.sum(myo_true & myo_found) / (np.sum(myo_true) + np.sum(myo_found))
+    assert dice > 0.7
+    # the slice's segments against the phantom's per-segment truth
+    present = [k for k in range(1, 17) if np.any(sl.sectors.segments == k)]
+    assert len(present) in (4, 6)
+    errors = [
+        result.report["segments"][str(k)]["mbf_mean_ml_min_g"] / ps.truth.segments[k]["mbf_ml_min_g"] - 1.0
+        for k in present
+    ]
+    assert np.median(np.abs(errors)) < 0.1
+
+
+def test_statistics_mask_leaves_out_blood_border() -> None:
+    labels = np.zeros((20, 20), np.uint8)
+    labels[4:16, 4:16] = 2
+    labels[8:12, 8:12] = 1
+    mask = statistics_mask(labels)
+    assert not mask[7, 9] and not mask[9, 7] and mask[6, 9] and mask[7, 7]  # 4-neighbours of the pool only
+    assert not mask[8:12, 8:12].any() and not mask[0, 0]
+
+
+def test_trimming_can_be_switched_off(static_study: phantom.PhantomStudy) -> None:
+    result = analyze_study(
+        static_study.study, truth_options(static_study, motion_correction=False, trim_blood_border=False)
+    )
+    n_myo = sum(int(np.count_nonzero(t.labels_ref == 2)) for t in static_study.truth.slices)
+    assert result.report["global"]["n_pixels"] == n_myo
+
+
+def test_heart_region_covers_labels_with_margin() -> None:
+    labels = np.zeros((40, 40), np.uint8)
+    labels[15:25, 15:25] = 2
+    region = heart_region(labels, (2.0, 2.0), margin_mm=4.0)
+    assert region[15:25, 15:25].all() and region[13, 20] and not region[12, 20] and not region[0, 0]
+
+
+def test_missing_aif_and_bad_labels(static_study: phantom.PhantomStudy) -> None:
+    study = static_study.study.replace(aif_series=(), aif=None)
+    with pytest.raises(NotAvailableError, match="no AIF"):
+        analyze_study(study, truth_options(static_study, motion_correction=False))
+    bad = AnalysisOptions(labels=[np.zeros((5, 5), np.uint8)] * 3, insertion_points_yx=[(1.0, 1.0)] * 3)
+    with pytest.raises(ValidationError, match="labels\\[0\\]"):
+        analyze_study(static_study.study, bad)
+    with pytest.raises(ValidationError, match="one label map per slice"):
+        analyze_study(static_study.study, AnalysisOptions(labels=[np.zeros((96, 96), np.uint8)]))
+
+
+def test_analyze_cli_with_supplied_labels(static_study: phantom.PhantomStudy, tmp_path: Path) -> None:
+    study_dir = tmp_path / "study"
+    io.write_study(static_study.study, study_dir)
+    label_files, points = [], []
+    for i, t in enumerate(static_study.truth.slices, start=1):
+        s = static_study.study.slices[i - 1]
+        path = tmp_path / f"labels_{i}.nrrd"
+        io.write_image(t.labels_ref, path, spacing_mm=s.spacing_mm, geometry=s.geometry)
+        label_files.append(str(path))
+        y, x = t.insertion_points_yx["anterior"]
+        points.append(f"{y},{x}")
+    out = tmp_path / "out"
+    args = ["analyze", str(study_dir), "--out", str(out), "--no-moco", "-q", "--labels", *label_files]
+    assert main([*args, "--insertion", *points]) == 0
+    assert (out / "report.json").is_file()
+    # the output exists now: refused without --overwrite, input untouched
+    assert main([*args, "--insertion", *points]) == 2
+    # labels without insertion points: one-line error
+    assert main(["analyze", str(study_dir), "--out", str(tmp_path / "o2"), "--labels", *label_files]) == 2
