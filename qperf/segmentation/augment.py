@@ -7,7 +7,8 @@ pre-processing as inference:
 - intensities (on the network grid, after the temporal grid and baseline removal): a convex
   power (Gd-like), a smooth multiplicative bias field, a gamma curve; noise at a random level,
   blur, lower acquired resolution, a random dark band or bright streak artefact;
-- timing: random subsets of frames (frame count, irregular intervals), random alignment jitter;
+- timing: random subsets of frames (frame count, irregular intervals), time stretched by
+  0.6-1.7 (transit times), random alignment jitter;
 - geometry: rotation by any angle, flips, scaling of +-15 %, a shift of the heart within the
   crop (the localisation's error), and a small per-frame displacement (motion-correction residue).
 """
@@ -62,6 +63,8 @@ class AugmentConfig:
     tight_half_mm: tuple[float, float] = (45.0, 80.0)
     p_drop_frames: float = 0.5
     align_jitter_s: float = 2.0
+    p_time_stretch: float = 0.6
+    time_stretch: tuple[float, float] = (0.6, 1.7)
     rotation: bool = True
     p_flip: float = 0.5
     scale_range: tuple[float, float] = (0.85, 1.15)
@@ -78,7 +81,7 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], strength: fl
 
 
 def perturb_timing(series: PerfusionSeries, cfg: AugmentConfig, rng: np.random.Generator) -> PerfusionSeries:
-    """Timing randomisation: a random subset and window of the dynamic frames; random scaling."""
+    """Timing randomisation: a random subset and window of the dynamic frames, time stretching."""
     data = series.dynamic
     t = np.array(series.dynamic_time_s, dtype=np.float64)
     if rng.random() < cfg.p_drop_frames and data.shape[0] > 20:
@@ -87,6 +90,10 @@ def perturb_timing(series: PerfusionSeries, cfg: AugmentConfig, rng: np.random.G
         keep = keep[start:]
         if keep.size >= 8:
             data, t = data[keep], t[keep]
+    if rng.random() < cfg.p_time_stretch:
+        # Slower or faster circulation (cardiac output, heart rate, frame-interval mistakes).
+        lo, hi = cfg.time_stretch
+        t = t[0] + (t - t[0]) * float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
     return PerfusionSeries(data, t, spacing_mm=series.spacing_mm, units=series.units)
 
 
