@@ -85,7 +85,7 @@ class AnalysisOptions:
     dt_s: float = 0.5
     motion_correction: bool = True
     labels: Sequence[NDArray[Any]] | None = None
-    insertion_points_yx: Sequence[tuple[float, float]] | None = None
+    insertion_points_yx: Sequence[Any] | None = None
     aif: AifCurve | None = None
     segmenter: str | os.PathLike[str] | None = None
     levels: Sequence[str] | None = None
@@ -415,7 +415,9 @@ def _points_over_frames(point_yx: tuple[float, float], motion_result: Any | None
         return np.repeat(np.asarray(point_yx, dtype=float)[None], n_frames, axis=0)
     from qperf import motion
 
-    return np.asarray(motion.points_to_original(np.asarray([point_yx], dtype=float), motion_result))[:, 0, :]
+    return np.asarray(motion.points_to_original(np.asarray([point_yx], dtype=float), motion_result), dtype=np.float64)[
+        :, 0, :
+    ]
 
 
 def _qc_dict(qc: Any) -> dict[str, Any]:
