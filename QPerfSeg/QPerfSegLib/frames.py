@@ -8,6 +8,8 @@ reference (corrected) grid lands on frame ``t`` by pulling with ``inverse_px[t]`
 on frame ``t`` returns to the reference grid by pulling with ``forward_px[t]``, and a point
 ``p`` of the reference grid sits at ``p + forward_px[t](p)`` in frame ``t``. Without motion
 (``motion`` is None) every frame is the reference frame. Pixel coordinates are ``(y, x)``.
+The mappings are ``qperf.motion``'s (``labels_to_original``, ``labels_to_corrected``,
+``points_to_original``); the way back for a point uses the inverse fields the same way.
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ def labelsToFrames(labelsRef: np.ndarray, motion: Any | None, nFrames: int) -> n
     labelsRef = np.asarray(labelsRef, dtype=np.uint8)
     if motion is None:
         return np.repeat(labelsRef[np.newaxis], nFrames, axis=0)
-    from qperf.motion.fields import warp_labels
+    from qperf.motion import labels_to_original
 
     stacked = np.repeat(labelsRef[np.newaxis], motion.inverse_px.shape[0], axis=0)
-    return np.asarray(warp_labels(stacked, motion.inverse_px), dtype=np.uint8)
+    return np.asarray(labels_to_original(stacked, motion), dtype=np.uint8)
 
 
 def frameLabelsToReference(labelsFrame: np.ndarray, frame: int, motion: Any | None) -> np.ndarray:
@@ -42,9 +44,9 @@ def frameLabelsToReference(labelsFrame: np.ndarray, frame: int, motion: Any | No
     labelsFrame = np.asarray(labelsFrame, dtype=np.uint8)
     if motion is None:
         return labelsFrame.copy()
-    from qperf.motion.fields import warp_labels
+    from qperf.motion import labels_to_corrected
 
-    return np.asarray(warp_labels(labelsFrame, motion.forward_px[_frameIndex(motion, frame)]), dtype=np.uint8)
+    return np.asarray(labels_to_corrected(labelsFrame, _frameIndex(motion, frame), motion), dtype=np.uint8)
 
 
 def pointToFrames(pointYx: tuple, motion: Any | None, nFrames: int) -> np.ndarray:
@@ -52,9 +54,9 @@ def pointToFrames(pointYx: tuple, motion: Any | None, nFrames: int) -> np.ndarra
     point = np.asarray(pointYx, dtype=np.float64).reshape(1, 2)
     if motion is None:
         return np.repeat(point, nFrames, axis=0)
-    from qperf.motion.fields import sample_field
+    from qperf.motion import points_to_original
 
-    return point[0] + np.asarray(sample_field(motion.forward_px, point), dtype=np.float64)[:, 0, :]
+    return np.asarray(points_to_original(point, motion), dtype=np.float64)[:, 0, :]
 
 
 def frameBackToReference(pointYx: tuple, frame: int, motion: Any | None) -> tuple:

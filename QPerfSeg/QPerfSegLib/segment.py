@@ -321,7 +321,7 @@ def segmentStudy(
         report(start, f"{name}: motion correction")
         motion = None
         if motionCorrection:
-            from qperf.motion.driver import correct_series
+            from qperf.motion import correct_series
 
             motion = correct_series(series, progress=_scaled(report, start, start + 0.6 * (stop - start), name))
         corrected = motion.corrected if motion is not None else series
