@@ -26,6 +26,8 @@ from qperf.types import PerfusionSeries
 
 #: A heat map whose peak holds less than this fraction of its mass is not trusted.
 MIN_POINT_PEAK = 0.02
+#: Two junction points closer than this (seen from the LV centre) are one point found twice.
+MIN_JUNCTION_SEPARATION_DEG = 25.0
 #: Re-centre and run again when the first pass finds the heart this far from the crop centre.
 RECENTRE_MM = 12.0
 
@@ -191,12 +193,29 @@ class Segmenter:
             yx = tf.grid_to_original(np.array([np.sum(w * vv)]), np.array([np.sum(w * uu)]))[:, 0]
             found.append(post.snap_to_epicardium((float(yx[0]), float(yx[1])), labels, series.spacing_mm))
         source = "heatmap"
-        if len(found) < 2 or np.hypot(*np.subtract(found[0], found[1])) < 1.0:
+        centre = np.argwhere(labels == 1).mean(axis=0) if (labels == 1).any() else None
+
+        def separation_deg(a: tuple[float, float], b: tuple[float, float]) -> float:
+            if centre is None:
+                return 0.0
+            sp = np.asarray(series.spacing_mm)
+            da, db = (np.asarray(a) - centre) * sp, (np.asarray(b) - centre) * sp
+            cos = float(np.dot(da, db) / max(np.linalg.norm(da) * np.linalg.norm(db), 1e-9))
+            return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+
+        if len(found) < 2 or separation_deg(found[0], found[1]) < MIN_JUNCTION_SEPARATION_DEG:
+            # The heat maps do not give two distinct junctions: use the ends of the LV-RV
+            # contact arc (keeping a confident heat-map point and the arc end away from it).
             ends = post.arc_ends(labels, series.spacing_mm)
             if ends is None:
                 return {}, "none", False
-            found = list(ends)
-            source = "contact_arc"
+            if found:
+                far = max(ends, key=lambda e: separation_deg(found[0], e))
+                found = [found[0], far]
+                source = "heatmap+contact_arc"
+            else:
+                found = list(ends)
+                source = "contact_arc"
         named, from_geometry = post.name_junctions(found[0], found[1], labels, series.spacing_mm, series.geometry)
         return named, source, from_geometry
 
