@@ -261,7 +261,7 @@ class QPerfSegLogic(ScriptedLoadableModuleLogic):
             return f"{browserNode.GetName()}: not a perfusion study ({exc})"
 
     def hasSession(self, browserNode):
-        return self._core is not None and browserNode.GetID() in self._core.sessions
+        return self.core.hasSegmentation(browserNode)
 
     def segment(self, browserNode, motionCorrection, segmenter, model, progress):
         """Run motion correction and segmentation; False when the user cancelled."""

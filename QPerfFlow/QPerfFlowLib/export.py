@@ -95,10 +95,11 @@ def openScene(path: str | os.PathLike) -> Any:
     import tempfile
 
     import slicer
-    from QPerfSegLib.sequences import ensureSequenceBrowserRegistered
+    from QPerfSegLib.sequences import ensureMarkupsStorageRegistered, ensureSequenceBrowserRegistered
 
     scene = slicer.vtkMRMLScene()
     ensureSequenceBrowserRegistered(scene)
+    ensureMarkupsStorageRegistered(scene)
     cacheManager = slicer.vtkCacheManager()
     cacheManager.SetRemoteCacheDirectory(tempfile.mkdtemp(prefix="qperf-scene-cache-"))
     dataIOManager = slicer.vtkDataIOManager()

@@ -25,6 +25,7 @@ from qperf.errors import ValidationError
 from .groundtruth import exportGroundTruth
 from .labels import labelsFromSegmentationSequence
 from .outputs import REFERENCE_CORRECTED, REFERENCE_LABELS, outputNodes
+from .persist import sessionFromScene
 from .segment import CancelToken, segmentStudy
 from .sequences import getScene, referencedSequenceNodes, seriesFromSequenceNode
 from .session import (
@@ -101,16 +102,27 @@ class SegmentationLogic:
     def session(self, browserNode: Any) -> SegmentationSession:
         """The segmentation session of a study browser.
 
+        Rebuilt from the scene (:func:`.persist.sessionFromScene`) when the study was segmented
+        before the scene was saved and reopened.
+
         Raises
         ------
         ValidationError
-            When the study has not been segmented in this session of the application.
+            When the study has not been segmented.
         """
-        session = self.sessions.get(browserNode.GetID()) if browserNode is not None else None
+        if browserNode is None:
+            raise ValidationError("browserNode: expected a study browser, found None")
+        session = self.sessions.get(browserNode.GetID())
         if session is None:
-            name = browserNode.GetName() if browserNode is not None else "None"
-            raise ValidationError(f"browserNode: {name!r} has not been segmented yet; run the segmentation first")
+            session = sessionFromScene(browserNode)
+            self.sessions[browserNode.GetID()] = session
         return session
+
+    def hasSegmentation(self, browserNode: Any) -> bool:
+        """Whether the study has QPerf Seg outputs (computed now, or in a scene that was reopened)."""
+        return browserNode is not None and (
+            browserNode.GetID() in self.sessions or bool(outputNodes(browserNode, REFERENCE_LABELS))
+        )
 
     def applyCurrentFrameEdits(self, browserNode: Any, sliceIndex: int = 0) -> Any:
         """Carry the labels and points edited on the current frame to the reference and every frame."""
@@ -155,9 +167,9 @@ class SegmentationLogic:
     def describe(self, browserNode: Any) -> str:
         """A text summary of the study and, when segmented, of its labels and QC."""
         text = studyFromBrowserNode(browserNode).summary()
-        session = self.sessions.get(browserNode.GetID())
-        if session is None:
+        if not self.hasSegmentation(browserNode):
             return text
+        session = self.session(browserNode)
         lines = [text, "", "Segmentation:"]
         for name, s in zip(session.names, session.slices):
             key = f", key frame {s.motion.key_frame}" if s.motion is not None else ""

@@ -12,7 +12,9 @@ references, one entry per slice):
   insertion point), a sequence of lines;
 - ``QPerfLabelsRef`` and ``QPerfInsertionRef``: the reference-frame (motion-corrected) labels
   and points, plain nodes (not played over time), the input of flow quantification;
-- ``QPerfSectors``: the AHA segments of each slice, a segmentation shown as contours.
+- ``QPerfSectors``: the AHA segments of each slice, a segmentation shown as contours;
+- ``QPerfMotionFields``: the motion fields of each motion-corrected slice (a hidden volume, see
+  :mod:`.persist`), so a saved scene can be corrected by hand again after it is reopened.
 
 Every sequence has the index "time" in "s" with the frame times, so one browser plays images,
 labels and markups together; label and markup sequences record edits made on their proxy
@@ -40,6 +42,7 @@ from .sequences import (
     TIME_INDEX_UNIT,
     _formatTime,
     addSequenceToBrowser,
+    ensureMarkupsStorageRegistered,
     getScene,
     referencedSequenceNodes,
     removeNode,
@@ -55,15 +58,17 @@ REFERENCE_POINTS = "QPerfInsertionPoints"
 REFERENCE_VECTOR = "QPerfInsertionVector"
 REFERENCE_POINTS_REF = "QPerfInsertionRef"
 REFERENCE_SECTORS = "QPerfSectors"
-OUTPUT_REFERENCES = (
+REFERENCE_MOTION = "QPerfMotionFields"
+#: The references with exactly one node per slice.
+PER_SLICE_REFERENCES = (
     REFERENCE_CORRECTED,
     REFERENCE_LABELS,
     REFERENCE_LABELS_REF,
     REFERENCE_POINTS,
     REFERENCE_VECTOR,
     REFERENCE_POINTS_REF,
-    REFERENCE_SECTORS,
 )
+OUTPUT_REFERENCES = (*PER_SLICE_REFERENCES, REFERENCE_SECTORS, REFERENCE_MOTION)
 ROLE_CORRECTED = "corrected"
 POINT_NAMES = ("anterior", "inferior")
 VECTOR_START, VECTOR_END = "LV centre", "anterior"
@@ -171,7 +176,7 @@ def _addPlayed(browserNode: Any, sequenceNode: Any, role: str, saveChanges: bool
     browserNode.SetSaveChanges(sequenceNode, saveChanges)
 
 
-def addSliceOutputs(browserNode: Any, sliceResult: Any, name: str) -> dict:
+def addSliceOutputs(browserNode: Any, sliceResult: Any, name: str, sliceIndex: int = 0) -> dict:
     """Add one slice's corrected series, labels and markups to the scene under ``browserNode``.
 
     Returns
@@ -181,6 +186,7 @@ def addSliceOutputs(browserNode: Any, sliceResult: Any, name: str) -> dict:
         ``pointsRef``.
     """
     scene = browserNode.GetScene()
+    ensureMarkupsStorageRegistered(scene)
     ijkToRas = sliceResult.series.ijk_to_ras()
     corrected = sequenceNodeFromSeries(sliceResult.corrected, scene, name=f"{name} corrected", role=ROLE_CORRECTED)
     labels = segmentationSequenceFromLabels(
@@ -195,6 +201,11 @@ def addSliceOutputs(browserNode: Any, sliceResult: Any, name: str) -> dict:
     pointsRef = referencePointsNode(sliceResult, ijkToRas, scene, f"{name} insertion points (reference)")
     browserNode.AddNodeReferenceID(REFERENCE_LABELS_REF, labelsRef.GetID())
     browserNode.AddNodeReferenceID(REFERENCE_POINTS_REF, pointsRef.GetID())
+    if sliceResult.motion is not None:
+        from .persist import motionFieldsNode
+
+        fields = motionFieldsNode(sliceResult.motion, ijkToRas, scene, f"{name} motion fields", sliceIndex)
+        browserNode.AddNodeReferenceID(REFERENCE_MOTION, fields.GetID())
     return {
         "corrected": corrected,
         "labels": labels,
@@ -210,7 +221,7 @@ def addSegmentationOutputs(browserNode: Any, slices: list, names: list | None = 
     getScene(browserNode.GetScene())
     removeOutputs(browserNode)
     names = names or [s.series.name or f"slice {i + 1}" for i, s in enumerate(slices)]
-    nodes = [addSliceOutputs(browserNode, s, n) for s, n in zip(slices, names)]
+    nodes = [addSliceOutputs(browserNode, s, n, i) for i, (s, n) in enumerate(zip(slices, names))]
     updateProxyNodes(browserNode)
     for s, n in zip(slices, nodes):
         setFixedWindowLevel(browserNode, n["corrected"], s.corrected.data)

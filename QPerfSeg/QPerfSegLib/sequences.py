@@ -109,6 +109,16 @@ def ensureSequenceBrowserRegistered(scene: Any) -> None:
         scene.RegisterNodeClass(slicer.vtkMRMLSequenceBrowserNode())
 
 
+def ensureMarkupsStorageRegistered(scene: Any) -> None:
+    """Register the markups JSON storage node in ``scene`` when the Markups module has not.
+
+    Without it (a bare ``vtkMRMLScene``) point lists and lines, and sequences of them, are
+    saved without their points.
+    """
+    if not scene.IsNodeClassRegistered("vtkMRMLMarkupsJsonStorageNode"):
+        scene.RegisterNodeClass(slicer.vtkMRMLMarkupsJsonStorageNode())
+
+
 def updateProxyNodes(browserNode: Any) -> None:
     """Create or refresh the proxy nodes of a browser (the nodes the views display).
 

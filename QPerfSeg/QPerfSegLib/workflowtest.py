@@ -21,7 +21,7 @@ import numpy as np
 from .groundtruth import exportGroundTruth
 from .labels import SEGMENTS, labelsFromSegmentationNode, setSegmentationLabels
 from .outputs import (
-    OUTPUT_REFERENCES,
+    PER_SLICE_REFERENCES,
     REFERENCE_CORRECTED,
     REFERENCE_LABELS,
     REFERENCE_LABELS_REF,
@@ -258,7 +258,7 @@ def runWorkflowSelfTest(scene: Any | None = None, log: LogCallback | None = None
     session = createSession(nodes.browserNode, slices)
     log(f"Motion-corrected and labelled {ps.study.n_slices} slice(s); outputs under {nodes.browserNode.GetName()!r}")
     browser = nodes.browserNode
-    for role in OUTPUT_REFERENCES[:-1]:
+    for role in PER_SLICE_REFERENCES:
         _check(len(outputNodes(browser, role)) == 1, f"one {role} node per slice")
     corrected = outputNodes(browser, REFERENCE_CORRECTED)[0]
     for role in (REFERENCE_CORRECTED, REFERENCE_LABELS, REFERENCE_POINTS, REFERENCE_VECTOR):

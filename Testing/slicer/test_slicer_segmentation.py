@@ -18,7 +18,7 @@ from QPerfSegLib.labels import (  # noqa: E402
     segmentationSequenceFromLabels,
     segmentationsLogic,
 )
-from QPerfSegLib.outputs import OUTPUT_REFERENCES, outputNodes, rasToYx, yxToRas  # noqa: E402
+from QPerfSegLib.outputs import PER_SLICE_REFERENCES, outputNodes, rasToYx, yxToRas  # noqa: E402
 from QPerfSegLib.segment import AnalysisCancelled, CancelToken, runSegmentCommand, segmentStudy  # noqa: E402
 from QPerfSegLib.session import createSession  # noqa: E402
 from QPerfSegLib.workflowtest import dice  # noqa: E402
@@ -163,7 +163,7 @@ def test_a_second_run_replaces_the_outputs_under_the_browser(scene, phantomStudy
     count = scene.GetNumberOfNodes()
     logic.segment(nodes.browserNode, motionCorrection=False, **supplied)
     assert scene.GetNumberOfNodes() == count
-    for role in OUTPUT_REFERENCES[:-1]:
+    for role in PER_SLICE_REFERENCES:
         assert len(outputNodes(nodes.browserNode, role)) == 1, role
     np.testing.assert_array_equal(logic.labelsArray(nodes.browserNode, 0), np.repeat(truth.labels_ref[None], 30, 0))
     segmentation, volume = logic.editingNodes(nodes.browserNode, 0)
@@ -220,3 +220,38 @@ def test_a_browser_made_elsewhere_is_segmented_and_segmented_again(scene, phanto
         )
         assert len(session.slices) == 1
     np.testing.assert_array_equal(logic.correctedSeries(browser, 0).data, series.data)
+
+
+def test_a_saved_scene_is_corrected_again_after_reopening(scene, tmp_path):
+    """Motion fields, labels and points come back from the saved scene; an edit still reaches every frame."""
+    from QPerfFlowLib.export import openScene, saveScene
+
+    from qperf import phantom
+
+    ps = phantom.generate_study(seed=4, n_slices=1, n_frames=30, shape=(48, 48))
+    truth = ps.truth.slices[0]
+    logic = SegmentationLogic(scene)
+    browser = logic.loadStudy(ps.study).browserNode
+    original = logic.segment(
+        browser, labels=[truth.labels_moving[15]], insertionPoints=[{"anterior": (20.0, 20.0)}], labelFrames=[15]
+    ).slices[0]
+    mrml = saveScene(scene, tmp_path)
+
+    reopened = openScene(mrml)
+    again = SegmentationLogic(reopened)
+    browserAgain = reopened.GetNodeByID(browser.GetID())
+    assert again.hasSegmentation(browserAgain) and not again.sessions
+    restored = again.session(browserAgain).slices[0]
+    np.testing.assert_array_equal(restored.labelsRef, original.labelsRef)
+    np.testing.assert_array_equal(restored.labels, original.labels)
+    np.testing.assert_array_equal(restored.motion.forward_px, original.motion.forward_px)
+    np.testing.assert_array_equal(restored.motion.inverse_px, original.motion.inverse_px)
+    assert restored.motion.key_frame == original.motion.key_frame
+    np.testing.assert_allclose(restored.insertionPoints["anterior"], original.insertionPoints["anterior"], atol=1e-4)
+    np.testing.assert_allclose(
+        restored.insertionPointsPerFrame["anterior"], original.insertionPointsPerFrame["anterior"], atol=1e-4
+    )
+    edited = restored.labels[22].copy()
+    edited[edited == 3] = 0
+    updated = again.applyFrameEdit(browserAgain, 0, 22, edited)
+    assert not (updated.labels == 3).any()
