@@ -146,8 +146,14 @@ def _checkMarkups(session: Any, what: str) -> int:
         ends = _markupsYx(line, ijkToRas)
         _check(np.allclose(ends["LV centre"], lvCentreYx(s.labels[t]), atol=1e-3), f"{what}: vector start at {t}")
         _check(np.allclose(ends["anterior"], found["anterior"], atol=1e-3), f"{what}: vector end at {t}")
-    reference = _markupsYx(outputNodes(session.browserNode, REFERENCE_POINTS_REF)[0], ijkToRas)
+    referenceNode = outputNodes(session.browserNode, REFERENCE_POINTS_REF)[0]
+    reference = _markupsYx(referenceNode, ijkToRas)
     _check(np.allclose(reference["anterior"], s.insertionPoints["anterior"], atol=1e-3), f"{what}: reference point")
+    ras = [0.0, 0.0, 0.0]
+    referenceNode.GetNthControlPointPosition(0, ras)
+    y, x = s.insertionPoints["anterior"]
+    lps = s.series.geometry.pixel_to_lps(y, x, s.series.spacing_mm)
+    _check(np.allclose(ras, np.asarray(lps) * [-1.0, -1.0, 1.0], atol=1e-3), f"{what}: point position in the patient")
     return 1
 
 

@@ -58,6 +58,11 @@ def test_labels_become_three_segments_with_terminology_colours_and_geometry(scen
     assert all(t.count("~") == 6 for t in terminology), "context~category~type~modifier~anatomic context~region~mod"
     for spec in SEGMENTS:
         assert np.allclose(segmentation.GetSegment(spec.segmentId).GetColor(), spec.color)
+        image = segmentation.GetSegment(spec.segmentId).GetRepresentation("Binary labelmap")
+        matrix = vtk.vtkMatrix4x4()
+        image.GetImageToWorldMatrix(matrix)
+        np.testing.assert_allclose(slicer.util.arrayFromVTKMatrix(matrix), IJK_TO_RAS, atol=1e-9)
+        assert image.GetExtent()[4:] == (0, 0), "one voxel thick: the slice"
     np.testing.assert_array_equal(labelsFromSegmentationNode(node, labels.shape, IJK_TO_RAS), labels)
 
 
