@@ -165,13 +165,18 @@ def build_table(model: BtexModel, aif: FloatArray, dt_s: float, n_delays: int) -
     for d in range(n_delays):
         sample[d, :, d:] = curves[pick, : n - d]
     sample /= np.linalg.norm(sample, axis=-1, keepdims=True) + 1e-30
-    _, _, vt = np.linalg.svd(sample.reshape(-1, n), full_matrices=False)
+    flat = sample.reshape(-1, n)
+    # Leading right singular vectors from the small (t, t) scatter matrix.
+    _, vectors = np.linalg.eigh(flat.T @ flat)
     k = min(N_COMPONENTS, n)
-    basis = np.ascontiguousarray(vt[:k].T.astype(np.float32))
-    coef = np.empty((n_delays, curves.shape[0], k), dtype=np.float32)
+    basis = np.ascontiguousarray(vectors[:, ::-1][:, :k].astype(np.float32))
+    # A curve delayed by d samples has coefficients curves[:, :n-d] @ basis[d:]: one
+    # product with the basis shifted for every delay.
+    shifted = np.zeros((n, n_delays, k), dtype=np.float32)
     for d in range(n_delays):
-        coef[d] = curves[:, : n - d] @ basis[d:, :]
-    coef = coef.reshape(n_delays, N_U, N_A, N_B, k)
+        shifted[: n - d, d, :] = basis[d:, :]
+    coef = (curves @ shifted.reshape(n, n_delays * k)).reshape(curves.shape[0], n_delays, k)
+    coef = np.ascontiguousarray(coef.transpose(1, 0, 2)).reshape(n_delays, N_U, N_A, N_B, k)
     norm2 = np.einsum("...k,...k->...", coef, coef)
     lo, hi = flow_interval(*np.meshgrid(*grid_axes(), indexing="ij"))
     flow_lo = np.broadcast_to(lo.astype(np.float32), norm2.shape)
