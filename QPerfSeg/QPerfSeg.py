@@ -204,7 +204,12 @@ class QPerfSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onRecomputeButton(self):
         with slicer.util.tryWithErrorDisplay("The sectors could not be computed.", waitCursor=True):
-            self.logic.recompute(self._parameterNode.studyBrowser)
+            browser = self._parameterNode.studyBrowser
+            self.logic.recompute(browser)
+            if hasattr(slicer.modules, "qperfflow"):  # flow maps and report downstream, when computed
+                flowLogic = slicer.modules.qperfflow.widgetRepresentation().self().logic
+                if flowLogic.hasResult(browser):
+                    flowLogic.core.recompute(browser, progress=self.onProgress)
 
     def onExportGroundTruthButton(self):
         with slicer.util.tryWithErrorDisplay("The ground truth could not be exported.", waitCursor=True):

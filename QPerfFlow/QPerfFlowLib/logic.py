@@ -45,6 +45,7 @@ class FlowLogic:
         self.scene = getScene(scene)
         self.results: dict = {}
         self.nodes: dict = {}
+        self.settings: dict = {}
         self.cancelToken: CancelToken | None = None
 
     def detectAifRegion(self, browserNode: Any) -> Any:
@@ -90,12 +91,25 @@ class FlowLogic:
         Returns the ``qperf.pipeline.AnalysisResult``; the nodes are in ``self.nodes[browserID]``.
         :meth:`cancel` stops it (``AnalysisCancelled``, nothing added).
         """
+        self.settings[browserNode.GetID()] = {
+            "model": model,
+            "aifTable": aifTable,
+            "hematocrit": hematocrit,
+            "condition": condition,
+            "labelsSegmentation": labelsSegmentation,
+            "insertionPoints": insertionPoints,
+        }
         inputs = self.inputs(browserNode, aifTable, hematocrit, condition, labelsSegmentation, insertionPoints)
         self.cancelToken = CancelToken()
         result = computeFlow(inputs, model=model, hematocrit=hematocrit, progress=progress, cancel=self.cancelToken)
         self.nodes[browserNode.GetID()] = addFlowOutputs(browserNode, result)
         self.results[browserNode.GetID()] = result
         return result
+
+    def recompute(self, browserNode: Any, progress: Any | None = None) -> Any:
+        """Compute again with the settings of the last :meth:`compute` (after labels or points changed)."""
+        self.result(browserNode)
+        return self.compute(browserNode, progress=progress, **self.settings[browserNode.GetID()])
 
     def cancel(self) -> None:
         if self.cancelToken is not None:

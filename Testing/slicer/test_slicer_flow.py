@@ -15,7 +15,7 @@ from QPerfFlowLib.aifnodes import aifFromRegion, regionSegmentationNode  # noqa:
 from QPerfFlowLib.compute import computeFlow, flowInputs  # noqa: E402
 from QPerfFlowLib.export import saveScene  # noqa: E402
 from QPerfFlowLib.results import imageVolumeNodeFromPng, mapVolumeNode, tableNodeFromRows  # noqa: E402
-from QPerfSegLib.labels import segmentationNodeFromLabels  # noqa: E402
+from QPerfSegLib.labels import segmentationNodeFromLabels, setSegmentationLabels  # noqa: E402
 from QPerfSegLib.outputs import yxToRas  # noqa: E402
 from QPerfSegLib.study import loadStudy  # noqa: E402
 
@@ -61,7 +61,14 @@ def test_any_study_with_a_segmentation_and_a_point_list_is_quantified(scene, pha
     assert rows[0]["region"] == "1" and {"mbf_mean_ml_min_g", "territory", "layer"} <= set(rows[0])
     assert logic.bullseyePng(nodes.browserNode)[:8] == b"\x89PNG\r\n\x1a\n"
     before = _classes(scene)
-    logic.compute(nodes.browserNode, model="fermi", labelsSegmentation=segmentation, insertionPoints=points)
+    edited = truth.labels_ref.copy()
+    edited[edited == 2] = 0  # no myocardium left: the recomputation must see the edit
+    setSegmentationLabels(segmentation, edited, series.ijk_to_ras())
+    with pytest.raises(ValidationError, match="no myocardium"):
+        logic.recompute(nodes.browserNode)
+    setSegmentationLabels(segmentation, truth.labels_ref, series.ijk_to_ras())
+    again = logic.recompute(nodes.browserNode)
+    assert again.report["qc"]["model"] == "fermi" and again is logic.result(nodes.browserNode)
     assert _classes(scene) == before, "a recomputation left nodes behind or lost some"
     with pytest.raises(ValidationError, match="mapName"):
         logic.mapArray(nodes.browserNode, "mbf")
