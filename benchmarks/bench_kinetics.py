@@ -4,9 +4,9 @@ Usage::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_kinetics.py [--pixels 49152] [--frames 80]
 
-The BTEX fit runs chunks of pixels in its own threads (``QPERF_THREADS``, default the CPU
-count up to 4); keep BLAS single-threaded (``OMP_NUM_THREADS=1``): on a busy machine a
-multi-threaded BLAS makes the small matrix products of the fit many times slower.
+The BTEX fit can run chunks of pixels in threads (``QPERF_THREADS``, default 1); keep BLAS
+single-threaded (``OMP_NUM_THREADS=1``): on a busy machine a multi-threaded BLAS makes the
+small matrix products of the fit many times slower.
 
 Figures:
 - BTEX transfer-function basis (computed once per time grid, AIF-independent, cached);

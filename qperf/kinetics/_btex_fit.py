@@ -54,11 +54,15 @@ def _parameters_and_sd(
 
 
 def _threads() -> int:
-    """Worker threads for the fit: ``QPERF_THREADS`` if set, else the CPU count (at most 4)."""
+    """Worker threads for the fit: ``QPERF_THREADS`` if set, else 1.
+
+    The fit is many small array operations, so threads contend for the interpreter lock;
+    measured on a busy 2-core machine, one thread was faster than two.
+    """
     text = os.environ.get("QPERF_THREADS", "")
     if text.strip().isdigit() and int(text) > 0:
-        return int(text)
-    return min(4, os.cpu_count() or 1)
+        return min(int(text), os.cpu_count() or 1)
+    return 1
 
 
 def fit_btex(

@@ -248,7 +248,7 @@ class BtexModel(KineticModel):
         Flow is bounded to 0.1-6 ml/min/g and the rates ``Fp / Vp``, ``PS / Vp``,
         ``PS / Visf`` to the original's parameter box; Vp, PS and Visf themselves may leave
         that box (solutions inside it are preferred at equal fit). Chunks of pixels are
-        fitted in parallel threads (``QPERF_THREADS``, default the CPU count up to 4).
+        fitted in parallel threads when ``QPERF_THREADS`` asks for more than one.
         """
         time, dt = regular_time_grid(time_s)
         aif = check_aif(aif_plasma_mmol_l, time.shape[0])
