@@ -174,9 +174,10 @@ def test_fit_maps_status_and_mask(grid):
     fit = model.fit(tissue, aif, time_s, mask=mask, hematocrit=0.45)
     assert fit.status.tolist() == [FitStatus.OK, FitStatus.NO_SIGNAL, FitStatus.INVALID_INPUT, FitStatus.MASKED]
     maps = fit.maps()
-    for name in ("mbf_ml_min_g", "ps_ml_min_g", "vb_ml_g", "visf_ml_g", "delay_s", "nrmse"):
+    for name in ("fp_ml_min_g", "mbf_ml_min_g", "ps_ml_min_g", "vb_ml_g", "visf_ml_g", "delay_s", "nrmse"):
         assert maps[name].shape == (4,)
         assert np.isfinite(maps[name][0])
         assert np.all(np.isnan(maps[name][1:]))
-    assert maps["mbf_ml_min_g"][0] == pytest.approx(1.5, rel=0.01)
+    assert maps["fp_ml_min_g"][0] == pytest.approx(1.5, rel=0.01)
+    assert maps["mbf_ml_min_g"][0] == pytest.approx(1.5 / 0.55, rel=0.01)  # whole-blood flow
     assert maps["vb_ml_g"][0] == pytest.approx(fit.params["Vp"][0] / 0.55)

@@ -74,7 +74,7 @@ def test_fermi_against_known_impulse_response(shared_data, case, rel_tol):
     assert fit.status == FitStatus.OK
     assert float(fit.params["Fp"]) == pytest.approx(60.0 * residue[0], rel=rel_tol)
     assert float(fit.nrmse) < 0.05
-    assert "mbf_ml_min_g" in fit.maps()
+    assert "fp_ml_min_g" in fit.maps()
 
 
 def test_exp_convolve_is_exact_for_piecewise_linear_input():

@@ -132,6 +132,7 @@ def fit_btex(
                 list(pool.map(run, chunks))
 
     out_params = {k: params[k].reshape(pix_shape) for k in names}
+    # reported blood volume and myocardial (whole-)blood flow, from the plasma quantities
     vb = out_params["Vp"] / (1.0 - hematocrit)
     return FitResult(
         model=model.name,
@@ -141,5 +142,5 @@ def fit_btex(
         units=model.units,
         map_names=model._map_names(),
         sd={k: v.reshape(pix_shape) for k, v in sds.items()},
-        derived={"vb_ml_g": vb},
+        derived={"vb_ml_g": vb, "mbf_ml_min_g": out_params["Fp"] / (1.0 - hematocrit)},
     )

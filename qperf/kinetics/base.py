@@ -103,7 +103,7 @@ class FitResult:
         Returns
         -------
         dict of str to ndarray of float64, each of shape ``(...)``
-            For example ``{"mbf_ml_min_g": ..., "ps_ml_min_g": ..., "vb_ml_g": ...,
+            For example ``{"fp_ml_min_g": ..., "mbf_ml_min_g": ..., "ps_ml_min_g": ..., "vb_ml_g": ...,
             "visf_ml_g": ..., "delay_s": ..., "nrmse": ...}`` for BTEX. NaN where not fitted.
         """
         out: dict[str, FloatArray] = {}

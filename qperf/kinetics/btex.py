@@ -117,7 +117,7 @@ class BtexModel(KineticModel):
 
     name = "btex"
     parameters = (
-        ParameterInfo("Fp", "ml/min/g", "mbf_ml_min_g", 0.1, 6.0),
+        ParameterInfo("Fp", "ml/min/g", "fp_ml_min_g", 0.1, 6.0),
         ParameterInfo("PS", "ml/min/g", "ps_ml_min_g", 0.35, 4.0),
         ParameterInfo("Vp", "ml/g", "vp_ml_g", 0.04, 0.10),
         ParameterInfo("Visf", "ml/g", "visf_ml_g", 0.1, 0.475),
@@ -238,10 +238,11 @@ class BtexModel(KineticModel):
         -------
         FitResult
             ``params`` Fp, PS, Vp, Visf, delay_s (NaN where ``status != 0``); ``derived``
-            vb_ml_g; ``sd`` for Fp, PS, Vp, Visf (from the Jacobian at the solution, at the
-            fitted delay); ``status``; ``nrmse``. ``maps()`` names them ``mbf_ml_min_g``
-            (= Fp, plasma flow), ``ps_ml_min_g``, ``vp_ml_g``, ``visf_ml_g``, ``vb_ml_g``,
-            ``delay_s``, ``nrmse`` and ``*_sd``.
+            ``vb_ml_g = Vp / (1 - Hct)`` and ``mbf_ml_min_g = Fp / (1 - Hct)`` (myocardial
+            whole-blood flow, the MBF QPerf reports); ``sd`` for Fp, PS, Vp, Visf (from the
+            Jacobian at the solution, at the fitted delay); ``status``; ``nrmse``. ``maps()``
+            names them ``fp_ml_min_g`` (plasma flow), ``mbf_ml_min_g``, ``ps_ml_min_g``,
+            ``vp_ml_g``, ``visf_ml_g``, ``vb_ml_g``, ``delay_s``, ``nrmse`` and ``*_sd``.
 
         Notes
         -----

@@ -37,7 +37,7 @@ class TwoCompartmentExchangeModel(LeastSquaresModel):
 
     name = "2cxm"
     parameters = (
-        ParameterInfo("Fp", "ml/min/g", "mbf_ml_min_g", 1e-3, 10.0),
+        ParameterInfo("Fp", "ml/min/g", "fp_ml_min_g", 1e-3, 10.0),
         ParameterInfo("PS", "ml/min/g", "ps_ml_min_g", 1e-5, 10.0),
         ParameterInfo("Vp", "ml/g", "vp_ml_g", 1e-3, 0.6),
         ParameterInfo("Ve", "ml/g", "ve_ml_g", 1e-3, 0.95),

@@ -62,7 +62,7 @@ class FermiModel(LeastSquaresModel):
 
     def _map_names(self) -> dict[str, str]:
         out = super()._map_names()
-        out["Fp"] = "mbf_ml_min_g"
+        out["Fp"] = "fp_ml_min_g"
         return out
 
     def __init__(self, first_pass_only: bool = True) -> None:
