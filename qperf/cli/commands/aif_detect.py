@@ -26,6 +26,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("aif_series", help="AIF image series file (first echo) or study with AIF images")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--method", default="cnn", help="detector: cnn (default) or classical")
+    parser.add_argument(
+        "--model", metavar="PATH", help="segmentation model for --method cnn (default: the shipped one)"
+    )
     parser.add_argument("--reference", metavar="MASK", help="manual mask (.npy/.nrrd, y x) to compare with")
     parser.add_argument("--reference-label", type=int, default=1, metavar="L", help="LV label in --reference")
     add_series_options(parser)
@@ -42,10 +45,12 @@ def _reference(path: str, label: int, shape: tuple[int, int]) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    import qperf.segmentation.aif_lv  # noqa: F401  (registers the "cnn" detector)
     from qperf import aif
     from qperf.metrics import dice
+    from qperf.segmentation import aif_lv
 
+    if args.model:
+        aif_lv.register(args.model)  # "cnn" with this model
     study = io.read_study(args.aif_series, **series_options(args))
     series = study.aif_series[0] if study.aif_series else study.slices[0]
     mask = aif.detect_lv(study.aif_series or series, method=args.method)
