@@ -29,7 +29,7 @@ MIN_POINT_PEAK = 0.02
 #: Two junction points closer than this (seen from the LV centre) are one point found twice.
 MIN_JUNCTION_SEPARATION_DEG = 25.0
 #: Re-centre and run again when the first pass finds the heart this far from the crop centre.
-RECENTRE_MM = 12.0
+RECENTRE_MM = 15.0
 
 
 @dataclass
@@ -69,10 +69,7 @@ def _to_input_grid(maps: NDArray[np.float32], tf: pre.CropTransform, shape: tupl
     """Resample network-grid maps (c, v, u) onto the input's pixels (c, y, x); NaN outside."""
     yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
     vu = tf.original_to_grid(yy, xx)
-    out = np.empty((maps.shape[0],) + shape, dtype=np.float32)
-    for i in range(maps.shape[0]):
-        out[i] = ndimage.map_coordinates(maps[i], vu, order=1, mode="constant", cval=np.nan, prefilter=False)
-    return out
+    return pre.grid_sample(maps, vu, outside=np.nan)
 
 
 class Segmenter:
@@ -122,7 +119,7 @@ class Segmenter:
             x = pre.normalise_crop(pre.sample_channels(temporal.enhancement, tf.coordinates()))
             out = self._run(x)
             pred = out[: self.network.config.n_classes].argmax(0)
-            heart = np.isin(pred, (1, 2))
+            heart = np.isin(pred, (1, 2, 3))
             if attempt == 1 or heart.sum() < 20:
                 break
             cv, cu = ndimage.center_of_mass(heart)

@@ -79,6 +79,21 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"- LV Dice: {a.get('dice_lv', {}).get('mean', float('nan')):.3f} +- {a.get('dice_lv', {}).get('sd', float('nan')):.3f}"
         f" over {a.get('n_series')} series; found (Dice > 0.3) in {100 * a.get('found_fraction', float('nan')):.0f} %",
         "",
+        "## Real data",
+        f"- {card.get('real_data_checks', 'none recorded')}",
+        *(
+            [f"- Real AIF example (aif_example1): {card['metrics']['real_aif_example1']}"]
+            if "real_aif_example1" in card.get("metrics", {})
+            else []
+        ),
+        "",
+        "## Training history",
+        *[
+            f"- Stage {h.get('stage')}: {h.get('what')}"
+            + (f" ({h['steps']} steps, {h['minutes']} min, lr {h['lr']})" if "steps" in h else "")
+            for h in card.get("training_history", [])
+        ],
+        "",
         "## Limitations",
         *[f"- {x}" for x in card.get("limitations", [])],
         "",
