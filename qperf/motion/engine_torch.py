@@ -63,7 +63,9 @@ class TorchSettings:
 #: Schedules used by :func:`qperf.motion.correct_series`: the first round starts from no motion
 #: (coarse levels), middle rounds refine a warm start at half resolution, the last round adds
 #: the full resolution.
-FIRST_ROUND = TorchSettings(levels=(4, 2), iterations=(50, 30), learning_rate_px=(0.8, 0.3), grid_spacing_px=(16.0, 12.0))
+FIRST_ROUND = TorchSettings(
+    levels=(4, 2), iterations=(50, 30), learning_rate_px=(0.8, 0.3), grid_spacing_px=(16.0, 12.0)
+)
 MIDDLE_ROUND = TorchSettings(levels=(2,), iterations=(30,), learning_rate_px=(0.3,), grid_spacing_px=(12.0,))
 LAST_ROUND = TorchSettings(levels=(2, 1), iterations=(20, 15), learning_rate_px=(0.2, 0.1), grid_spacing_px=(12.0, 8.0))
 

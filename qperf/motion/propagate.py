@@ -67,7 +67,9 @@ def labels_to_corrected(labels_original_frame: ArrayLike, frame_index: int, resu
     t, _, ny, nx = result.forward_px.shape
     lab = np.asarray(labels_original_frame)
     if lab.shape != (ny, nx):
-        raise ValidationError(f"labels_original_frame: expected shape ({ny}, {nx}), found {describe(labels_original_frame)}")
+        raise ValidationError(
+            f"labels_original_frame: expected shape ({ny}, {nx}), found {describe(labels_original_frame)}"
+        )
     if not isinstance(frame_index, (int, np.integer)) or not -t <= frame_index < t:
         raise ValidationError(f"frame_index: expected an integer in [0, {t - 1}], found {frame_index!r}")
     return warp_labels(lab[None], result.forward_px[frame_index][None])[0]
