@@ -186,6 +186,9 @@ def release(
             "Motion-free training series with small simulated residue: run motion correction first.",
             "The two insertion heat maps are defined by image handedness; anterior/inferior naming needs the "
             "slice geometry (without it, the upper point in the image is called anterior and QC says so).",
+            "The network reads the contrast dynamics on a grid in seconds: wrong frame times (for example an "
+            "assumed interval for files that record none) can swap or miss the ventricles, notably in AIF images.",
+            "Pixel spacing matters (the network works in mm): files without spacing need it given.",
         ],
     }
     if extra:
