@@ -61,29 +61,31 @@ def low_rank_frames(frames: NDArray[np.float32], rank: int, leave_one_out: bool 
         _, vecs = _eigh(_gram(xc))  # (t, t): the small temporal dimension
         lead = np.ascontiguousarray(vecs[:, ::-1][:, :rank])
         return (mean + _matmul(lead, _matmul(lead.T, xc))).reshape(frames.shape).astype(np.float32)
+    # everything from the (t, t) Gram matrix: frame i's synthetic frame is sum_j a[i, j] x[j]
     gram = _gram(x)
-    total = x.sum(axis=0)
-    out = np.empty_like(x)
+    row_sum = gram.sum(axis=1)
+    total_sum = float(row_sum.sum())
+    n = t - 1
+    a = np.zeros((t, t))
     for i in range(t):
         keep = np.arange(t) != i
-        mean = (total - x[i]) / (t - 1)
+        a[i, keep] = 1.0 / n  # the mean of the other frames
         if rank == 0:
-            out[i] = mean
             continue
-        # centred Gram of the other frames from the raw Gram (no copy of the images)
-        g = gram[np.ix_(keep, keep)]
-        others = x[keep]
-        row = _matmul(others, mean[:, None])[:, 0]
-        mm = float(mean @ mean)
-        gc = g - row[:, None] - row[None, :] + mm
+        # centred Gram of the other frames and their inner products with frame i
+        row = (row_sum[keep] - gram[keep, i]) / n  # x_j . mean
+        mm = (total_sum - 2.0 * row_sum[i] + gram[i, i]) / n**2  # mean . mean
+        xi_mean = (row_sum[i] - gram[i, i]) / n
+        gc = gram[np.ix_(keep, keep)] - row[:, None] - row[None, :] + mm
         vals, vecs = _eigh(gc)
         vals, vecs = vals[::-1][:rank], vecs[:, ::-1][:, :rank]
         ok = vals > 1e-9 * max(float(vals[0]), 1e-30)
         vals, vecs = vals[ok], vecs[:, ok]
-        # inner products of the other (centred) frames with the centred frame i
-        gi = gram[keep, i] - row - float(x[i] @ mean) + mm
+        gi = gram[keep, i] - row - xi_mean + mm
         coef = vecs @ ((vecs.T @ gi) / vals)
-        out[i] = mean + _matmul(coef[None, :], others)[0] - coef.sum() * mean
+        # mean + sum_j coef_j (x_j - mean)
+        a[i, keep] += coef - coef.sum() / n
+    out = _matmul(a, x)
     return out.reshape(frames.shape).astype(np.float32)
 
 
