@@ -159,8 +159,9 @@ def correct_series(
         The acquired slice, ``(t, y, x)``, signal or Gd units, PD frames first.
     heart_mask : array_like of bool, shape (y, x), optional
         A rough heart region (any frame). When given, only its bounding box plus
-        ``margin_px`` is registered and the similarity is weighted towards it; the fields
-        outside continue their border values. Without it the whole image is registered.
+        ``margin_px`` is registered (uniform similarity weight inside), the key-frame choice
+        and the quality score focus on it, and the fields outside the box continue their
+        border values. Without it the whole image is registered.
     n_rounds : int
         Rounds of synthetic-frame estimation and registration (>= 1).
     progress : callable(fraction, message), optional
@@ -171,6 +172,8 @@ def correct_series(
         Reference frame index (into all frames); chosen automatically when None.
     margin_px : int
         Margin around ``heart_mask`` in pixels.
+    ranks : tuple of int
+        Principal components of the synthetic frames per round (see :data:`DEFAULT_RANKS`).
 
     Returns
     -------
