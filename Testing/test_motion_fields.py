@@ -137,5 +137,5 @@ def test_known_subpixel_shifts_recovered(engine: str, rng: np.random.Generator) 
         u = register_sitk(moving, np.stack([ref] * 5))
     # moving(q) = ref(q + s): the pull field from ref's grid into moving is -s
     est = np.median(u[:, :, 12:-12, 12:-12].reshape(5, 2, -1), axis=2)
-    tol = 0.05 if engine == "torch" else 0.15
+    tol = 0.08 if engine == "torch" else 0.15
     assert np.abs(est + shifts).max() < tol, est

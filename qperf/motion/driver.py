@@ -50,6 +50,9 @@ class MotionResult:
         ``(y0, y1, x0, x1)``: the part of the image that was registered (heart region plus a
         margin, or the whole image); outside it the fields continue the values at its border.
     engine : str
+        The registration engine used ("torch" or "sitk").
+    settings : dict
+        Rounds, ranks of the synthetic frames and region margin used.
     """
 
     corrected: PerfusionSeries

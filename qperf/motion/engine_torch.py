@@ -57,7 +57,7 @@ class TorchSettings:
     learning_rate_px: tuple[float, ...] = (0.8, 0.3, 0.1)
     grid_spacing_px: tuple[float, ...] = (16.0, 12.0, 8.0)
     window_px: int = 7
-    smoothness: float = 0.02
+    smoothness: float = 0.3
 
 
 #: Schedules used by :func:`qperf.motion.correct_series`: the first round starts from no motion

@@ -111,7 +111,7 @@ def choose_key_frame(
     Every field is finally expressed relative to the key frame, so its own registration error
     is passed on to all frames; the frames after the bolus peak (myocardium enhanced, contrast
     changing slowly) are the ones the low-rank model fits best. Candidates are the frames from
-    two frames after the peak of the region's mean signal to the end, excluding the last tenth
+    max(3, t // 8) frames after the peak of the region's mean signal to the end, excluding the last tenth
     of the series (all frames when fewer than three qualify); among them the frame with the
     highest weighted correlation to its synthetic frame (temporal mean image removed from both,
     so structure is compared rather than brightness) is chosen.
@@ -143,7 +143,7 @@ def choose_key_frame(
         den = np.sqrt((w * da * da).sum() * (w * db * db).sum())
         score[i] = num / den if den > 0 else -1.0
     curve = a @ w
-    start = int(np.argmax(curve)) + 2
+    start = int(np.argmax(curve)) + max(3, t // 8)
     stop = t - max(1, t // 10)
     candidates = np.arange(start, stop)
     if candidates.size < 3:
