@@ -15,7 +15,9 @@ Printed per case and engine: wall time of ``correct_series`` (best of ``--repeat
 resident memory of the process, median residual misalignment with the key frame in the heart
 (from the true fields), the 90th percentile over frames of the per-frame median, and the
 myocardium Dice between every corrected frame's true labels and the key frame's (median, min).
-Uses 2 torch threads unless ``--threads`` says otherwise. Timings depend on the machine's load; they are figures, not tests.
+Uses 2 torch threads unless ``--threads`` says otherwise. On a shared, busy CPU, 2 threads can
+be 30 times slower than 1 (the batched engine's many small parallel operations wait on each
+other): compare with ``--threads 1``. Timings depend on the machine's load; they are figures, not tests.
 """
 
 from __future__ import annotations

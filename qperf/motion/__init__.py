@@ -20,27 +20,32 @@ Engines compared
 ----------------
 Both engines run inside the same driver (synthetic frames, 3 rounds, key-frame anchoring),
 ``benchmarks/bench_motion.py --repeats 1 --threads 1`` on the shared 2-core development
-machine (load 3-4, so timings are pessimistic):
+machine (load average about 4, so timings are pessimistic):
 
 - ``torch`` (default): all frames in one batch; cubic B-spline control grid (16 -> 8 px),
   squared LNCC (window 7) with an analytic gradient, Adam on a 4/2/1 pyramid.
 - ``sitk``: SimpleITK fast symmetric-forces demons per frame on locally normalised images,
   4/2/1 pyramid, Gaussian field smoothing (sigma 2 px).
 
-===========================  ========  ===========================  ======================
-case (heart residual, px)    engine    median before -> after       time (1 thread)
-===========================  ========  ===========================  ======================
-simulated 128 x 128 x 60     torch     4.03 -> 0.30 (Dice med .96)  3.1 s
-simulated 128 x 128 x 60     sitk      4.22 -> 2.08 (Dice med .77)  9.0 s
-phantom 106 x 102 crop x 60  torch     2.65 -> 0.72 (Dice med .92)  1.8 s
-phantom 106 x 102 crop x 60  sitk      2.40 -> 2.90 (Dice med .69)  8.3 s
-===========================  ========  ===========================  ======================
+===========================  ======  ================================  =======================
+case                         engine  heart residual, median (px)       time (1 thread, loaded)
+===========================  ======  ================================  =======================
+simulated 128 x 128 x 60     torch   4.03 -> 0.65; worst decile 1.0    4.2 s
+simulated 128 x 128 x 60     sitk    4.03 -> 0.62; worst decile 3.6    17.6 s
+phantom 106 x 102 crop x 60  torch   2.65 -> 0.52; Dice med 0.94       2.0 s
+phantom 106 x 102 crop x 60  sitk    2.40 -> 2.90; Dice med 0.69       15.1 s
+===========================  ======  ================================  =======================
 
-(The "before" differs between engines because it is measured relative to each run's key
-frame.) Peak resident memory of the benchmark process 0.75 GB. Demons, even on locally
-normalised images, is pulled by the residual intensity differences between a frame and its
-synthetic target and cannot weight or ignore them; the batched LNCC engine is both more
-accurate and faster, so it is the default.
+("worst decile": 90th percentile over frames of the per-frame median; "before" is measured
+against each run's own key frame.) Peak resident memory of the benchmark process 0.76 GB.
+Demons matches the torch engine on typical frames of the simple simulation but fails on
+whole frames (bolus, PD frames) and on the phantom, where residual intensity differences
+between a frame and its synthetic target pull its sum-of-squares forces; it is also 4-8 times
+slower. The batched LNCC engine is the default.
+
+With 2 torch threads on this machine while other work runs, the many small parallel
+operations of the batched engine wait on each other and the same cases took 70-125 s;
+one thread is the robust choice on a shared CPU.
 
 Known limits
 ------------
@@ -48,7 +53,14 @@ Known limits
   they align with the structures around it, which can leave the heart about 1 pixel off
   (phantom: myocardium Dice of those frames 0.84-0.88 against the key frame, later frames
   0.91-0.97).
-- Proton-density frames use a stiffer field; on phantoms they reach about 0.8 pixel.
+- Proton-density frames use a stiffer field; on the phantom they reach about 0.4 pixel, on the
+  simple simulation (almost no heart contrast in its PD frames) about 1.4 pixel.
+- Capture range: jumps beyond about 8 pixels from the breathing mean (a gasp) are not
+  followed; such a frame stays misaligned (seen once on a phantom with amplified breathing).
+- The field regulariser is deliberately stiff (membrane weight 0.3): softer fields followed
+  local deformation better on the simple simulation (0.30 instead of 0.65 pixel) but dilated
+  the LV at the bolus peak of the real, already corrected rest slice (its myocardial curve
+  peak rose from 0.27 to 0.40 mmol/L).
 - Restricting the region with ``heart_mask`` speeds the correction up; the similarity
   inside the region is weighted uniformly (weighting it towards the heart measured worse).
 """
