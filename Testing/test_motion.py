@@ -185,7 +185,7 @@ def test_real_rest_case_is_not_degraded(shared_data: Path) -> None:
     assert 30 < myo.sum() < 600
     before = temporal_roughness(series.data, myo.astype(np.float32))
     after = temporal_roughness(result.corrected.data, myo.astype(np.float32))
-    # measured: roughness 0.136 -> 0.140, curve correlation 0.996, peak 0.269 -> 0.292 mmol/L
+    # measured: roughness 0.136 -> 0.116, curve correlation 0.996, peak 0.269 -> 0.296 mmol/L
     assert after <= 1.05 * before
     curve_before = series.data[:, myo].mean(axis=1)
     curve_after = result.corrected.data[:, myo].mean(axis=1)
@@ -246,9 +246,8 @@ def test_phantom_motion_recovered() -> None:
     """The study phantom with amplified breathing motion (several pixels) and its true fields.
 
     Figures on this case (seed 0, 40 frames, motion_scale 2.5, heart mask given): median
-    residual about 0.6-0.7 pixel from about 2.5 before; myocardium Dice with the key frame
-    median about 0.92, lowest about 0.84 (pre-contrast frames, where the heart has little
-    contrast of its own).
+    residual 0.51 pixel from 2.58 before; myocardium Dice with the key frame median 0.94,
+    lowest 0.88 (pre-contrast frames, where the heart has little contrast of its own).
     """
     from qperf import phantom
 
@@ -267,4 +266,4 @@ def test_phantom_motion_recovered() -> None:
     myo = labels == LABEL_MYO
     scores = np.array([dice(myo[t], myo[key]) for t in range(series.n_frames)])
     assert np.median(scores[n_pd:]) >= 0.9
-    assert scores.min() >= 0.78
+    assert scores.min() >= 0.8
