@@ -110,26 +110,34 @@ class Segmenter:
                 out = 0.5 * (out + torch.flip(self.network(torch.flip(xt, dims=[3])), dims=[3]))
         return out[0].numpy()
 
+    def _crop_output(
+        self, temporal: pre.TemporalInput, centre: tuple[float, float], spacing_mm: tuple[float, float]
+    ) -> tuple[NDArray[np.float32], pre.CropTransform]:
+        tf = pre.CropTransform.make(centre, spacing_mm)
+        x = pre.normalise_crop(pre.sample_channels(temporal.enhancement, tf.coordinates()))
+        return self._run(x), tf
+
     def predict_grid(self, series: PerfusionSeries) -> tuple[NDArray[np.float32], pre.CropTransform]:
-        """Raw network output (classes + heat maps, on the network grid) and its crop transform."""
+        """Raw network output (classes + heat maps, on the network grid) and its crop transform.
+
+        The crop is centred on the located heart, and once more on the heart the network found
+        when that lies off-centre.
+        """
         temporal = pre.temporal_input(series)
-        centre = pre.locate_heart(temporal.enhancement, series.spacing_mm)
-        for attempt in range(2):
-            tf = pre.CropTransform.make(centre, series.spacing_mm)
-            x = pre.normalise_crop(pre.sample_channels(temporal.enhancement, tf.coordinates()))
-            out = self._run(x)
-            pred = out[: self.network.config.n_classes].argmax(0)
-            heart = np.isin(pred, (1, 2, 3))
-            if attempt == 1 or heart.sum() < 20:
-                break
+        out, tf = self._crop_output(
+            temporal, pre.locate_heart(temporal.enhancement, series.spacing_mm), series.spacing_mm
+        )
+        pred = out[: self.network.config.n_classes].argmax(0)
+        heart = np.isin(pred, (1, 2, 3))
+        if heart.sum() >= 20:
             cv, cu = ndimage.center_of_mass(heart)
             new = tf.grid_to_original(np.array([cv]), np.array([cu]))[:, 0]
+            centre = tf.centre_yx
             shift_mm = np.hypot(
                 (new[0] - centre[0]) * series.spacing_mm[0], (new[1] - centre[1]) * series.spacing_mm[1]
             )
-            if shift_mm < RECENTRE_MM:
-                break
-            centre = (float(new[0]), float(new[1]))
+            if shift_mm >= RECENTRE_MM:
+                out, tf = self._crop_output(temporal, (float(new[0]), float(new[1])), series.spacing_mm)
         return out, tf
 
     def __call__(self, series: PerfusionSeries, *, motion: Any | None = None) -> SegmentationResult:

@@ -38,6 +38,9 @@ DT_S = 1.5
 FOOT_CHANNEL = 6
 #: Channels up to this one hold the first pass through both ventricles (21 s after the foot).
 FIRST_PASS_END = FOOT_CHANNEL + 14
+#: Heart localisation: channels averaged (12 s after the arrival) and smoothing scale, mm.
+HEART_CHANNELS_END = FOOT_CHANNEL + 8
+HEART_SCALE_MM = 20.0
 #: The foot is where the bolus curve first reaches this fraction of its peak rise.
 FOOT_FRACTION = 0.15
 
@@ -168,9 +171,10 @@ def temporal_input(
 def locate_heart(enhancement: NDArray[np.float32], spacing_mm: tuple[float, float]) -> tuple[float, float]:
     """Centre of the heart, in pixels ``(y, x)``, from the blood pools' enhancement.
 
-    The first-pass blood pools are the largest strongly enhancing structure near the centre of
-    the field of view: the per-pixel peak enhancement is smoothed at the scale of the
-    ventricles (12 mm), weighted by a broad prior centred on the image, and its maximum taken.
+    The ventricles fill first and together form the largest early-enhancing structure near the
+    centre of the field of view (the aorta fills later and is smaller): the mean enhancement of
+    the first 12 s after the bolus arrival is smoothed at the scale of the heart (20 mm),
+    weighted by a broad prior centred on the image, and its maximum taken.
 
     Parameters
     ----------
@@ -180,16 +184,20 @@ def locate_heart(enhancement: NDArray[np.float32], spacing_mm: tuple[float, floa
     """
     dy, dx = spacing_mm
     ny, nx = enhancement.shape[1:]
-    peak = np.max(enhancement[:FIRST_PASS_END], axis=0).astype(np.float64)
-    peak = np.clip(peak, 0.0, np.percentile(peak, 99.9))
-    sm = ndimage.gaussian_filter(peak, sigma=(12.0 / dy, 12.0 / dx))
+    early = np.mean(enhancement[:HEART_CHANNELS_END], axis=0).astype(np.float64)
+    early = np.clip(early, 0.0, np.percentile(early, 99.9))
+    sm = ndimage.gaussian_filter(early, sigma=(HEART_SCALE_MM / dy, HEART_SCALE_MM / dx))
     yy = (np.arange(ny) - (ny - 1) / 2.0)[:, None] * dy
     xx = (np.arange(nx) - (nx - 1) / 2.0)[None, :] * dx
     sigma_mm = 0.3 * max(ny * dy, nx * dx)
     prior = np.exp(-0.5 * (yy**2 + xx**2) / sigma_mm**2)
     score = sm * prior
-    iy, ix = np.unravel_index(int(np.argmax(score)), score.shape)
-    # Refine: centroid of the strongly enhancing region around the maximum.
+    return _refine(score, int(np.argmax(score)))
+
+
+def _refine(score: NDArray[np.float64], flat_index: int) -> tuple[float, float]:
+    """Centroid of the strongly enhancing region around a maximum of the localisation score."""
+    iy, ix = np.unravel_index(flat_index, score.shape)
     win = score >= 0.6 * score[iy, ix]
     lab, _ = ndimage.label(win)
     region = lab == lab[iy, ix]
