@@ -87,6 +87,9 @@ def detect_lv(aif_series: PerfusionSeries | Sequence[PerfusionSeries], method: s
         When ``method`` is not registered.
     """
     series = aif_series if isinstance(aif_series, PerfusionSeries) else _first(aif_series)
+    if method == "cnn" and method not in _REGISTRY:
+        # the network detector registers itself when its module is imported
+        import qperf.segmentation.aif_lv  # noqa: F401
     detector = _REGISTRY.get(method)
     if detector is None:
         raise NotAvailableError(f"method: expected one of {', '.join(available_detectors())}, found {method!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,10 @@ import torch
 from qperf.errors import FormatError, NotAvailableError
 from qperf.segmentation.network import NetConfig, ResUNet
 
-#: Folder of the shipped models (repository root / models).
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+#: Folder of the shipped models: ``models/`` beside the package (a source checkout, an editable
+#: install, or Slicer's install tree), else ``<prefix>/share/qperf/models`` (a wheel install).
+_SOURCE_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+MODELS_DIR = _SOURCE_MODELS_DIR if _SOURCE_MODELS_DIR.is_dir() else Path(sys.prefix) / "share" / "qperf" / "models"
 DEFAULT_MODEL = "qperf_seg_v1"
 
 
