@@ -297,7 +297,9 @@ def analyze_study(
     with timer.step("segmentation") as p:
         if options.labels is None:
             segmenter = _load_segmenter(options.segmenter)
-            for i, s in enumerate(gd_series):
+            # the network reads the corrected series as acquired (all frames, the motion fields'
+            # frames): it segments raw signal at least as well as Gd
+            for i, s in enumerate(corrected):
                 seg_results[i] = segmenter(s, motion=motion_results[i])
                 p((i + 1) / n, f"slice {i + 1}")
 
