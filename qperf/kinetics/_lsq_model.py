@@ -15,7 +15,7 @@ from qperf.kinetics.base import (
     KineticModel,
     broadcast_params,
     delay_curve,
-    regular_time_grid,
+    simulation_inputs,
 )
 from qperf.kinetics.fitting import LeastSquaresSpec, fit_least_squares, make_result
 
@@ -70,14 +70,7 @@ class LeastSquaresModel(KineticModel):
         ValidationError
             On a bad grid, AIF or parameter values.
         """
-        time, dt = regular_time_grid(time_s)
-        aif = np.asarray(aif_plasma_mmol_l, dtype=np.float64)
-        if aif.shape != time.shape:
-            raise ValidationError(
-                f"aif_plasma_mmol_l: expected shape {time.shape} (one value per time), found shape {aif.shape}"
-            )
-        if not np.all(np.isfinite(aif)):
-            raise ValidationError("aif_plasma_mmol_l: expected finite values (mmol/L), found NaN or infinite values")
+        time, dt, aif = simulation_inputs(time_s, aif_plasma_mmol_l)
         values, shape = broadcast_params(params, self.parameters)
         for info in self.parameters:
             if np.any(values[info.name] < 0):

@@ -119,6 +119,25 @@ class FitResult:
 # ----------------------------------------------------------------------------- validation
 
 
+def simulation_inputs(time_s: ArrayLike, aif_plasma_mmol_l: ArrayLike) -> tuple[FloatArray, float, FloatArray]:
+    """The checked time grid, its interval and the plasma AIF of a ``simulate`` call.
+
+    Raises
+    ------
+    ValidationError
+        On a bad grid, or an AIF of another length or with non-finite values.
+    """
+    time, dt = regular_time_grid(time_s)
+    aif = np.asarray(aif_plasma_mmol_l, dtype=np.float64)
+    if aif.shape != time.shape:
+        raise ValidationError(
+            f"aif_plasma_mmol_l: expected shape {time.shape} (one value per time), found shape {aif.shape}"
+        )
+    if not np.all(np.isfinite(aif)):
+        raise ValidationError("aif_plasma_mmol_l: expected finite values (mmol/L), found NaN or infinite values")
+    return time, dt, aif
+
+
 def regular_time_grid(time_s: ArrayLike, name: str = "time_s") -> tuple[FloatArray, float]:
     """Check a regular, strictly increasing, non-negative time grid.
 

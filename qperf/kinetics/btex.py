@@ -39,6 +39,7 @@ from qperf.kinetics.base import (
     broadcast_params,
     check_aif,
     regular_time_grid,
+    simulation_inputs,
 )
 
 _BLOCK_ELEMENTS = 1 << 15  # parameter sets x frequencies per block (cache-friendly)
@@ -180,14 +181,7 @@ class BtexModel(KineticModel):
         ValidationError
             On a bad grid, AIF or parameter values.
         """
-        time, dt = regular_time_grid(time_s)
-        aif = np.asarray(aif_plasma_mmol_l, dtype=np.float64)
-        if aif.shape != time.shape:
-            raise ValidationError(
-                f"aif_plasma_mmol_l: expected shape {time.shape} (one value per time), found shape {aif.shape}"
-            )
-        if not np.all(np.isfinite(aif)):
-            raise ValidationError("aif_plasma_mmol_l: expected finite values (mmol/L), found NaN or infinite values")
+        time, dt, aif = simulation_inputs(time_s, aif_plasma_mmol_l)
         values, shape = broadcast_params(params, self.parameters)
         for name in self.parameter_names:
             if np.any(values[name] <= 0):
