@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,8 @@ import pytest
 
 from qperf import io, phantom
 from qperf.cli import main
-from qperf.errors import NotAvailableError, ValidationError
+from qperf.errors import FormatError, NotAvailableError, ValidationError
+from qperf.io.insertion import read_anterior_point, slice_record
 from qperf.pipeline import AnalysisOptions, analyze_study, heart_region, statistics_mask, write_analysis
 
 SMALL = {"shape": (96, 96), "spacing_mm": 2.6}
@@ -96,6 +98,25 @@ def test_outputs_written(static_study: phantom.PhantomStudy, static_result, tmp_
     np.testing.assert_allclose(mbf.geometry.ijk_to_lps(mbf.spacing_mm), s.geometry.ijk_to_lps(s.spacing_mm), atol=1e-5)
     segments = io.read_image(out / "slice_1" / "segments.nrrd").array
     assert set(np.unique(segments)) - {0} <= set(range(1, 17))
+    # insertion.json in the one format qperf segment also writes, read back by the shared reader
+    assert read_anterior_point(out / "slice_1" / "insertion.json") == pytest.approx(
+        static_result.slices[0].insertion_yx
+    )
+
+
+def test_insertion_documents_resolve_per_slice(static_study: phantom.PhantomStudy, tmp_path: Path) -> None:
+    records = [
+        slice_record({"anterior": (10.0 + i, 20.0)}, {"anterior": np.zeros((s.n_frames, 2))}, s, i)
+        for i, s in enumerate(static_study.study.slices)
+    ]
+    path = tmp_path / "insertion.json"
+    path.write_text(json.dumps({"slices": records}))
+    assert read_anterior_point(path, slice_number=2) == (11.0, 20.0)
+    with pytest.raises(FormatError, match="say which one"):
+        read_anterior_point(path)
+    with pytest.raises(FormatError, match="no record for slice 9"):
+        read_anterior_point(path, slice_number=9)
+    assert records[0]["per_frame"]["anterior"][3]["time_s"] == static_study.study.slices[0].time_s[3]
 
 
 def test_motion_corrected_analysis(tmp_path: Path) -> None:

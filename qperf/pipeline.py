@@ -464,6 +464,7 @@ def write_analysis(result: AnalysisResult, out_dir: str | os.PathLike[str], *, o
     from qperf import io
     from qperf.flow import map_file_stem
     from qperf.io._atomic import atomic_dir
+    from qperf.io.insertion import slice_record
     from qperf.report import write_report
 
     with atomic_dir(out_dir, overwrite) as tmp:
@@ -481,28 +482,6 @@ def write_analysis(result: AnalysisResult, out_dir: str | os.PathLike[str], *, o
             io.write_image(sl.sectors.segments.astype(np.int16), d / "segments.nrrd", spacing_mm=sp, geometry=geo)
             for name, arr in sl.flow.maps.items():
                 io.write_image(arr, d / f"{map_file_stem(name)}.nrrd", spacing_mm=sp, geometry=geo)
-            (d / "insertion.json").write_text(json.dumps(_insertion_doc(sl), indent=2) + "\n", encoding="utf-8")
+            record = slice_record({"anterior": sl.insertion_yx}, sl.insertion_points_per_frame, sl.series, i - 1)
+            (d / "insertion.json").write_text(json.dumps({"slices": [record]}, indent=2) + "\n", encoding="utf-8")
     return Path(out_dir)
-
-
-def _insertion_doc(sl: SliceAnalysis) -> dict[str, Any]:
-    s = sl.gd
-    from qperf.types import SliceGeometry
-
-    geometry = s.geometry or SliceGeometry()
-    y, x = sl.insertion_yx
-    doc: dict[str, Any] = {
-        "reference_frame": {
-            "anterior": {"yx_px": [y, x], "lps_mm": geometry.pixel_to_lps(y, x, s.spacing_mm).tolist()}
-        },
-        "geometry_known": s.geometry is not None,
-        "per_frame": {},
-    }
-    for name, pts in sl.insertion_points_per_frame.items():
-        pts = np.asarray(pts, dtype=float)
-        doc["per_frame"][name] = {
-            "time_s": sl.series.time_s.tolist(),
-            "yx_px": pts.tolist(),
-            "lps_mm": geometry.pixel_to_lps(pts[:, 0], pts[:, 1], s.spacing_mm).tolist(),
-        }
-    return doc

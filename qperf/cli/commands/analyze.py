@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +10,9 @@ import numpy as np
 
 from qperf import io
 from qperf.cli.commands._options import add_series_options, series_options
-from qperf.errors import FormatError, ValidationError
+from qperf.errors import ValidationError
 from qperf.io._atomic import check_output
+from qperf.io.insertion import read_anterior_point
 from qperf.pipeline import AnalysisOptions, analyze_study, write_analysis
 from qperf.progress import TerminalProgress
 
@@ -46,28 +46,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_series_options(parser)
 
 
-def read_insertion(text: str) -> tuple[float, float]:
-    """An insertion point from ``"Y,X"`` or a JSON file written by ``qperf analyze``/``qperf segment``."""
+def read_insertion(text: str, slice_number: int) -> tuple[float, float]:
+    """An anterior insertion point from ``"Y,X"`` or an insertion JSON (``qperf segment``/``analyze``)."""
     if "," in text and not Path(text).exists():
         try:
             y, x = (float(v) for v in text.split(","))
         except ValueError as exc:
             raise ValidationError(f"--insertion: expected Y,X in pixels or a JSON file, found {text!r}") from exc
         return (y, x)
-    path = Path(text)
-    if not path.is_file():
-        raise FormatError(f"{path}: no such file")
-    try:
-        doc: Any = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FormatError(f"{path.name}: not valid JSON ({exc})") from exc
-    for keys in (("reference_frame", "anterior", "yx_px"), ("anterior", "yx_px"), ("anterior",)):
-        node = doc
-        for key in keys:
-            node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, list) and len(node) == 2:
-            return (float(node[0]), float(node[1]))
-    raise FormatError(f"{path.name}: no anterior insertion point found (expected reference_frame.anterior.yx_px)")
+    return read_anterior_point(text, slice_number)
 
 
 def read_labels(path: str) -> np.ndarray:
@@ -94,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
         dt_s=args.dt,
         motion_correction=not args.no_moco,
         labels=[read_labels(p) for p in args.labels] if args.labels else None,
-        insertion_points_yx=[read_insertion(t) for t in args.insertion] if args.insertion else None,
+        insertion_points_yx=[read_insertion(t, i + 1) for i, t in enumerate(args.insertion)]
+        if args.insertion
+        else None,
         aif=aif,
         segmenter=args.segmenter,
         levels=args.levels,

@@ -12,6 +12,7 @@ from qperf import io
 from qperf.cli.commands._options import add_series_options, series_options
 from qperf.errors import NotAvailableError, ValidationError
 from qperf.io._atomic import atomic_dir
+from qperf.io.insertion import slice_record
 
 NAME = "segment"
 ORDER = 30
@@ -39,33 +40,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="correct respiratory motion first (qperf.motion); labels then follow every original frame",
     )
     add_series_options(parser)
-
-
-def _point_record(p_yx: np.ndarray, series: Any) -> dict[str, Any]:
-    geometry = series.geometry
-    rec: dict[str, Any] = {"pixel_yx": [float(p_yx[0]), float(p_yx[1])]}
-    if geometry is not None:
-        lps = geometry.pixel_to_lps(p_yx[0], p_yx[1], series.spacing_mm)
-        rec["lps_mm"] = [float(v) for v in lps]
-    else:
-        rec["lps_mm"] = None
-    return rec
-
-
-def insertion_record(result: Any, series: Any, index: int) -> dict[str, Any]:
-    """JSON-ready insertion points (reference frame and per frame) and QC of one slice."""
-    rec: dict[str, Any] = {
-        "slice": index + 1,
-        "name": series.name,
-        "coordinates": "pixel_yx: (row, column) of the input grid; lps_mm: DICOM patient space (null without geometry)",
-        "reference": {k: _point_record(np.asarray(p), series) for k, p in result.insertion_points.items()},
-        "per_frame": {
-            k: [dict(_point_record(v[i], series), frame=i, time_s=float(series.time_s[i])) for i in range(v.shape[0])]
-            for k, v in result.insertion_points_per_frame.items()
-        },
-        "qc": result.qc.to_dict(),
-    }
-    return rec
 
 
 def _segment(segmenter: Any, series: Any, motion_correct: bool) -> Any:
@@ -109,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
                 spacing_mm=series.spacing_mm,
                 geometry=series.geometry,
             )
-            records.append(insertion_record(result, series, i))
+            records.append(
+                slice_record(result.insertion_points, result.insertion_points_per_frame, series, i, result.qc.to_dict())
+            )
             if not args.quiet:
                 flags = ", ".join(result.qc.flags) or "none"
                 print(f"slice {i + 1}: myocardium {result.qc.myo_area_mm2:.0f} mm2, QC flags: {flags}")
