@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from qperf.kinetics._btex_lut import build_table, coarse_candidates, grid_axes, rates_to_params
-from qperf.kinetics._btex_search import N_FITTED, locate, rates_at
+from qperf.kinetics._btex_search import N_FITTED, locate, prepare_search, rates_at
 from qperf.kinetics.base import (
     FitResult,
     FitStatus,
@@ -102,12 +102,12 @@ def fit_btex(
     nrmse = np.full(flat.shape[0], np.nan)
     if todo.size:
         table = build_table(model, aif, dt_s, n_delays)
-        coarse = coarse_candidates(table.shape)
+        search = prepare_search(table, coarse_candidates(table.shape))
 
         def run(chunk: NDArray[np.intp]) -> None:
             y64 = flat[chunk]
             a = y64.astype(np.float32) @ table.basis
-            pos, fp, resid2, cov = locate(table, a, coarse)
+            pos, fp, resid2, cov = locate(search, a)
             ynorm2 = np.sum(y64 * y64, axis=1)
             a64 = a.astype(np.float64)
             err2 = np.maximum(ynorm2 - np.sum(a64 * a64, axis=1), 0.0) + resid2

@@ -3,8 +3,13 @@
 For every pixel: an exhaustive search over a coarse sub-grid of the rates at every delay,
 then Levenberg-Marquardt on a local quadratic model of the unit-flow curve (from a node,
 its axis neighbours and three diagonal neighbours) with the flow as a linear parameter,
-re-centred on the nearest node until it settles, at every whole-sample delay; the best
-fit wins. See :func:`locate`.
+re-centred on the nearest node until it settles, at the whole-sample delays around the
+best coarse match; the best fit wins. See :func:`locate`.
+
+Speed. The quadratic model of every node is computed once per table
+(:func:`prepare_search`), so a model costs one gather of a ``(10, K)`` block per pixel,
+and the curve and its derivatives at an offset are one small matrix product with a row of
+monomials of the offset. Pixels leave the iterations once their steps become negligible.
 """
 
 from __future__ import annotations
@@ -28,103 +33,164 @@ from qperf.kinetics.base import FloatArray
 _RECENTRE_ITERATIONS = 10
 _RECENTRE_STEP = 3.0
 _RECENTRE_LM_ITERATIONS = 5
+_STEP_TOLERANCE = 1e-3  # grid steps: a pixel whose accepted step is smaller has converged
 _OUTSIDE_PENALTY = 4.0
 _PRUNE_AFTER = 2
+_COARSE_BLOCK = 256  # pixels per product of the coarse search
 N_FITTED = 4  # u, a, b offsets and Fp (the delay is searched, not fitted)
 
-
-def coarse_search(
-    table: BtexTable, a: NDArray[np.float32], coarse: NDArray[np.intp]
-) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
-    """Best node of the coarse sub-grid for every delay, flow solved.
-
-    ``coarse`` holds the flat indices of the coarse rate nodes at delay 0, shape (M,).
-    Returns the nodes (P, D, 4) and their costs (P, D) (squared distance minus ``||a||^2``).
-    """
-    n_delays = table.shape[0]
-    per_delay = int(np.prod(table.shape[1:]))
-    coef = table.coef.reshape(n_delays, per_delay, -1)
-    out = np.empty((a.shape[0], n_delays, 4), dtype=np.intp)
-    costs = np.empty((a.shape[0], n_delays), dtype=np.float32)
-    lo = table.flow_lo.reshape(n_delays, per_delay)[0, coarse]
-    hi = table.flow_hi.reshape(n_delays, per_delay)[0, coarse]
-    feasible = lo <= hi
-    idx = coarse[feasible]
-    lo, hi = lo[feasible], hi[feasible]
-    rates = np.stack(np.unravel_index(idx, table.shape[1:]), axis=1)
-    for d in range(n_delays):
-        norm2 = table.norm2.reshape(n_delays, per_delay)[d, idx]
-        dot = a @ coef[d, idx].T  # (P, M)
-        scale = np.clip(dot / norm2, lo, hi)
-        cost = scale * (scale * norm2 - 2.0 * dot)
-        best = np.argmin(cost, axis=1)
-        out[:, d, 0] = d
-        out[:, d, 1:] = rates[best]
-        costs[:, d] = cost[np.arange(a.shape[0]), best]
-    return out, costs
-
-
-_PAIRS = ((1, 2), (1, 3), (2, 3))  # (u, a), (u, b), (a, b): mixed second differences
+_PAIRS = ((0, 1), (0, 2), (1, 2))  # (u, a), (u, b), (a, b): mixed second differences
+N_TERMS = 1 + 3 + 3 + len(_PAIRS)  # node, first and second differences, mixed differences
 
 
 @dataclass
-class _Stencil:
-    """Local quadratic model of the unit-flow curve around grid nodes (coefficient space)."""
+class SearchTable:
+    """A look-up table prepared for the search.
 
-    c0: FloatArray  # (P, K) curve at the node
-    jac: FloatArray  # (P, 4, K) first differences along each axis
-    curv: FloatArray  # (P, 4, K) second differences along each axis
-    cross: FloatArray  # (P, 3, K) mixed second differences of the rate pairs
+    Attributes
+    ----------
+    table : BtexTable
+        The table.
+    stencil : ndarray of float32, shape ``(D * N_U * N_A * N_B, 10, K)``
+        Quadratic model of the unit-flow curve around every node, in coefficient space:
+        the curve at the node, the first differences along ``u, a, b`` (central inside the
+        grid, one-sided at its faces), the second differences (zero at the faces) and the
+        forward mixed differences of the pairs ``(u, a), (u, b), (a, b)`` (zero at the
+        upper faces).
+    coarse_unit : ndarray of float32, shape ``(D, K, M)``
+        Coefficients of the coarse nodes with an allowed flow, scaled to unit norm.
+    coarse_nodes : ndarray of intp, shape ``(M, 3)``
+        Rate indices ``(u, a, b)`` of those nodes.
+    """
 
-    def curve(self, delta: FloatArray) -> FloatArray:
-        """Model curve at offsets ``delta`` (P, 4), shape (P, K)."""
-        out = self.c0 + np.einsum("pi,pik->pk", delta, self.jac)
-        out = out + 0.5 * np.einsum("pi,pik->pk", delta * delta, self.curv)
-        for j, (i1, i2) in enumerate(_PAIRS):
-            out = out + (delta[:, i1] * delta[:, i2])[:, None] * self.cross[:, j]
-        result: FloatArray = out
-        return result
+    table: BtexTable
+    stencil: NDArray[np.float32]
+    coarse_unit: NDArray[np.float32]
+    coarse_nodes: NDArray[np.intp]
 
-    def gradient(self, delta: FloatArray) -> FloatArray:
-        """Derivatives of the model curve along the rate axes (u, a, b) at ``delta``, (P, 3, K)."""
-        out = self.jac[:, 1:] + delta[:, 1:, None] * self.curv[:, 1:]
-        for j, (i1, i2) in enumerate(_PAIRS):
-            out[:, i1 - 1] += delta[:, i2, None] * self.cross[:, j]
-            out[:, i2 - 1] += delta[:, i1, None] * self.cross[:, j]
-        result: FloatArray = out
-        return result
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Grid shape ``(D, N_U, N_A, N_B)``."""
+        return self.table.shape
 
 
-def _stencil(table: BtexTable, centre: NDArray[np.intp]) -> _Stencil:
-    """Quadratic model from a node, its axis neighbours and three diagonal neighbours."""
-    shape = np.asarray(table.shape)
-    tshape = tuple(table.shape)
-    eye = np.eye(4, dtype=np.intp)
-    plus = np.minimum(centre[:, None, :] + eye[None], shape - 1)
-    minus = np.maximum(centre[:, None, :] - eye[None], 0)
-    diag = np.stack([eye[i1] + eye[i2] for i1, i2 in _PAIRS])  # (3, 4)
-    corner = np.minimum(centre[:, None, :] + diag[None], shape - 1)
-    coef = table.coef.reshape(-1, table.coef.shape[-1])
-    c0 = coef[np.ravel_multi_index(tuple(centre.T), tshape)].astype(np.float64)
-    cp = coef[np.ravel_multi_index(tuple(plus.transpose(2, 0, 1)), tshape)].astype(np.float64)
-    cm = coef[np.ravel_multi_index(tuple(minus.transpose(2, 0, 1)), tshape)].astype(np.float64)
-    cc = coef[np.ravel_multi_index(tuple(corner.transpose(2, 0, 1)), tshape)].astype(np.float64)
-    span_p = (plus - centre[:, None, :]).diagonal(axis1=1, axis2=2).astype(np.float64)  # 1, or 0 at the top
-    span_m = (centre[:, None, :] - minus).diagonal(axis1=1, axis2=2).astype(np.float64)
-    span = span_p + span_m
-    jac = np.where(span[..., None] > 0, (cp - cm) / np.maximum(span, 1.0)[..., None], 0.0)
-    both = (span_p > 0) & (span_m > 0)
-    curv = np.where(both[..., None], cp + cm - 2.0 * c0[:, None, :], 0.0)
-    cross = np.empty((centre.shape[0], len(_PAIRS), c0.shape[1]))
+def _axis_slice(axis: int, start: int, stop: int) -> tuple[slice, ...]:
+    index = [slice(None)] * 5
+    index[axis] = slice(start, stop)
+    return tuple(index)
+
+
+def _stencils(coef: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Quadratic model of every node of ``coef`` (D, U, A, B, K), shape ``(nodes, 10, K)``."""
+    grid = coef.shape[:4]
+    out = np.zeros(grid + (N_TERMS, coef.shape[-1]), dtype=np.float32)
+    out[..., 0, :] = coef
+    for i in range(3):
+        axis, n = i + 1, grid[i + 1]
+        if n < 2:
+            continue
+        jac, curv = out[..., 1 + i, :], out[..., 4 + i, :]
+        up, mid, down = _axis_slice(axis, 2, n), _axis_slice(axis, 1, n - 1), _axis_slice(axis, 0, n - 2)
+        jac[mid] = 0.5 * (coef[up] - coef[down])
+        curv[mid] = coef[up] + coef[down] - 2.0 * coef[mid]
+        jac[_axis_slice(axis, 0, 1)] = coef[_axis_slice(axis, 1, 2)] - coef[_axis_slice(axis, 0, 1)]
+        jac[_axis_slice(axis, n - 1, n)] = coef[_axis_slice(axis, n - 1, n)] - coef[_axis_slice(axis, n - 2, n - 1)]
     for j, (i1, i2) in enumerate(_PAIRS):
+        ax1, ax2 = i1 + 1, i2 + 1
+        n1, n2 = grid[ax1], grid[ax2]
+        if n1 < 2 or n2 < 2:
+            continue
+
+        def shifted(o1: int, o2: int, ax1: int = ax1, ax2: int = ax2, n1: int = n1, n2: int = n2) -> tuple[slice, ...]:
+            index = [slice(None)] * 5
+            index[ax1] = slice(o1, n1 - 1 + o1)
+            index[ax2] = slice(o2, n2 - 1 + o2)
+            return tuple(index)
+
         # f(+i1, +i2) - f(+i1) - f(+i2) + f(0), where both forward neighbours exist.
-        inside = (span_p[:, i1] > 0) & (span_p[:, i2] > 0)
-        cross[:, j] = np.where(inside[:, None], cc[:, j] - cp[:, i1] - cp[:, i2] + c0, 0.0)
-    return _Stencil(c0=c0, jac=jac, curv=curv, cross=cross)
+        out[..., 7 + j, :][shifted(0, 0)] = (
+            coef[shifted(1, 1)] - coef[shifted(1, 0)] - coef[shifted(0, 1)] + coef[shifted(0, 0)]
+        )
+    return out.reshape(-1, N_TERMS, coef.shape[-1])
+
+
+def prepare_search(table: BtexTable, coarse: NDArray[np.intp]) -> SearchTable:
+    """Node models and the normalised coarse sub-grid of a table.
+
+    ``coarse`` holds the flat indices of the coarse rate nodes within one delay, shape (M,).
+    """
+    n_delays = table.shape[0]
+    per_delay = int(np.prod(table.shape[1:]))
+    lo = table.flow_lo.reshape(n_delays, per_delay)[0, coarse]
+    hi = table.flow_hi.reshape(n_delays, per_delay)[0, coarse]
+    idx = coarse[lo <= hi]
+    coef = table.coef.reshape(n_delays, per_delay, -1)[:, idx]  # (D, M, K)
+    norm = np.sqrt(table.norm2.reshape(n_delays, per_delay)[:, idx])
+    unit = coef / np.maximum(norm, 1e-30)[..., None]
+    return SearchTable(
+        table=table,
+        stencil=_stencils(table.coef),
+        coarse_unit=np.ascontiguousarray(unit.transpose(0, 2, 1)),
+        coarse_nodes=np.stack(np.unravel_index(idx, table.shape[1:]), axis=1).astype(np.intp),
+    )
+
+
+def coarse_search(search: SearchTable, a: NDArray[np.float32]) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
+    """Best node of the coarse sub-grid for every delay.
+
+    The flow that best scales a unit-norm curve ``c`` to ``a`` leaves the squared distance
+    ``||a||^2 - (a . c)^2``, so the best node is the largest ``a . c`` (one matrix product
+    and one maximum per delay; the flow bounds are left to the refinement).
+    Returns the nodes (P, D, 4) and their costs (P, D) (squared distance minus ``||a||^2``).
+    """
+    n_pix = a.shape[0]
+    n_delays = search.shape[0]
+    out = np.empty((n_pix, n_delays, 4), dtype=np.intp)
+    out[:, :, 0] = np.arange(n_delays)
+    costs = np.empty((n_pix, n_delays), dtype=np.float32)
+    # Blocks of pixels small enough for the products to stay in the processor's cache.
+    for start in range(0, n_pix, _COARSE_BLOCK):
+        block = slice(start, min(start + _COARSE_BLOCK, n_pix))
+        rows = np.arange(block.stop - block.start)
+        for d in range(n_delays):
+            dot = a[block] @ search.coarse_unit[d]  # (P, M)
+            best = np.argmax(dot, axis=1)
+            out[block, d, 1:] = search.coarse_nodes[best]
+            top = np.maximum(dot[rows, best], 0.0)
+            costs[block, d] = -top * top
+    return out, costs
+
+
+def _monomials(delta: FloatArray) -> NDArray[np.float32]:
+    """Weights of the node model's terms for the curve and its derivatives at ``delta``.
+
+    ``delta`` (P, 3) are offsets from the node along ``u, a, b`` (grid steps). Returns
+    ``w`` (P, 4, 10) such that ``w @ stencil`` gives the curve (row 0) and its derivatives
+    along ``u, a, b`` (rows 1-3) of the quadratic model.
+    """
+    n_pix = delta.shape[0]
+    w = np.zeros((n_pix, 4, N_TERMS), dtype=np.float32)
+    w[:, 0, 0] = 1.0
+    w[:, 0, 1:4] = delta
+    w[:, 0, 4:7] = 0.5 * delta * delta
+    for i in range(3):
+        w[:, 1 + i, 1 + i] = 1.0
+        w[:, 1 + i, 4 + i] = delta[:, i]
+    for j, (i1, i2) in enumerate(_PAIRS):
+        w[:, 0, 7 + j] = delta[:, i1] * delta[:, i2]
+        w[:, 1 + i1, 7 + j] = delta[:, i2]
+        w[:, 1 + i2, 7 + j] = delta[:, i1]
+    return w
+
+
+def _model(stencil: NDArray[np.float32], delta: FloatArray) -> FloatArray:
+    """Curve and derivatives (P, 4, K) of the node models ``stencil`` (P, 10, K) at ``delta`` (P, 3)."""
+    result: FloatArray = np.matmul(_monomials(delta), stencil).astype(np.float64)
+    return result
 
 
 def rates_at(centre: NDArray[np.intp], delta: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Rates ``u, a, b`` (1/s) at fractional grid positions."""
+    """Rates ``u, a, b`` (1/s) at fractional grid positions (P, 4)."""
     out = []
     for j, axis in enumerate(grid_axes()):
         step = np.log(axis[1] / axis[0])
@@ -132,101 +198,113 @@ def rates_at(centre: NDArray[np.intp], delta: FloatArray) -> tuple[FloatArray, F
     return out[0], out[1], out[2]
 
 
-def _gauss_newton(
+def _levenberg_marquardt(
     a64: FloatArray,
-    st: _Stencil,
+    stencil: NDArray[np.float32],
     lo: FloatArray,
     hi: FloatArray,
-    iterations: int = 5,
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Rate offsets and flow minimising ``||a - Fp q(delta)||`` within bounds, delay fixed.
+    iterations: int,
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Rate offsets and flow minimising ``||a - Fp q(delta)||`` within bounds, node model fixed.
 
     Levenberg-Marquardt (steps that do not lower the cost are rejected and the damping
-    raised), vectorised over pixels. ``lo`` and ``hi`` (P, 4) bound the offsets along
-    (delay, u, a, b); the delay offset stays 0. Returns the offsets (P, 4), the flow (P,)
-    and the Jacobian (P, 4, K) with respect to (u, a, b offsets; Fp) at the solution.
+    raised), vectorised over pixels; a pixel stops once an accepted step moves its offsets
+    by less than ``_STEP_TOLERANCE`` grid steps. ``lo`` and ``hi`` (P, 3) bound the offsets
+    along ``u, a, b``; the flow stays within ``FP_RANGE``. Returns the offsets (P, 3), the
+    flow (P,), the cost (P,) and the Jacobian (P, 4, K) with respect to (u, a, b offsets;
+    Fp) at the solution.
     """
     n_pix = a64.shape[0]
-    delta = np.zeros(lo.shape)
     flo, fhi = FP_RANGE
-    c0 = st.c0
+    delta = np.zeros((n_pix, 3))
+    g = _model(stencil, delta)
+    c0 = g[:, 0]
     fp = np.clip(np.einsum("pk,pk->p", a64, c0) / np.maximum(np.einsum("pk,pk->p", c0, c0), 1e-30), flo, fhi)
-    q = st.curve(delta)
-    cost = np.sum((a64 - fp[:, None] * q) ** 2, axis=1)
+    cost = np.sum((a64 - fp[:, None] * c0) ** 2, axis=1)
     lam = np.full(n_pix, 1e-3)
     eye = np.eye(N_FITTED)
-    jd = np.empty((n_pix, N_FITTED, a64.shape[1]))
+    act = np.arange(n_pix)
     for _ in range(iterations):
-        jd[:, :3] = fp[:, None, None] * st.gradient(delta)
-        jd[:, 3] = q
-        r = a64 - fp[:, None] * q
+        if act.size == 0:
+            break
+        ga, fa, aa = g[act], fp[act], a64[act]
+        jd = np.empty((act.size, N_FITTED, a64.shape[1]))
+        jd[:, :3] = fa[:, None, None] * ga[:, 1:]
+        jd[:, 3] = ga[:, 0]
+        r = aa - fa[:, None] * ga[:, 0]
         jtj = np.matmul(jd, jd.transpose(0, 2, 1))
         scale = np.sqrt(np.einsum("pii->pi", jtj)) + 1e-30
-        jtj_s = jtj / (scale[:, :, None] * scale[:, None, :]) + lam[:, None, None] * eye
+        jtj_s = jtj / (scale[:, :, None] * scale[:, None, :]) + lam[act, None, None] * eye
         jtr = np.matmul(jd, r[..., None])[..., 0] / scale
         step = np.linalg.solve(jtj_s, jtr[..., None])[..., 0] / scale
         step = np.where(np.isfinite(step), step, 0.0)
-        new_delta = delta.copy()
-        new_delta[:, 1:] = np.clip(delta[:, 1:] + step[:, :3], lo[:, 1:], hi[:, 1:])
-        new_fp = np.clip(fp + step[:, 3], flo, fhi)
-        new_q = st.curve(new_delta)
-        new_cost = np.sum((a64 - new_fp[:, None] * new_q) ** 2, axis=1)
-        better = new_cost < cost
-        delta = np.where(better[:, None], new_delta, delta)
-        fp = np.where(better, new_fp, fp)
-        q = np.where(better[:, None], new_q, q)
-        cost = np.where(better, new_cost, cost)
-        lam = np.where(better, lam * 0.3, lam * 5.0)
-    jd[:, :3] = fp[:, None, None] * st.gradient(delta)
-    jd[:, 3] = q
-    return delta, fp, jd
+        new_delta = np.clip(delta[act] + step[:, :3], lo[act], hi[act])
+        new_fp = np.clip(fa + step[:, 3], flo, fhi)
+        new_g = _model(stencil[act], new_delta)
+        new_cost = np.sum((aa - new_fp[:, None] * new_g[:, 0]) ** 2, axis=1)
+        better = new_cost < cost[act]
+        upd = act[better]
+        moved = np.max(np.abs(new_delta - delta[act]), axis=1)
+        delta[upd] = new_delta[better]
+        fp[upd] = new_fp[better]
+        g[upd] = new_g[better]
+        cost[upd] = new_cost[better]
+        lam[act] = np.where(better, lam[act] * 0.3, lam[act] * 5.0)
+        act = act[~(better & (moved < _STEP_TOLERANCE))]
+    jd = np.empty((n_pix, N_FITTED, a64.shape[1]))
+    jd[:, :3] = fp[:, None, None] * g[:, 1:]
+    jd[:, 3] = g[:, 0]
+    return delta, fp, cost, jd
 
 
-def _recentred_search(table: BtexTable, a64: FloatArray, centre: NDArray[np.intp]) -> NDArray[np.intp]:
-    """Follow the cost down the grid from ``centre`` (P, 4); returns the final centre node.
+def _node_index(search: SearchTable, centre: NDArray[np.intp]) -> NDArray[np.intp]:
+    result: NDArray[np.intp] = np.ravel_multi_index(tuple(centre.T), search.shape)
+    return result
+
+
+def _recentred_search(
+    search: SearchTable, a64: FloatArray, centre: NDArray[np.intp]
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Follow the cost down the grid from ``centre`` (P, 4) at its delay and fit there.
 
     The local quadratic model is valid near its centre node, so after each solve (steps of
     up to ``_RECENTRE_STEP`` grid steps; the delay stays) the centre moves to the nearest
     node and the solve is repeated until it stays put. This follows the long, flat valleys
-    of the cost (flow against transit time and PS) across the grid.
+    of the cost (flow against transit time and PS) across the grid. The solve at the
+    node where a pixel settles, whose offsets round to zero, is its fit.
+
+    Returns the grid position (P, 4), flow (P,), squared residual (P,) and Jacobian
+    (P, 4, K) as :func:`_levenberg_marquardt` does.
     """
-    shape = np.asarray(table.shape)
+    shape = np.asarray(search.shape)
     inner_lo = np.minimum(1, shape - 1)
     inner_hi = np.maximum(shape - 2, 0)
     inner_lo[0] = 0
     inner_hi[0] = shape[0] - 1
     centre = np.clip(centre, inner_lo, inner_hi)
-    active = np.ones(centre.shape[0], dtype=bool)
+    n_pix = centre.shape[0]
+    pos = centre.astype(np.float64)
+    fp = np.zeros(n_pix)
+    resid2 = np.zeros(n_pix)
+    jd = np.zeros((n_pix, N_FITTED, a64.shape[1]))
+    active = np.arange(n_pix)
     for _ in range(_RECENTRE_ITERATIONS):
-        idx = np.nonzero(active)[0]
-        if idx.size == 0:
+        if active.size == 0:
             break
-        st = _stencil(table, centre[idx])
-        lo = np.maximum(-_RECENTRE_STEP, -centre[idx]).astype(np.float64)
-        hi = np.minimum(_RECENTRE_STEP, shape - 1 - centre[idx]).astype(np.float64)
-        lo[:, 0] = 0.0
-        hi[:, 0] = 0.0
-        d, _, _ = _gauss_newton(a64[idx], st, lo, hi, _RECENTRE_LM_ITERATIONS)
-        new = np.clip(np.rint(centre[idx] + d).astype(np.intp), inner_lo, inner_hi)
-        moved = np.any(new != centre[idx], axis=1)
-        centre[idx] = new
-        active[idx[~moved]] = False
-    return centre
-
-
-def _final_fit(
-    table: BtexTable, a64: FloatArray, centre: NDArray[np.intp]
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """Levenberg-Marquardt at the centre's (whole-sample) delay, rates within one step."""
-    shape = np.asarray(table.shape)
-    st = _stencil(table, centre)
-    lo = np.maximum(-1.0, -centre).astype(np.float64)
-    hi = np.minimum(1.0, shape - 1 - centre).astype(np.float64)
-    lo[:, 0] = 0.0
-    hi[:, 0] = 0.0
-    delta, fp, jd = _gauss_newton(a64, st, lo, hi)
-    resid2 = np.sum((a64 - fp[:, None] * st.curve(delta)) ** 2, axis=1)
-    return centre + delta, fp, resid2, jd
+        here = centre[active]
+        stencil = search.stencil[_node_index(search, here)]
+        lo = np.maximum(-_RECENTRE_STEP, -here[:, 1:]).astype(np.float64)
+        hi = np.minimum(_RECENTRE_STEP, shape[1:] - 1 - here[:, 1:]).astype(np.float64)
+        d, fp[active], resid2[active], jd[active] = _levenberg_marquardt(
+            a64[active], stencil, lo, hi, _RECENTRE_LM_ITERATIONS
+        )
+        pos[active, 1:] = here[:, 1:] + d
+        new = np.clip(np.rint(pos[active]).astype(np.intp), inner_lo, inner_hi)
+        new[:, 0] = here[:, 0]
+        moved = np.any(new != here, axis=1)
+        centre[active] = new
+        active = active[moved]
+    return pos, fp, resid2, jd
 
 
 def _inside_box(pos: FloatArray, fp: FloatArray) -> NDArray[np.bool_]:
@@ -245,10 +323,11 @@ def _inside_box(pos: FloatArray, fp: FloatArray) -> NDArray[np.bool_]:
     return result
 
 
-def _node_cost(table: BtexTable, a: NDArray[np.float32], node: NDArray[np.intp]) -> NDArray[np.float32]:
+def _node_cost(search: SearchTable, a: NDArray[np.float32], node: NDArray[np.intp]) -> NDArray[np.float32]:
     """Cost (squared distance minus ``||a||^2``) of grid nodes (P, 4), flow solved within its bounds."""
-    flat = np.ravel_multi_index(tuple(node.T), table.shape)
-    coef = table.coef.reshape(-1, table.coef.shape[-1])[flat]
+    table = search.table
+    flat = _node_index(search, node)
+    coef = search.stencil[flat, 0]
     norm2 = table.norm2.reshape(-1)[flat]
     dot = np.einsum("pk,pk->p", coef, a)
     scale = np.clip(dot / norm2, table.flow_lo.reshape(-1)[flat], table.flow_hi.reshape(-1)[flat])
@@ -256,9 +335,7 @@ def _node_cost(table: BtexTable, a: NDArray[np.float32], node: NDArray[np.intp])
     return result
 
 
-def locate(
-    table: BtexTable, a: NDArray[np.float32], coarse: NDArray[np.intp]
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+def locate(search: SearchTable, a: NDArray[np.float32]) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """Best fit per pixel.
 
     1. Exhaustive search over a coarse sub-grid of the rates for every delay (one matrix
@@ -270,7 +347,7 @@ def locate(
     3. The same at the other whole-sample delays, outwards from the first, each starting
        from the settled node of its neighbouring delay (the optimum usually moves little
        from one delay to the next) or from its own coarse match, whichever fits better;
-       a direction stops once the fit has worsened at two successive delays.
+       a direction stops once the fit has worsened at ``_PRUNE_AFTER`` successive delays.
 
     The delay with the smallest residual wins. (The cost is nearly flat along a valley
     where a later delay trades against a higher flow, so delays are fitted one by one
@@ -284,8 +361,8 @@ def locate(
     cov : (P, 4, 4) inverse normal matrix in (u, a, b grid units; flow) for uncertainties
     """
     n_pix = a.shape[0]
-    n_delays = table.shape[0]
-    starts, coarse_cost = coarse_search(table, a, coarse)
+    n_delays = search.shape[0]
+    starts, coarse_cost = coarse_search(search, a)
     rows = np.arange(n_pix)
     a64 = a.astype(np.float64)
     pos_best = np.full((n_pix, 4), np.nan)
@@ -294,8 +371,8 @@ def locate(
     jd_best = np.zeros((n_pix, N_FITTED, a.shape[1]))
     score_best = np.full(n_pix, np.inf)
 
-    def consider(sel: NDArray[np.intp], centre: NDArray[np.intp]) -> FloatArray:
-        pos, fp, resid2, jd = _final_fit(table, a64[sel], centre)
+    def consider(sel: NDArray[np.intp], start: NDArray[np.intp]) -> tuple[NDArray[np.intp], FloatArray]:
+        pos, fp, resid2, jd = _recentred_search(search, a64[sel], start)
         # Prefer solutions inside the parameter box (10 % tolerance) over equally good
         # ones outside it: outside, the flow trades against volumes the box excludes.
         score = np.where(_inside_box(pos, fp), resid2, resid2 * _OUTSIDE_PENALTY + 1e-30)
@@ -306,14 +383,14 @@ def locate(
         fp_best[upd] = fp[better]
         resid_best[upd] = resid2[better]
         jd_best[upd] = jd[better]
-        return score
+        centre: NDArray[np.intp] = np.rint(pos).astype(np.intp)
+        return centre, score
 
     # The delay of the best coarse match first, then outwards one delay at a time, each
     # search starting from the settled node of the neighbouring delay. A direction stops
     # for a pixel once its fit has worsened at _PRUNE_AFTER successive delays.
     first = np.argmin(coarse_cost, axis=1)
-    centre0 = _recentred_search(table, a64, starts[rows, first])
-    score0 = consider(rows, centre0)
+    centre0, score0 = consider(rows, starts[rows, first])
     previous = {1: centre0, -1: centre0}
     last = {1: score0.copy(), -1: score0.copy()}
     worse = {1: np.zeros(n_pix, dtype=np.intp), -1: np.zeros(n_pix, dtype=np.intp)}
@@ -326,20 +403,16 @@ def locate(
             warm = previous[direction][sel].copy()
             warm[:, 0] = delay[sel]
             cold = starts[sel, delay[sel]]
-            use_warm = _node_cost(table, a[sel], warm) <= _node_cost(table, a[sel], cold)
+            use_warm = _node_cost(search, a[sel], warm) <= _node_cost(search, a[sel], cold)
             start = np.where(use_warm[:, None], warm, cold)
-            centre = _recentred_search(table, a64[sel], start)
-            score = consider(sel, centre)
+            centre, score = consider(sel, start)
             rising = score > last[direction][sel]
             worse[direction][sel] = np.where(rising, worse[direction][sel] + 1, 0)
             last[direction][sel] = score
             updated = previous[direction].copy()
             updated[sel] = centre
             previous[direction] = updated
-    result = (pos_best, fp_best, resid_best, jd_best)
-    assert result is not None
-    pos, fp, resid2, jd = result
-    jtj = np.einsum("pik,pjk->pij", jd, jd) + 1e-12 * np.eye(N_FITTED)
+    jtj = np.einsum("pik,pjk->pij", jd_best, jd_best) + 1e-12 * np.eye(N_FITTED)
     with np.errstate(all="ignore"):
         cov = np.linalg.pinv(jtj)
-    return pos, fp, resid2, cov
+    return pos_best, fp_best, resid_best, cov
