@@ -161,7 +161,7 @@ def test_lv_detection_on_real_aif_images(shared_data: Path) -> None:
     images = np.load(shared_data / "aif_example1" / "aif_scc.npy")
     truth = np.load(shared_data / "aif_example1" / "aif_masks_final.npy")
     series = PerfusionSeries(np.moveaxis(images, -1, 0), np.arange(images.shape[-1]) * 0.9, units="signal")
-    mask = qaif.detect_lv(series)
+    mask = qaif.detect_lv(series, method="classical")
     assert not np.any(mask & (truth == 2))
     assert qaif.dice(mask, truth == 1) >= 0.7
 
@@ -189,6 +189,99 @@ def test_a_detector_plugs_into_the_registry() -> None:
     assert qaif.detect_lv(series, method="test-centre").sum() == 4
     with pytest.raises(ValidationError, match="already registered"):
         qaif.register_detector(Centre())
+
+
+class _FixedMaskNetwork:
+    """Stands in for the network detector: returns a given mask, checked like the real one."""
+
+    name = "cnn"
+
+    def __init__(self, mask: np.ndarray | None) -> None:
+        self.mask = mask
+
+    def detect_with_groups(self, aif_series: PerfusionSeries):  # type: ignore[no-untyped-def]
+        if self.mask is None:
+            raise ValidationError("aif_series: expected an LV blood pool, found none")
+        return self.mask, qaif.ClassicalLvDetector().groups(aif_series)
+
+    def detect(self, aif_series: PerfusionSeries) -> np.ndarray:
+        return self.detect_with_groups(aif_series)[0]
+
+    @staticmethod
+    def check(mask: np.ndarray, groups: qaif.ArrivalGroups | None) -> str | None:
+        from qperf.segmentation.aif_lv import CnnLvDetector
+
+        return CnnLvDetector.check(mask, groups)
+
+
+def test_auto_detector_backs_up_an_implausible_network_mask(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A network mask on the right ventricle, or none at all, is replaced by the classical mask."""
+    from qperf.aif import detect as detect_mod
+
+    gd, lv, rv, t = synthetic_aif_images(rng, (22.0, 20.0), (0.0, -10.0), noise=0.0)
+    series = PerfusionSeries(100.0 + 40.0 * gd, t, units="signal")
+    auto = qaif.AutoLvDetector()
+    classical = qaif.detect_lv(series, method="classical")
+    assert qaif.dice(classical, lv) >= 0.75
+    # A plausible network mask that the classical detector confirms: their common pixels.
+    monkeypatch.setitem(detect_mod._REGISTRY, "cnn", _FixedMaskNetwork(lv))
+    np.testing.assert_array_equal(auto.detect(series), lv & classical)
+    assert auto.last_source == "cnn+classical" and auto.last_reason == ""
+    # The right ventricle fills first: rejected, the classical mask is used.
+    monkeypatch.setitem(detect_mod._REGISTRY, "cnn", _FixedMaskNetwork(rv))
+    np.testing.assert_array_equal(auto.detect(series), classical)
+    assert auto.last_source == "classical" and "right heart" in auto.last_reason
+    # A mask of background pixels does not enhance like blood.
+    corner = np.zeros_like(lv)
+    corner[:3, :3] = True
+    monkeypatch.setitem(detect_mod._REGISTRY, "cnn", _FixedMaskNetwork(corner))
+    np.testing.assert_array_equal(auto.detect(series), classical)
+    assert "enhances like blood" in auto.last_reason
+    # No pool from the network at all.
+    monkeypatch.setitem(detect_mod._REGISTRY, "cnn", _FixedMaskNetwork(None))
+    np.testing.assert_array_equal(auto.detect(series), classical)
+    assert auto.last_source == "classical" and "failed" in auto.last_reason
+
+
+def test_auto_detector_keeps_a_plausible_network_mask_the_classical_one_contradicts(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qperf.aif import detect as detect_mod
+
+    gd, lv, rv, t = synthetic_aif_images(rng, (22.0, 20.0), (0.0, -10.0), noise=0.0)
+    series = PerfusionSeries(100.0 + 40.0 * gd, t, units="signal")
+
+    class WrongClassical:
+        name = "classical"
+
+        def detect(self, aif_series: PerfusionSeries) -> np.ndarray:
+            return rv
+
+    monkeypatch.setitem(detect_mod._REGISTRY, "cnn", _FixedMaskNetwork(lv))
+    monkeypatch.setitem(detect_mod._REGISTRY, "classical", WrongClassical())
+    auto = qaif.AutoLvDetector()
+    np.testing.assert_array_equal(auto.detect(series), lv)
+    assert auto.last_source == "cnn"
+    # Neither detector finds anything: one clear error.
+    monkeypatch.setitem(detect_mod._REGISTRY, "cnn", _FixedMaskNetwork(None))
+    monkeypatch.setitem(detect_mod._REGISTRY, "classical", qaif.ClassicalLvDetector())
+    flat = PerfusionSeries(100.0 + rng.normal(0, 1.0, (40, 16, 16)), np.arange(40.0), units="signal")
+    with pytest.raises(ValidationError, match="no LV blood pool"):
+        auto.detect(flat)
+
+
+def test_arrival_groups_measure_the_pulmonary_transit(rng: np.random.Generator) -> None:
+    """The RV-to-LV delay is measured on the series' clock: it scales with the time axis."""
+    gd, lv, rv, t = synthetic_aif_images(rng, (22.0, 20.0), (0.0, -10.0), noise=0.0)
+    series = PerfusionSeries(100.0 + 40.0 * gd, t, units="signal")
+    groups = qaif.ClassicalLvDetector().groups(series)
+    assert groups.delay_s is not None
+    assert np.count_nonzero(groups.early & rv) >= 0.8 * np.count_nonzero(groups.early)
+    assert np.count_nonzero(groups.late & lv) >= 0.8 * np.count_nonzero(groups.late)
+    slower = qaif.ClassicalLvDetector().groups(series.replace(time_s=t * 2.0))
+    assert slower.delay_s == pytest.approx(2.0 * groups.delay_s, rel=0.05)
 
 
 # --------------------------------------------------------------------------------- extraction

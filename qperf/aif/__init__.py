@@ -22,6 +22,8 @@ from qperf.aif.curve import (
     tissue_foot_s,
 )
 from qperf.aif.detect import (
+    ArrivalGroups,
+    AutoLvDetector,
     ClassicalLvDetector,
     LvDetector,
     available_detectors,
@@ -33,6 +35,8 @@ from qperf.aif.extract import AifExtraction, aif_from_images, pool_core, t2star_
 
 __all__ = [
     "AifExtraction",
+    "ArrivalGroups",
+    "AutoLvDetector",
     "BolusLandmarks",
     "ClassicalLvDetector",
     "DelayEstimate",

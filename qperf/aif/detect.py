@@ -5,8 +5,17 @@ Detectors are small objects with a ``name`` and a ``detect(aif_series) -> mask``
 network) can replace the classical one without touching the callers:
 
 >>> from qperf.aif import detect_lv, register_detector
->>> mask = detect_lv(aif_series)                   # the default, "classical"
->>> register_detector(MyCnnDetector())             # then detect_lv(s, method="cnn")
+>>> mask = detect_lv(aif_series)                   # the default, "auto"
+>>> register_detector(MyDetector())                # then detect_lv(s, method=MyDetector.name)
+
+``"auto"`` (:class:`AutoLvDetector`) runs the network detector (``"cnn"``) and the classical
+one, each checking the other. Measured LV Dice, real AIF example ``aif_example1`` (frame
+interval not recorded; assumed anywhere from 0.4 to 1.2 s): auto 0.870, network 0.862,
+classical 0.870 at every interval (the network trusting the clock: 0.61-0.85 up to 0.9 s, 0
+from 1.0 s). 18 phantom AIF series (6 with breathing), clock as simulated or stretched by 0.6
+or 1.6: median 0.950 for all three, minimum auto 0.800, network 0.839, classical 0.774.
+AIF from the mask, 17 phantom studies: the network's own mask reaches nearer the wall and
+lowered the peak by up to 8 % more than the classical or common mask on a noise-free one.
 
 The classical detector uses the first pass of the bolus only:
 
@@ -27,6 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -39,6 +49,8 @@ from qperf.types import PerfusionSeries
 
 #: Fewest pixels in an LV blood-pool mask.
 MIN_POOL_PIXELS = 4
+#: Two detectors agree when their common pixels make up at least this fraction of the smaller mask.
+MIN_AGREEMENT = 0.5
 
 
 @runtime_checkable
@@ -69,7 +81,7 @@ def available_detectors() -> tuple[str, ...]:
     return tuple(sorted(_REGISTRY))
 
 
-def detect_lv(aif_series: PerfusionSeries | Sequence[PerfusionSeries], method: str = "classical") -> NDArray[np.bool_]:
+def detect_lv(aif_series: PerfusionSeries | Sequence[PerfusionSeries], method: str = "auto") -> NDArray[np.bool_]:
     """Boolean mask ``(y, x)`` of the LV blood pool in an AIF image series.
 
     Parameters
@@ -77,7 +89,8 @@ def detect_lv(aif_series: PerfusionSeries | Sequence[PerfusionSeries], method: s
     aif_series : PerfusionSeries or sequence of them
         ``(t, y, x)`` AIF images (signal or Gd); with several echoes the first is used.
     method : str
-        A registered detector (see :func:`available_detectors`).
+        A registered detector (see :func:`available_detectors`): ``"auto"`` (the default: the
+        network, backed up by the classical detector), ``"cnn"`` or ``"classical"``.
 
     Raises
     ------
@@ -123,6 +136,38 @@ def _compactness(component: NDArray[np.bool_]) -> float:
     yy, xx = np.nonzero(component)
     r2 = (yy - yy.mean()) ** 2 + (xx - xx.mean()) ** 2
     return float(min(1.0, yy.size / (math.pi * (math.sqrt(r2.max()) + 0.5) ** 2)))
+
+
+@dataclass(frozen=True)
+class ArrivalGroups:
+    """First-pass features of an AIF image series and its blood pixels grouped by arrival.
+
+    Attributes
+    ----------
+    peak : ndarray, float64, shape (y, x)
+        First-pass peak enhancement (input units).
+    arrival_s : ndarray, float64, shape (y, x)
+        Time at which half of the first-pass peak is reached, s (on the series' clock).
+    noise : float
+        Noise level of the enhancement (input units).
+    threshold : float
+        Enhancement above which a pixel counts as blood.
+    candidates, early, late : ndarray, bool, shape (y, x)
+        Blood pixels; those of the early (right heart) and late (left heart) group. Without
+        two clearly separate groups, ``early`` is empty and ``late`` holds every candidate.
+    delay_s : float or None
+        Median arrival of the late group minus that of the early group (the pulmonary
+        transit on the series' clock); None without two separate groups.
+    """
+
+    peak: NDArray[np.float64]
+    arrival_s: NDArray[np.float64]
+    noise: float
+    threshold: float
+    candidates: NDArray[np.bool_]
+    early: NDArray[np.bool_]
+    late: NDArray[np.bool_]
+    delay_s: float | None
 
 
 class ClassicalLvDetector:
@@ -178,7 +223,14 @@ class ClassicalLvDetector:
         sigma = max(noise_sd(global_curve), 1.4826 * raw_noise / math.sqrt(2.0), 1e-12)
         return peak.reshape(ny, nx), arrival.reshape(ny, nx), sigma
 
-    def detect(self, aif_series: PerfusionSeries) -> NDArray[np.bool_]:
+    def groups(self, aif_series: PerfusionSeries) -> ArrivalGroups:
+        """Strongly enhancing pixels split into early (right heart) and late (left heart) arrival.
+
+        Raises
+        ------
+        ValidationError
+            When too few pixels enhance strongly.
+        """
         peak, arrival, sigma = self.features(aif_series)
         positive = peak[peak > 0]
         if positive.size < MIN_POOL_PIXELS:
@@ -192,16 +244,22 @@ class ClassicalLvDetector:
         times = arrival[candidates]
         late = candidates.copy()
         early = np.zeros_like(candidates)
+        delay_s: float | None = None
         if np.ptp(times) > 0:
             split = _otsu(times, bins=64)
             t_early, t_late = times[times <= split], times[times > split]
             if t_early.size and t_late.size and np.median(t_late) - np.median(t_early) >= self.min_group_gap_s:
                 late = candidates & (arrival > split)
                 early = candidates & (arrival <= split)
-        best = self._best_component(late, early, peak)
+                delay_s = float(np.median(t_late) - np.median(t_early))
+        return ArrivalGroups(peak, arrival, sigma, threshold, candidates, early, late, delay_s)
+
+    def detect(self, aif_series: PerfusionSeries) -> NDArray[np.bool_]:
+        g = self.groups(aif_series)
+        best = self._best_component(g.late, g.early, g.peak)
         if best is None:
             raise ValidationError("aif_series: no LV blood pool found (no compact late-enhancing region)")
-        return self._core(best, peak)
+        return self._core(best, g.peak)
 
     def _best_component(
         self, late: NDArray[np.bool_], early: NDArray[np.bool_], peak: NDArray[np.float64]
@@ -237,6 +295,77 @@ class ClassicalLvDetector:
 
 
 register_detector(ClassicalLvDetector())
+
+
+class AutoLvDetector:
+    """The network and the classical detector, each checking the other.
+
+    The network (``"cnn"``, :mod:`qperf.segmentation.aif_lv`, its timing normalised to the
+    pulmonary transit measured in the data) finds the pool and its mask is checked for
+    plausibility (strongly enhancing blood that does not fill with the right heart). When the
+    classical detector finds the same pool (their common pixels are at least
+    :data:`MIN_AGREEMENT` of the smaller mask), the mask is the common part: the pixels both
+    call blood pool, which keeps partial-volume pixels at the wall out of the AIF. When they
+    disagree, the plausible network mask is kept (the classical detector picked another
+    structure). When the network finds nothing plausible or cannot run (no torch, no weights),
+    the classical mask is used.
+
+    :attr:`last_source` says what produced the last mask (``"cnn+classical"``, ``"cnn"`` or
+    ``"classical"``) and :attr:`last_reason` why the network's mask was not used (empty when it was).
+    """
+
+    name = "auto"
+
+    def __init__(self) -> None:
+        self.last_source = ""
+        self.last_reason = ""
+
+    def detect(self, aif_series: PerfusionSeries) -> NDArray[np.bool_]:
+        network: NDArray[np.bool_] | None = None
+        reason = ""
+        try:
+            cnn = _REGISTRY.get("cnn")
+            if cnn is None:
+                import qperf.segmentation.aif_lv  # noqa: F401  (registers "cnn")
+
+                cnn = _REGISTRY["cnn"]
+            mask, groups = cnn.detect_with_groups(aif_series)  # type: ignore[attr-defined]
+            problem = cnn.check(mask, groups)  # type: ignore[attr-defined]
+            if problem is None:
+                network = np.asarray(mask, dtype=bool)
+            else:
+                reason = f"network mask implausible: {problem}"
+        except (ValidationError, NotAvailableError, ImportError, OSError) as exc:
+            reason = f"network detector failed: {exc}"
+        try:
+            classical: NDArray[np.bool_] | None = np.asarray(_REGISTRY["classical"].detect(aif_series), dtype=bool)
+        except ValidationError:
+            if network is None:
+                raise
+            classical = None
+        if network is None:
+            self.last_source, self.last_reason = "classical", reason
+            return classical  # type: ignore[return-value]
+        self.last_reason = ""
+        if classical is not None:
+            both = _largest(network & classical)
+            smaller = min(int(np.count_nonzero(network)), int(np.count_nonzero(classical)))
+            if np.count_nonzero(both) >= max(MIN_POOL_PIXELS, MIN_AGREEMENT * smaller):
+                self.last_source = "cnn+classical"
+                return both
+        self.last_source = "cnn"
+        return network
+
+
+def _largest(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    labels, n = ndi.label(mask)
+    if n <= 1:
+        return mask
+    sizes = ndi.sum(mask, labels, index=np.arange(1, n + 1))
+    return np.asarray(labels == (1 + int(np.argmax(sizes))))
+
+
+register_detector(AutoLvDetector())
 
 
 def dice(a: NDArray[np.bool_], b: NDArray[np.bool_]) -> float:

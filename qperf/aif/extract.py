@@ -111,7 +111,7 @@ def aif_from_images(
     aif_series: PerfusionSeries | Sequence[PerfusionSeries],
     *,
     mask: ArrayLike | None = None,
-    method: str = "classical",
+    method: str = "auto",
     sequence: SrSequence | None = None,
     t2star_correction: bool = True,
     **overrides: Any,

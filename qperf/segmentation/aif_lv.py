@@ -4,19 +4,30 @@ AIF images are low-resolution, short-saturation-time images of the same slice po
 segmentation network, trained with resolution randomisation down to AIF pixel sizes, reads
 them through the same pre-processing (fixed temporal grid, normalisation, heart localisation,
 resampling to the network grid); its LV blood-pool class, mapped back to the AIF pixels,
-gives the candidate pool. The mask is the largest LV component, trimmed to the pixels above
-half of the pool's own peak enhancement (the core of a blurred object, which keeps
-partial-volume pixels at the wall out of the AIF).
+gives the candidate pool.
+
+The network reads the contrast dynamics in seconds, but AIF files often record no frame
+interval, and circulation speeds differ between patients. So the clock is not trusted: the
+pulmonary transit is measured in the data (the delay between the right- and left-heart
+arrival of the bolus, :meth:`qperf.aif.ClassicalLvDetector.groups`) and the time axis is
+rescaled so that this delay equals the typical delay of the series the network was trained on
+(:data:`REFERENCE_DELAY_S`). The result no longer depends on the frame interval assumed.
+
+The mask is the largest LV component, trimmed to the pixels above half of the pool's own
+peak enhancement (the core of a blurred object, which keeps partial-volume pixels at the
+wall out of the AIF). :meth:`CnnLvDetector.check` tells whether a mask is a plausible left
+ventricle (strongly enhancing, not in the early right-heart group); :class:`qperf.aif.AutoLvDetector`
+uses it to back the network up with the classical detector.
 
 The detector registers itself with :mod:`qperf.aif` as ``"cnn"``:
 
 >>> from qperf.aif import detect_lv
->>> import qperf.segmentation.aif_lv  # registers "cnn"
 >>> mask = detect_lv(aif_series, method="cnn")
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -24,26 +35,69 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from qperf.aif.detect import MIN_POOL_PIXELS, ArrivalGroups, ClassicalLvDetector
 from qperf.errors import ValidationError
-from qperf.segmentation import preprocessing as pre
 from qperf.segmentation.postprocess import largest_component
 from qperf.types import LABEL_LV, PerfusionSeries
 
 #: Pixels kept: above this fraction of the pool's peak enhancement.
 CORE_FRACTION = 0.5
+#: RV-to-LV arrival delay (s) the time axis is rescaled to: the median measured on 16 held-out
+#: phantom AIF series of the kind the network was trained on (10th-90th percentile 2.7-3.9 s;
+#: training stretched their time axes by 0.6-1.7).
+REFERENCE_DELAY_S = 3.4
+#: The time axis is stretched or compressed by at most this factor.
+MAX_TIME_SCALE = 4.0
+#: Plausibility: at least this fraction of an LV mask must be strongly enhancing blood ...
+MIN_BLOOD_FRACTION = 0.5
+#: ... and at most this fraction may belong to the early (right-heart) arrival group.
+MAX_EARLY_FRACTION = 0.25
+
+
+def rescale_time(series: PerfusionSeries, factor: float) -> PerfusionSeries:
+    """The same series with its time axis stretched by ``factor`` about its first frame."""
+    t = np.asarray(series.time_s, dtype=np.float64)
+    return dataclasses.replace(series, time_s=t[0] + (t - t[0]) * float(factor))
+
+
+def timing_factor(delay_s: float | None) -> float:
+    """Factor that brings a measured RV-to-LV delay to :data:`REFERENCE_DELAY_S` (1 when unknown)."""
+    if delay_s is None or not np.isfinite(delay_s) or delay_s <= 0:
+        return 1.0
+    return float(np.clip(REFERENCE_DELAY_S / delay_s, 1.0 / MAX_TIME_SCALE, MAX_TIME_SCALE))
 
 
 class CnnLvDetector:
-    """:class:`qperf.aif.LvDetector` using the segmentation network (loaded on first use)."""
+    """:class:`qperf.aif.LvDetector` using the segmentation network (loaded on first use).
+
+    Parameters
+    ----------
+    model : str or path, optional
+        Segmentation model (default: the shipped one).
+    core_fraction : float
+        The mask keeps pixels above this fraction of the pool's peak enhancement.
+    segmenter : optional
+        An already loaded :class:`qperf.segmentation.inference.Segmenter`.
+    normalise_timing : bool
+        Rescale the time axis to the reference pulmonary transit measured in the data (True)
+        or trust the series' clock (False).
+    """
 
     name = "cnn"
 
     def __init__(
-        self, model: str | Path | None = None, *, core_fraction: float = CORE_FRACTION, segmenter: Any = None
+        self,
+        model: str | Path | None = None,
+        *,
+        core_fraction: float = CORE_FRACTION,
+        segmenter: Any = None,
+        normalise_timing: bool = True,
     ) -> None:
         self.model = model
         self.core_fraction = core_fraction
+        self.normalise_timing = normalise_timing
         self._segmenter = segmenter
+        self._classical = ClassicalLvDetector()
 
     def _get(self):  # type: ignore[no-untyped-def]
         if self._segmenter is None:
@@ -52,14 +106,30 @@ class CnnLvDetector:
             self._segmenter = load_segmenter(self.model)  # type: ignore[assignment]
         return self._segmenter
 
-    def probabilities(self, aif_series: PerfusionSeries) -> NDArray[np.float32]:
-        """Class probabilities (4, y, x) on the AIF image grid."""
-        seg = self._get()
-        return seg(aif_series).probabilities  # type: ignore[no-any-return]
+    def groups(self, aif_series: PerfusionSeries) -> ArrivalGroups | None:
+        """First-pass features and arrival groups of the series (None when nothing enhances)."""
+        try:
+            return self._classical.groups(aif_series)
+        except ValidationError:
+            return None
+
+    def probabilities(self, aif_series: PerfusionSeries, groups: ArrivalGroups | None = None) -> NDArray[np.float32]:
+        """Class probabilities (4, y, x) on the AIF image grid (after timing normalisation)."""
+        if self.normalise_timing:
+            g = self.groups(aif_series) if groups is None else groups
+            factor = timing_factor(None if g is None else g.delay_s)
+            if factor != 1.0:
+                aif_series = rescale_time(aif_series, factor)
+        return self._get()(aif_series).probabilities  # type: ignore[no-any-return]
 
     def detect(self, aif_series: PerfusionSeries) -> NDArray[np.bool_]:
         """Boolean LV blood-pool mask (y, x); raises ValidationError when no pool is found."""
-        prob = self.probabilities(aif_series)
+        return self.detect_with_groups(aif_series)[0]
+
+    def detect_with_groups(self, aif_series: PerfusionSeries) -> tuple[NDArray[np.bool_], ArrivalGroups | None]:
+        """The mask and the arrival groups it was checked against."""
+        groups = self.groups(aif_series)
+        prob = self.probabilities(aif_series, groups)
         lv = largest_component(prob.argmax(0) == LABEL_LV)
         if lv.sum() < 2:
             # Fall back on the most probable LV pixels when the arg-max gives none.
@@ -69,14 +139,33 @@ class CnnLvDetector:
                     "aif_series: expected an LV blood pool, found none (network LV probability < 0.2)"
                 )
             lv = largest_component(p >= 0.5 * p.max())
-        temporal = pre.temporal_input(aif_series)
-        peak = np.max(temporal.enhancement, axis=0)
-        ref = float(np.percentile(peak[lv], 90))
-        core = lv & (peak >= self.core_fraction * ref)
-        core = largest_component(core)
-        if core.sum() >= 2:
-            lv = ndimage.binary_fill_holes(core)
-        return np.asarray(lv, dtype=bool)
+        if groups is not None:
+            peak = groups.peak
+            ref = float(np.percentile(peak[lv], 95))
+            core = largest_component(lv & (peak >= self.core_fraction * ref))
+            if core.sum() >= 2:
+                lv = ndimage.binary_fill_holes(core)
+        return np.asarray(lv, dtype=bool), groups
+
+    @staticmethod
+    def check(mask: NDArray[np.bool_], groups: ArrivalGroups | None) -> str | None:
+        """Why ``mask`` is not a plausible LV blood pool, or None when it is.
+
+        A left-ventricular pool has at least :data:`~qperf.aif.detect.MIN_POOL_PIXELS` pixels,
+        most of them strongly enhancing blood, few of them in the early (right-heart) group.
+        """
+        n = int(np.count_nonzero(mask))
+        if n < MIN_POOL_PIXELS:
+            return f"{n} pixels"
+        if groups is None:
+            return "no strongly enhancing pixels to compare with"
+        blood = np.count_nonzero(mask & groups.candidates) / n
+        if blood < MIN_BLOOD_FRACTION:
+            return f"only {100 * blood:.0f} % of the mask enhances like blood"
+        early = np.count_nonzero(mask & groups.early) / n
+        if early > MAX_EARLY_FRACTION:
+            return f"{100 * early:.0f} % of the mask fills with the right heart"
+        return None
 
 
 def register(model: str | Path | None = None) -> CnnLvDetector:
