@@ -12,7 +12,14 @@ from qperf import io, phantom
 from qperf.cli import main
 from qperf.errors import FormatError, NotAvailableError, ValidationError
 from qperf.io.insertion import read_anterior_point, slice_record
-from qperf.pipeline import AnalysisOptions, analyze_study, heart_region, statistics_mask, write_analysis
+from qperf.pipeline import (
+    AnalysisOptions,
+    analyze_study,
+    heart_region,
+    motion_region,
+    statistics_mask,
+    write_analysis,
+)
 
 SMALL = {"shape": (96, 96), "spacing_mm": 2.6}
 
@@ -128,6 +135,11 @@ def test_motion_corrected_analysis(tmp_path: Path) -> None:
     uncorrected = analyze_study(ps.study, truth_options(ps, motion_correction=False))
     sl, t = corrected.slices[0], ps.truth.slices[0]
     assert sl.motion is not None and sl.labels.shape == t.labels_moving.shape
+    # only the heart and a margin around it were registered, and that region covers the heart
+    y0, y1, x0, x1 = sl.motion.region
+    assert (y1 - y0) * (x1 - x0) < 0.8 * 128 * 128
+    heart_yx = np.nonzero(np.isin(t.labels_moving, (1, 2, 3)).any(axis=0))
+    assert heart_yx[0].min() >= y0 and heart_yx[0].max() < y1 and heart_yx[1].min() >= x0 and heart_yx[1].max() < x1
     # labels mapped from the key frame onto every moving frame agree with the true moving labels
     myo_true, myo_found = t.labels_moving == 2, sl.labels == 2
     dice = 2 * np.sum(myo_true & myo_found) / (np.sum(myo_true) + np.sum(myo_found))
@@ -143,6 +155,19 @@ def test_motion_corrected_analysis(tmp_path: Path) -> None:
         return float(np.median(np.abs(errors)))
 
     assert median_error(corrected) < 0.5 * median_error(uncorrected)
+
+
+def test_motion_region_from_labels_or_network() -> None:
+    series = phantom.generate_study(seed=2, n_slices=1, n_frames=12, aif_images=False).study.slices[0]
+    labels = np.zeros((3, *series.shape), np.uint8)
+    labels[0, 10:20, 10:20] = 2
+    labels[2, 30:35, 40:44] = 1
+    region = motion_region(series, labels, None)
+    assert region is not None and region.sum() == 100 + 20 and region[32, 41] and region[15, 15]
+    assert motion_region(series, labels[0], None).sum() == 100
+    # nothing to go by, or labels without a heart: the whole image is registered
+    assert motion_region(series, None, None) is None
+    assert motion_region(series, np.zeros(series.shape, np.uint8), None) is None
 
 
 def test_statistics_mask_leaves_out_blood_border() -> None:

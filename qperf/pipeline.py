@@ -44,6 +44,8 @@ STEPS: tuple[tuple[str, float], ...] = (
 )
 
 FIT_MARGIN_MM = 8.0
+#: Margin around the heart (blood pools and myocardium) that motion correction registers.
+MOTION_MARGIN_MM = 40.0
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,30 @@ def heart_region(
     return ndimage.binary_dilation(heart, structure=disk)
 
 
+def motion_region(
+    series: PerfusionSeries, labels: NDArray[Any] | None, segmenter: Callable[..., Any] | None
+) -> NDArray[np.bool_] | None:
+    """The heart (blood pools and myocardium) of a slice before motion correction, or None.
+
+    From supplied labels (their union over frames when they are given per frame), else from
+    the network run on the uncorrected series (its labels are blurred by the motion but mark
+    where the heart is). Motion correction then registers this region plus a margin
+    (:data:`MOTION_MARGIN_MM`) instead of the whole field of view. None (the whole image)
+    when no heart is found.
+    """
+    if labels is not None:
+        heart = np.isin(np.asarray(labels), (LABEL_LV, LABEL_MYO, LABEL_RV))
+        if heart.ndim == 3:
+            heart = heart.any(axis=0)
+    elif segmenter is not None:
+        heart = np.isin(np.asarray(segmenter(series).labels_ref), (LABEL_LV, LABEL_MYO, LABEL_RV))
+    else:
+        return None
+    if heart.shape != series.shape or not heart.any():
+        return None
+    return np.asarray(heart, dtype=bool)
+
+
 def _supplied_in_corrected_frame(
     labels: Any, point: Any, motion_result: Any | None, series: PerfusionSeries
 ) -> tuple[NDArray[np.uint8], tuple[float, float]]:
@@ -278,11 +304,18 @@ def analyze_study(
     timer = _Timer(progress)
     n = study.n_slices
 
+    segmenter = None if options.labels is not None else _load_segmenter(options.segmenter)
     motion_results: list[Any | None] = []
     with timer.step("motion") as p:
         for i, s in enumerate(study.slices):
             if options.motion_correction:
-                motion_results.append(motion.correct_series(s, progress=scaled(p, i / n, (i + 1) / n)))
+                region = motion_region(s, None if options.labels is None else options.labels[i], segmenter)
+                margin = int(np.ceil(MOTION_MARGIN_MM / min(s.spacing_mm)))
+                motion_results.append(
+                    motion.correct_series(
+                        s, heart_mask=region, margin_px=margin, progress=scaled(p, i / n, (i + 1) / n)
+                    )
+                )
             else:
                 motion_results.append(None)
     corrected = [m.corrected if m is not None else s for m, s in zip(motion_results, study.slices, strict=True)]
@@ -295,8 +328,7 @@ def analyze_study(
 
     seg_results: list[Any | None] = [None] * n
     with timer.step("segmentation") as p:
-        if options.labels is None:
-            segmenter = _load_segmenter(options.segmenter)
+        if segmenter is not None:
             # the network reads the corrected series as acquired (all frames, the motion fields'
             # frames): it segments raw signal at least as well as Gd
             for i, s in enumerate(corrected):
