@@ -203,7 +203,7 @@ def motion_region(
     if labels is not None:
         heart = np.isin(np.asarray(labels), (LABEL_LV, LABEL_MYO, LABEL_RV))
         if heart.ndim == 3:
-            heart = heart.any(axis=0)
+            heart = np.any(heart, axis=0, keepdims=False).astype(bool)
     elif segmenter is not None:
         heart = np.isin(np.asarray(segmenter(series).labels_ref), (LABEL_LV, LABEL_MYO, LABEL_RV))
     else:
