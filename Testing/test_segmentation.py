@@ -71,6 +71,31 @@ def test_locate_heart_at_any_spacing(ring) -> None:
         assert err_mm < 25.0, spacing  # well inside the 168 mm crop; the segmenter re-centres
 
 
+def test_heart_candidates_include_the_heart_and_a_brighter_vessel(ring) -> None:
+    labels, _ = ring
+    s = ring_series(labels, spacing_mm=(1.6, 1.6), noise=0.01)
+    yy, xx = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]]
+    vessel = np.hypot(yy - 100.0, xx - 110.0) <= 12.0
+    data = s.data.copy()
+    data[:, vessel] = 2.0 * s.data[:, labels == 1].mean(axis=1)[:, None]
+    s = s.replace(data=data)
+    enhancement = pre.temporal_input(s).enhancement
+    found = pre.heart_candidates(enhancement, s.spacing_mm)
+    assert found[0] == pre.locate_heart(enhancement, s.spacing_mm)
+    heart = np.argwhere(np.isin(labels, (1, 2, 3))).mean(axis=0)
+
+    def nearest_mm(target: tuple[float, float]) -> float:
+        return min(math.hypot((c[0] - target[0]) * 1.6, (c[1] - target[1]) * 1.6) for c in found)
+
+    assert 2 <= len(found) <= 3
+    assert nearest_mm((heart[0], heart[1])) < 15.0
+    assert nearest_mm((100.0, 110.0)) < 15.0
+    for i, a in enumerate(found):
+        for b in found[i + 1 :]:
+            assert math.hypot((a[0] - b[0]) * 1.6, (a[1] - b[1]) * 1.6) >= pre.CANDIDATE_SEPARATION_MM
+    assert pre.heart_candidates(enhancement, s.spacing_mm, max_candidates=1) == found[:1]
+
+
 def test_crop_transform_round_trip_and_spacing() -> None:
     tf = pre.CropTransform.make((50.0, 40.0), (2.0, 1.0), angle_rad=0.7, scale=1.1, flip=True)
     y = np.array([3.0, 50.0, 77.5])

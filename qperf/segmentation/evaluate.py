@@ -19,6 +19,8 @@ from qperf.segmentation.inference import Segmenter
 
 #: First seed of the held-out evaluation studies (training uses seeds near k * 100_003).
 HELD_OUT_SEED = 7_000_000
+#: A slice counts as found when its myocardium Dice reaches this.
+FOUND_DICE = 0.5
 
 
 @dataclass
@@ -144,7 +146,8 @@ def evaluate_phantom_aif(detector: Any, seeds: Iterable[int]) -> dict[str, Any]:
 
 
 def summarise(scores: list[SliceScore]) -> dict[str, Any]:
-    """Mean, SD and median of every figure over slices (NaNs ignored), with the slice count."""
+    """Mean, SD and median of every figure over slices (NaNs ignored), with the slice count,
+    the slices with QC flags and the slices where the heart was found (myocardium Dice >= 0.5)."""
     out: dict[str, Any] = {"n_slices": len(scores)}
     if not scores:
         return out
@@ -168,4 +171,5 @@ def summarise(scores: list[SliceScore]) -> dict[str, Any]:
         "n": int(ok.size),
     }
     out["qc_flagged_slices"] = int(sum(1 for s in scores if s.qc_flags))
+    out["found_slices"] = int(sum(1 for s in scores if s.dice_myo >= FOUND_DICE))
     return out

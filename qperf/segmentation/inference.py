@@ -30,6 +30,12 @@ MIN_POINT_PEAK = 0.02
 MIN_JUNCTION_SEPARATION_DEG = 25.0
 #: Re-centre and run again when the first pass finds the heart this far from the crop centre.
 RECENTRE_MM = 15.0
+#: An output scoring below this (:meth:`Segmenter.heart_score`) sends the segmenter to the next
+#: heart candidate; at most this many candidates are tried.
+MIN_HEART_SCORE = 0.75
+MAX_CANDIDATES = 3
+#: Fewest network-grid pixels (1.5 mm) of LV blood pool and of myocardium in a heart.
+MIN_POOL_GRID_PX = 10
 
 
 @dataclass
@@ -117,27 +123,60 @@ class Segmenter:
         x = pre.normalise_crop(pre.sample_channels(temporal.enhancement, tf.coordinates()))
         return self._run(x), tf
 
+    def heart_score(self, out: NDArray[np.float32]) -> float:
+        """How much a network output (on its grid) looks like a heart, 0 to 1.
+
+        The mean confidence of the myocardium after clean-up, halved when the ring is not
+        closed; 0 when the LV blood pool or the myocardium is (nearly) missing.
+        """
+        n_classes = self.network.config.n_classes
+        logits = out[:n_classes]
+        e = np.exp(logits - logits.max(0, keepdims=True))
+        prob = e / e.sum(0, keepdims=True)
+        labels = post.clean_labels(prob.argmax(0))
+        myo = labels == 2
+        if np.count_nonzero(labels == 1) < MIN_POOL_GRID_PX or np.count_nonzero(myo) < MIN_POOL_GRID_PX:
+            return 0.0
+        confidence = float(prob.max(0)[myo].mean())
+        return confidence if post.ring_is_closed(labels) else 0.5 * confidence
+
     def predict_grid(self, series: PerfusionSeries) -> tuple[NDArray[np.float32], pre.CropTransform]:
         """Raw network output (classes + heat maps, on the network grid) and its crop transform.
 
         The crop is centred on the located heart, and once more on the heart the network found
-        when that lies off-centre.
+        when that lies off-centre. When the output does not look like a heart
+        (:meth:`heart_score` below :data:`MIN_HEART_SCORE`: no LV or myocardium, an open ring,
+        low confidence), the next candidate centres of :func:`~.preprocessing.heart_candidates`
+        are tried (a small apical heart can score below a large enhancing vessel) and the
+        output that looks most like a heart is kept.
         """
         temporal = pre.temporal_input(series)
-        out, tf = self._crop_output(
-            temporal, pre.locate_heart(temporal.enhancement, series.spacing_mm), series.spacing_mm
-        )
+        candidates = pre.heart_candidates(temporal.enhancement, series.spacing_mm, max_candidates=MAX_CANDIDATES)
+        best: tuple[float, NDArray[np.float32], pre.CropTransform] | None = None
+        for centre in candidates:
+            out, tf = self._centred_output(temporal, centre, series.spacing_mm)
+            score = self.heart_score(out)
+            if best is None or score > best[0]:
+                best = (score, out, tf)
+            if score >= MIN_HEART_SCORE:
+                break
+        assert best is not None
+        return best[1], best[2]
+
+    def _centred_output(
+        self, temporal: pre.TemporalInput, centre: tuple[float, float], spacing_mm: tuple[float, float]
+    ) -> tuple[NDArray[np.float32], pre.CropTransform]:
+        """Network output at ``centre``, re-centred once on the heart it finds when that lies off-centre."""
+        out, tf = self._crop_output(temporal, centre, spacing_mm)
         pred = out[: self.network.config.n_classes].argmax(0)
         heart = np.isin(pred, (1, 2, 3))
         if heart.sum() >= 20:
             cv, cu = ndimage.center_of_mass(heart)
             new = tf.grid_to_original(np.array([cv]), np.array([cu]))[:, 0]
-            centre = tf.centre_yx
-            shift_mm = np.hypot(
-                (new[0] - centre[0]) * series.spacing_mm[0], (new[1] - centre[1]) * series.spacing_mm[1]
-            )
+            old = tf.centre_yx
+            shift_mm = np.hypot((new[0] - old[0]) * spacing_mm[0], (new[1] - old[1]) * spacing_mm[1])
             if shift_mm >= RECENTRE_MM:
-                out, tf = self._crop_output(temporal, (float(new[0]), float(new[1])), series.spacing_mm)
+                out, tf = self._crop_output(temporal, (float(new[0]), float(new[1])), spacing_mm)
         return out, tf
 
     def __call__(self, series: PerfusionSeries, *, motion: Any | None = None) -> SegmentationResult:

@@ -41,6 +41,10 @@ FIRST_PASS_END = FOOT_CHANNEL + 14
 #: Heart localisation: channels averaged (12 s after the arrival) and smoothing scale, mm.
 HEART_CHANNELS_END = FOOT_CHANNEL + 8
 HEART_SCALE_MM = 20.0
+#: Heart candidates: local maxima of the localisation score this far apart (mm) and scoring at
+#: least this fraction of the best.
+CANDIDATE_SEPARATION_MM = 40.0
+CANDIDATE_MIN_SCORE = 0.1
 #: The foot is where the bolus curve first reaches this fraction of its peak rise.
 FOOT_FRACTION = 0.15
 
@@ -174,13 +178,35 @@ def locate_heart(enhancement: NDArray[np.float32], spacing_mm: tuple[float, floa
     The ventricles fill first and together form the largest early-enhancing structure near the
     centre of the field of view (the aorta fills later and is smaller): the mean enhancement of
     the first 12 s after the bolus arrival is smoothed at the scale of the heart (20 mm),
-    weighted by a broad prior centred on the image, and its maximum taken.
+    weighted by a broad prior centred on the image, and its maximum taken. This is the first
+    of :func:`heart_candidates`.
 
     Parameters
     ----------
     enhancement : ndarray, shape (c, y, x)
         Output of :func:`temporal_input`.
     spacing_mm : (dy, dx)
+    """
+    return heart_candidates(enhancement, spacing_mm, max_candidates=1)[0]
+
+
+def heart_candidates(
+    enhancement: NDArray[np.float32], spacing_mm: tuple[float, float], *, max_candidates: int = 3
+) -> list[tuple[float, float]]:
+    """Possible heart centres ``(y, x)`` in pixels, best first.
+
+    The local maxima of the localisation score of :func:`locate_heart` (early enhancement at
+    the heart's scale times a central prior), at least :data:`CANDIDATE_SEPARATION_MM` apart and
+    scoring at least :data:`CANDIDATE_MIN_SCORE` of the best. A small heart (an apical slice)
+    can score below a large enhancing vessel; the segmenter then tries the next candidate.
+
+    Parameters
+    ----------
+    enhancement : ndarray, shape (c, y, x)
+        Output of :func:`temporal_input`.
+    spacing_mm : (dy, dx)
+    max_candidates : int
+        Most centres returned (at least one).
     """
     dy, dx = spacing_mm
     ny, nx = enhancement.shape[1:]
@@ -192,7 +218,26 @@ def locate_heart(enhancement: NDArray[np.float32], spacing_mm: tuple[float, floa
     sigma_mm = 0.3 * max(ny * dy, nx * dx)
     prior = np.exp(-0.5 * (yy**2 + xx**2) / sigma_mm**2)
     score = sm * prior
-    return _refine(score, int(np.argmax(score)))
+    best = int(np.argmax(score))
+    centres = [_refine(score, best)]
+    if max_candidates <= 1:
+        return centres
+    size = (
+        max(3, int(round(2 * CANDIDATE_SEPARATION_MM / dy)) | 1),
+        max(3, int(round(2 * CANDIDATE_SEPARATION_MM / dx)) | 1),
+    )
+    peaks = (score == ndimage.maximum_filter(score, size=size, mode="nearest")) & (
+        score >= CANDIDATE_MIN_SCORE * score.flat[best]
+    )
+    order = np.argsort(score[peaks])[::-1]
+    flat = np.flatnonzero(peaks)[order]
+    for index in flat:
+        if len(centres) >= max_candidates:
+            break
+        cy, cx = _refine(score, int(index))
+        if all(np.hypot((cy - py) * dy, (cx - px) * dx) >= CANDIDATE_SEPARATION_MM for py, px in centres):
+            centres.append((cy, cx))
+    return centres
 
 
 def _refine(score: NDArray[np.float64], flat_index: int) -> tuple[float, float]:

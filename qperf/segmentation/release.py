@@ -59,7 +59,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         "",
         "## Measured accuracy (held-out phantom studies, full pipeline, native pixel grid)",
         f"- Command: `{card['metrics']['command']}`",
-        f"- Slices: {m.get('n_slices')}",
+        f"- Slices: {m.get('n_slices')}; heart found (myocardium Dice >= 0.5) in {m.get('found_slices', 'n/a')}",
         f"- Myocardium Dice: {_fmt(m, 'dice_myo')}",
         f"- LV blood pool Dice: {_fmt(m, 'dice_lv')}",
         f"- RV blood pool Dice: {_fmt(m, 'dice_rv')}",
@@ -186,8 +186,9 @@ def release(
             "Motion-free training series with small simulated residue: run motion correction first.",
             "The two insertion heat maps are defined by image handedness; anterior/inferior naming needs the "
             "slice geometry (without it, the upper point in the image is called anterior and QC says so).",
-            "The network reads the contrast dynamics on a grid in seconds: wrong frame times (for example an "
-            "assumed interval for files that record none) can swap or miss the ventricles, notably in AIF images.",
+            "The network reads the contrast dynamics on a grid in seconds: for slice segmentation, wrong frame "
+            "times (for example an assumed interval for files that record none) can swap or miss the ventricles; "
+            "AIF LV detection rescales the time axis to the RV-to-LV transit measured in the data instead.",
             "Pixel spacing matters (the network works in mm): files without spacing need it given.",
         ],
     }
