@@ -23,7 +23,7 @@ from qperf.kinetics.base import (
 if TYPE_CHECKING:
     from qperf.kinetics.btex import BtexModel
 
-CHUNK_PIXELS = 2048
+CHUNK_PIXELS = 4096
 
 
 def _parameters_and_sd(

@@ -32,10 +32,12 @@ from qperf.kinetics.base import FloatArray
 
 _RECENTRE_ITERATIONS = 10
 _RECENTRE_STEP = 3.0
-_RECENTRE_LM_ITERATIONS = 5
+_RECENTRE_LM_ITERATIONS = 3
+_FINAL_LM_ITERATIONS = 5
 _STEP_TOLERANCE = 1e-3  # grid steps: a pixel whose accepted step is smaller has converged
 _OUTSIDE_PENALTY = 4.0
-_PRUNE_AFTER = 2
+_PRUNE_AFTER = 1
+_COMPACT_FRACTION = 0.3  # stopped fraction of the working set that triggers its compaction
 _COARSE_BLOCK = 256  # pixels per product of the coarse search
 N_FITTED = 4  # u, a, b offsets and Fp (the delay is searched, not fitted)
 
@@ -59,6 +61,9 @@ class SearchTable:
         upper faces).
     coarse_unit : ndarray of float32, shape ``(D, K, M)``
         Coefficients of the coarse nodes with an allowed flow, scaled to unit norm.
+    coarse_lo, coarse_hi : ndarray of float32, shape ``(D, M)``
+        Allowed flows of those nodes times their norms: bounds on the scale of the unit
+        curves.
     coarse_nodes : ndarray of intp, shape ``(M, 3)``
         Rate indices ``(u, a, b)`` of those nodes.
     """
@@ -66,6 +71,8 @@ class SearchTable:
     table: BtexTable
     stencil: NDArray[np.float32]
     coarse_unit: NDArray[np.float32]
+    coarse_lo: NDArray[np.float32]
+    coarse_hi: NDArray[np.float32]
     coarse_nodes: NDArray[np.intp]
 
     @property
@@ -131,16 +138,18 @@ def prepare_search(table: BtexTable, coarse: NDArray[np.intp]) -> SearchTable:
         table=table,
         stencil=_stencils(table.coef),
         coarse_unit=np.ascontiguousarray(unit.transpose(0, 2, 1)),
+        coarse_lo=(lo[lo <= hi] * norm).astype(np.float32),
+        coarse_hi=(hi[lo <= hi] * norm).astype(np.float32),
         coarse_nodes=np.stack(np.unravel_index(idx, table.shape[1:]), axis=1).astype(np.intp),
     )
 
 
 def coarse_search(search: SearchTable, a: NDArray[np.float32]) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
-    """Best node of the coarse sub-grid for every delay.
+    """Best node of the coarse sub-grid for every delay, flow solved within its bounds.
 
-    The flow that best scales a unit-norm curve ``c`` to ``a`` leaves the squared distance
-    ``||a||^2 - (a . c)^2``, so the best node is the largest ``a . c`` (one matrix product
-    and one maximum per delay; the flow bounds are left to the refinement).
+    With ``c`` a node's curve scaled to unit norm, the squared distance of ``a`` from
+    ``g c`` is ``||a||^2 + g (g - 2 a . c)``, minimal at ``g = a . c`` clipped to the node's
+    allowed flows times its norm: one matrix product and a few passes per delay.
     Returns the nodes (P, D, 4) and their costs (P, D) (squared distance minus ``||a||^2``).
     """
     n_pix = a.shape[0]
@@ -153,11 +162,23 @@ def coarse_search(search: SearchTable, a: NDArray[np.float32]) -> tuple[NDArray[
         block = slice(start, min(start + _COARSE_BLOCK, n_pix))
         rows = np.arange(block.stop - block.start)
         for d in range(n_delays):
+            lo, hi = search.coarse_lo[d], search.coarse_hi[d]
             dot = a[block] @ search.coarse_unit[d]  # (P, M)
             best = np.argmax(dot, axis=1)
+            top = dot[rows, best]
+            cost = -top * top
+            # Where the best unbounded scale is outside its node's bounds, the full bounded
+            # search (several passes over the products, so only there).
+            clipped = np.nonzero((top < lo[best]) | (top > hi[best]))[0]
+            if clipped.size:
+                sub = dot[clipped]
+                scale = np.minimum(np.maximum(sub, lo), hi)
+                sub_cost = scale * (scale - 2.0 * sub)
+                sub_best = np.argmin(sub_cost, axis=1)
+                best[clipped] = sub_best
+                cost[clipped] = sub_cost[np.arange(clipped.size), sub_best]
             out[block, d, 1:] = search.coarse_nodes[best]
-            top = np.maximum(dot[rows, best], 0.0)
-            costs[block, d] = -top * top
+            costs[block, d] = cost
     return out, costs
 
 
@@ -183,9 +204,9 @@ def _monomials(delta: FloatArray) -> NDArray[np.float32]:
     return w
 
 
-def _model(stencil: NDArray[np.float32], delta: FloatArray) -> FloatArray:
+def _model(stencil: NDArray[np.float32], delta: FloatArray) -> NDArray[np.float32]:
     """Curve and derivatives (P, 4, K) of the node models ``stencil`` (P, 10, K) at ``delta`` (P, 3)."""
-    result: FloatArray = np.matmul(_monomials(delta), stencil).astype(np.float64)
+    result: NDArray[np.float32] = np.matmul(_monomials(delta), stencil)
     return result
 
 
@@ -198,61 +219,116 @@ def rates_at(centre: NDArray[np.intp], delta: FloatArray) -> tuple[FloatArray, F
     return out[0], out[1], out[2]
 
 
+def _solve_spd(matrix: FloatArray, rhs: FloatArray) -> FloatArray:
+    """Solve symmetric positive definite systems (P, n, n) x = (P, n) by Cholesky, elementwise.
+
+    For the small systems of the fit this is several times faster than a batched
+    ``np.linalg.solve``. A system that is not positive definite gives NaN.
+    """
+    n = matrix.shape[-1]
+    low = [[np.zeros(0)] * n for _ in range(n)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for j in range(n):
+            diag = matrix[:, j, j] - sum((low[j][k] * low[j][k] for k in range(j)), np.zeros(matrix.shape[0]))
+            low[j][j] = np.sqrt(diag)
+            for i in range(j + 1, n):
+                off = matrix[:, i, j] - sum((low[i][k] * low[j][k] for k in range(j)), np.zeros(matrix.shape[0]))
+                low[i][j] = off / low[j][j]
+        y: list[FloatArray] = []
+        for i in range(n):
+            y.append((rhs[:, i] - sum((low[i][k] * y[k] for k in range(i)), np.zeros(matrix.shape[0]))) / low[i][i])
+        x: list[FloatArray] = [np.zeros(0)] * n
+        for i in reversed(range(n)):
+            rest = sum((low[k][i] * x[k] for k in range(i + 1, n)), np.zeros(matrix.shape[0]))
+            x[i] = (y[i] - rest) / low[i][i]
+    return np.stack(x, axis=1)
+
+
 def _levenberg_marquardt(
-    a64: FloatArray,
+    a: NDArray[np.float32],
     stencil: NDArray[np.float32],
     lo: FloatArray,
     hi: FloatArray,
     iterations: int,
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.float32]]:
     """Rate offsets and flow minimising ``||a - Fp q(delta)||`` within bounds, node model fixed.
 
     Levenberg-Marquardt (steps that do not lower the cost are rejected and the damping
-    raised), vectorised over pixels; a pixel stops once an accepted step moves its offsets
-    by less than ``_STEP_TOLERANCE`` grid steps. ``lo`` and ``hi`` (P, 3) bound the offsets
-    along ``u, a, b``; the flow stays within ``FP_RANGE``. Returns the offsets (P, 3), the
-    flow (P,), the cost (P,) and the Jacobian (P, 4, K) with respect to (u, a, b offsets;
-    Fp) at the solution.
+    raised) with the normal equations scaled to unit diagonal, vectorised over pixels,
+    from the node (``delta = 0``) and its best flow. A pixel stops once a proposed step
+    moves its offsets by less than ``_STEP_TOLERANCE`` grid steps and its flow by less than
+    that fraction. ``lo`` and ``hi`` (P, 3) bound the offsets along ``u, a, b``; the flow
+    stays within ``FP_RANGE``.
+
+    The Jacobian with respect to (Fp; u, a, b offsets) is the curve and its derivatives
+    ``G`` scaled by ``(1, Fp, Fp, Fp)``; that diagonal cancels in the scaled normal
+    equations, which are therefore formed from ``G G^T`` and ``G r`` alone.
+
+    Returns the offsets (P, 3), the flow (P,), the cost (P,) and the Jacobian (P, 4, K)
+    with respect to (u, a, b offsets; Fp) at the solution.
     """
-    n_pix = a64.shape[0]
+    n_pix = a.shape[0]
     flo, fhi = FP_RANGE
     delta = np.zeros((n_pix, 3))
     g = _model(stencil, delta)
     c0 = g[:, 0]
-    fp = np.clip(np.einsum("pk,pk->p", a64, c0) / np.maximum(np.einsum("pk,pk->p", c0, c0), 1e-30), flo, fhi)
-    cost = np.sum((a64 - fp[:, None] * c0) ** 2, axis=1)
+    fp = np.einsum("pk,pk->p", a, c0) / np.maximum(np.einsum("pk,pk->p", c0, c0), 1e-30)
+    fp = np.clip(fp.astype(np.float64), flo, fhi)
+    resid = a - fp[:, None].astype(np.float32) * c0
+    cost = np.einsum("pk,pk->p", resid, resid).astype(np.float64)
     lam = np.full(n_pix, 1e-3)
     eye = np.eye(N_FITTED)
+    # Working copies of the pixels still iterating; results go back where pixels stop.
     act = np.arange(n_pix)
+    w_a, w_st, w_lo, w_hi = a, stencil, lo, hi
+    w_delta, w_fp, w_g, w_resid, w_cost, w_lam = delta, fp, g, resid, cost, lam
+    delta, fp, g, cost = delta.copy(), fp.copy(), g.copy(), cost.copy()
+    w_done = np.zeros(n_pix, dtype=bool)
     for _ in range(iterations):
         if act.size == 0:
             break
-        ga, fa, aa = g[act], fp[act], a64[act]
-        jd = np.empty((act.size, N_FITTED, a64.shape[1]))
-        jd[:, :3] = fa[:, None, None] * ga[:, 1:]
-        jd[:, 3] = ga[:, 0]
-        r = aa - fa[:, None] * ga[:, 0]
-        jtj = np.matmul(jd, jd.transpose(0, 2, 1))
-        scale = np.sqrt(np.einsum("pii->pi", jtj)) + 1e-30
-        jtj_s = jtj / (scale[:, :, None] * scale[:, None, :]) + lam[act, None, None] * eye
-        jtr = np.matmul(jd, r[..., None])[..., 0] / scale
-        step = np.linalg.solve(jtj_s, jtr[..., None])[..., 0] / scale
+        gram = np.matmul(w_g, w_g.transpose(0, 2, 1)).astype(np.float64)  # (P, 4, 4)
+        grad = np.matmul(w_g, w_resid[..., None])[..., 0].astype(np.float64)  # (P, 4)
+        scale = np.sqrt(np.einsum("pii->pi", gram)) + 1e-30
+        system = gram / (scale[:, :, None] * scale[:, None, :]) + w_lam[:, None, None] * eye
+        step = _solve_spd(system, grad / scale) / scale
         step = np.where(np.isfinite(step), step, 0.0)
-        new_delta = np.clip(delta[act] + step[:, :3], lo[act], hi[act])
-        new_fp = np.clip(fa + step[:, 3], flo, fhi)
-        new_g = _model(stencil[act], new_delta)
-        new_cost = np.sum((aa - new_fp[:, None] * new_g[:, 0]) ** 2, axis=1)
-        better = new_cost < cost[act]
-        upd = act[better]
-        moved = np.max(np.abs(new_delta - delta[act]), axis=1)
-        delta[upd] = new_delta[better]
-        fp[upd] = new_fp[better]
-        g[upd] = new_g[better]
-        cost[upd] = new_cost[better]
-        lam[act] = np.where(better, lam[act] * 0.3, lam[act] * 5.0)
-        act = act[~(better & (moved < _STEP_TOLERANCE))]
-    jd = np.empty((n_pix, N_FITTED, a64.shape[1]))
-    jd[:, :3] = fp[:, None, None] * g[:, 1:]
+        new_fp = np.clip(w_fp + step[:, 0], flo, fhi)
+        new_delta = np.clip(w_delta + step[:, 1:] / w_fp[:, None], w_lo, w_hi)
+        new_g = _model(w_st, new_delta)
+        new_resid = w_a - new_fp[:, None].astype(np.float32) * new_g[:, 0]
+        new_cost = np.einsum("pk,pk->p", new_resid, new_resid).astype(np.float64)
+        better = new_cost < w_cost
+        small = (np.max(np.abs(new_delta - w_delta), axis=1) < _STEP_TOLERANCE) & (
+            np.abs(new_fp - w_fp) < _STEP_TOLERANCE * w_fp
+        )
+        better &= ~w_done
+        w_done |= small
+        w_delta = np.where(better[:, None], new_delta, w_delta)
+        w_fp = np.where(better, new_fp, w_fp)
+        w_g = np.where(better[:, None, None], new_g, w_g)
+        w_resid = np.where(better[:, None], new_resid, w_resid)
+        w_cost = np.where(better, new_cost, w_cost)
+        w_lam = np.where(better, w_lam * 0.3, w_lam * 5.0)
+        # Stopped pixels keep their state; the working set shrinks once enough have stopped.
+        if np.count_nonzero(w_done) > _COMPACT_FRACTION * act.size:
+            done = act[w_done]
+            delta[done], fp[done], g[done], cost[done] = w_delta[w_done], w_fp[w_done], w_g[w_done], w_cost[w_done]
+            keep = ~w_done
+            w_done = w_done[keep]
+            act = act[keep]
+            w_a, w_st, w_lo, w_hi = w_a[keep], w_st[keep], w_lo[keep], w_hi[keep]
+            w_delta, w_fp, w_g, w_resid, w_cost, w_lam = (
+                w_delta[keep],
+                w_fp[keep],
+                w_g[keep],
+                w_resid[keep],
+                w_cost[keep],
+                w_lam[keep],
+            )
+    delta[act], fp[act], g[act], cost[act] = w_delta, w_fp, w_g, w_cost
+    jd = np.empty_like(g)
+    jd[:, :3] = fp[:, None, None].astype(np.float32) * g[:, 1:]
     jd[:, 3] = g[:, 0]
     return delta, fp, cost, jd
 
@@ -263,15 +339,16 @@ def _node_index(search: SearchTable, centre: NDArray[np.intp]) -> NDArray[np.int
 
 
 def _recentred_search(
-    search: SearchTable, a64: FloatArray, centre: NDArray[np.intp]
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """Follow the cost down the grid from ``centre`` (P, 4) at its delay and fit there.
+    search: SearchTable, a: NDArray[np.float32], centre: NDArray[np.intp]
+) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.float32]]:
+    """Follow the cost down the grid from the nodes ``centre`` (P, 4) at their delay and fit there.
 
     The local quadratic model is valid near its centre node, so after each solve (steps of
-    up to ``_RECENTRE_STEP`` grid steps; the delay stays) the centre moves to the nearest
-    node and the solve is repeated until it stays put. This follows the long, flat valleys
-    of the cost (flow against transit time and PS) across the grid. The solve at the
-    node where a pixel settles, whose offsets round to zero, is its fit.
+    up to ``_RECENTRE_STEP`` grid steps; the delay stays) the centre moves to the node
+    nearest the solution and the solve is repeated there until the centre stays put. This
+    follows the long, flat valleys of the cost (flow against transit time and PS) across
+    the grid. The solve at the node where a pixel settles, whose offsets round to zero, is
+    its fit.
 
     Returns the grid position (P, 4), flow (P,), squared residual (P,) and Jacobian
     (P, 4, K) as :func:`_levenberg_marquardt` does.
@@ -281,12 +358,12 @@ def _recentred_search(
     inner_hi = np.maximum(shape - 2, 0)
     inner_lo[0] = 0
     inner_hi[0] = shape[0] - 1
-    centre = np.clip(centre, inner_lo, inner_hi)
     n_pix = centre.shape[0]
+    centre = np.clip(centre, inner_lo, inner_hi)
     pos = centre.astype(np.float64)
-    fp = np.zeros(n_pix)
+    flow = np.zeros(n_pix)
     resid2 = np.zeros(n_pix)
-    jd = np.zeros((n_pix, N_FITTED, a64.shape[1]))
+    jd = np.zeros((n_pix, N_FITTED, a.shape[1]), dtype=np.float32)
     active = np.arange(n_pix)
     for _ in range(_RECENTRE_ITERATIONS):
         if active.size == 0:
@@ -295,8 +372,8 @@ def _recentred_search(
         stencil = search.stencil[_node_index(search, here)]
         lo = np.maximum(-_RECENTRE_STEP, -here[:, 1:]).astype(np.float64)
         hi = np.minimum(_RECENTRE_STEP, shape[1:] - 1 - here[:, 1:]).astype(np.float64)
-        d, fp[active], resid2[active], jd[active] = _levenberg_marquardt(
-            a64[active], stencil, lo, hi, _RECENTRE_LM_ITERATIONS
+        d, flow[active], resid2[active], jd[active] = _levenberg_marquardt(
+            a[active], stencil, lo, hi, _RECENTRE_LM_ITERATIONS
         )
         pos[active, 1:] = here[:, 1:] + d
         new = np.clip(np.rint(pos[active]).astype(np.intp), inner_lo, inner_hi)
@@ -304,7 +381,7 @@ def _recentred_search(
         moved = np.any(new != here, axis=1)
         centre[active] = new
         active = active[moved]
-    return pos, fp, resid2, jd
+    return pos, flow, resid2, jd
 
 
 def _inside_box(pos: FloatArray, fp: FloatArray) -> NDArray[np.bool_]:
@@ -364,15 +441,14 @@ def locate(search: SearchTable, a: NDArray[np.float32]) -> tuple[FloatArray, Flo
     n_delays = search.shape[0]
     starts, coarse_cost = coarse_search(search, a)
     rows = np.arange(n_pix)
-    a64 = a.astype(np.float64)
     pos_best = np.full((n_pix, 4), np.nan)
     fp_best = np.full(n_pix, np.nan)
     resid_best = np.full(n_pix, np.inf)
-    jd_best = np.zeros((n_pix, N_FITTED, a.shape[1]))
+    jd_best = np.zeros((n_pix, N_FITTED, a.shape[1]), dtype=np.float32)
     score_best = np.full(n_pix, np.inf)
 
     def consider(sel: NDArray[np.intp], start: NDArray[np.intp]) -> tuple[NDArray[np.intp], FloatArray]:
-        pos, fp, resid2, jd = _recentred_search(search, a64[sel], start)
+        pos, fp, resid2, jd = _recentred_search(search, a[sel], start)
         # Prefer solutions inside the parameter box (10 % tolerance) over equally good
         # ones outside it: outside, the flow trades against volumes the box excludes.
         score = np.where(_inside_box(pos, fp), resid2, resid2 * _OUTSIDE_PENALTY + 1e-30)
@@ -383,12 +459,13 @@ def locate(search: SearchTable, a: NDArray[np.float32]) -> tuple[FloatArray, Flo
         fp_best[upd] = fp[better]
         resid_best[upd] = resid2[better]
         jd_best[upd] = jd[better]
-        centre: NDArray[np.intp] = np.rint(pos).astype(np.intp)
-        return centre, score
+        settled: NDArray[np.intp] = np.rint(pos).astype(np.intp)
+        return settled, score
 
     # The delay of the best coarse match first, then outwards one delay at a time, each
-    # search starting from the settled node of the neighbouring delay. A direction stops
-    # for a pixel once its fit has worsened at _PRUNE_AFTER successive delays.
+    # search starting from the node where the neighbouring delay settled (or from its own
+    # coarse match where that fits better). A direction stops for a pixel once its fit
+    # has worsened at _PRUNE_AFTER successive delays.
     first = np.argmin(coarse_cost, axis=1)
     centre0, score0 = consider(rows, starts[rows, first])
     previous = {1: centre0, -1: centre0}
@@ -404,15 +481,32 @@ def locate(search: SearchTable, a: NDArray[np.float32]) -> tuple[FloatArray, Flo
             warm[:, 0] = delay[sel]
             cold = starts[sel, delay[sel]]
             use_warm = _node_cost(search, a[sel], warm) <= _node_cost(search, a[sel], cold)
-            start = np.where(use_warm[:, None], warm, cold)
-            centre, score = consider(sel, start)
+            centre, score = consider(sel, np.where(use_warm[:, None], warm, cold))
             rising = score > last[direction][sel]
             worse[direction][sel] = np.where(rising, worse[direction][sel] + 1, 0)
             last[direction][sel] = score
             updated = previous[direction].copy()
             updated[sel] = centre
             previous[direction] = updated
-    jtj = np.einsum("pik,pjk->pij", jd_best, jd_best) + 1e-12 * np.eye(N_FITTED)
+    # The search solves only roughly (few iterations per node); the winner is solved to
+    # convergence at its node.
+    if _FINAL_LM_ITERATIONS:
+        ok = np.nonzero(np.isfinite(fp_best))[0]
+        node = np.rint(pos_best[ok]).astype(np.intp)
+        shape = np.asarray(search.shape)
+        lo = np.maximum(-1.0, -node[:, 1:]).astype(np.float64)
+        hi = np.minimum(1.0, shape[1:] - 1 - node[:, 1:]).astype(np.float64)
+        d, fp, resid2, jd = _levenberg_marquardt(
+            a[ok], search.stencil[_node_index(search, node)], lo, hi, _FINAL_LM_ITERATIONS
+        )
+        better = resid2 < resid_best[ok]
+        upd = ok[better]
+        pos_best[upd, 1:] = node[better, 1:] + d[better]
+        fp_best[upd] = fp[better]
+        resid_best[upd] = resid2[better]
+        jd_best[upd] = jd[better]
+    jd64 = jd_best.astype(np.float64)
+    jtj = np.einsum("pik,pjk->pij", jd64, jd64) + 1e-12 * np.eye(N_FITTED)
     with np.errstate(all="ignore"):
         cov = np.linalg.pinv(jtj)
     return pos_best, fp_best, resid_best, cov
