@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from qperf import metrics
 from qperf.errors import ValidationError
@@ -150,6 +151,60 @@ def test_clean_labels_removes_islands_and_fills(ring) -> None:
     assert metrics.dice(clean == 1, labels == 1) == 1.0
     assert metrics.dice(clean == 2, labels == 2) == 1.0
     assert metrics.dice(clean == 3, labels == 3) == 1.0
+
+
+def test_papillary_muscles_attached_to_the_wall_join_the_pool(ring) -> None:
+    labels, _ = ring
+    notched = labels.copy()
+    cy, cx = int(CENTRE[0]), int(CENTRE[1])
+    notched[cy - 2 : cy + 3, cx + 6 : cx + 11] = 2  # a papillary muscle growing from the lateral wall
+    notched[cy - 9 : cy - 6, cx - 3 : cx + 1] = 2  # a trabecula on the anterior wall
+    clean = post.clean_labels(notched)
+    assert metrics.dice(clean == 2, labels == 2) < 0.97  # clean-up alone keeps them (attached)
+    filled = post.fill_pool_hull(clean)
+    assert metrics.dice(filled == 2, labels == 2) > 0.99
+    assert metrics.dice(filled == 1, labels == 1) > 0.99
+    assert post.ring_is_closed(filled)
+    # A ring that is not closed is left alone, and so is one without a pool.
+    opened = clean.copy()
+    opened[cy - 2 : cy + 3, cx + 6 :] = np.where(
+        opened[cy - 2 : cy + 3, cx + 6 :] == 2, 0, opened[cy - 2 : cy + 3, cx + 6 :]
+    )
+    np.testing.assert_array_equal(post.fill_pool_hull(opened), opened)
+    no_pool = np.where(clean == 1, 0, clean).astype(np.uint8)
+    np.testing.assert_array_equal(post.fill_pool_hull(no_pool), no_pool)
+
+
+def test_convex_hull_mask_of_a_crescent() -> None:
+    yy, xx = np.mgrid[0:40, 0:40]
+    disc = np.hypot(yy - 20, xx - 20) <= 12
+    crescent = disc & (np.hypot(yy - 20, xx - 28) > 10)
+    hull = post.convex_hull_mask(crescent)
+    assert np.all(hull[crescent])
+    assert hull.sum() > crescent.sum()
+    assert not np.any(hull & ~ndimage.binary_dilation(disc))
+
+
+def test_endocardium_refined_by_first_pass_enhancement(ring) -> None:
+    labels, _ = ring
+    yy, xx = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]]
+    r = np.hypot(yy - CENTRE[0], xx - CENTRE[1])
+    peak = np.where(labels == 1, 1.0, np.where(labels == 2, 0.1, 0.05))
+    peak = np.where(labels == 3, 1.4, peak)
+    # The network called the pool's outer layer myocardium; its pixels enhance like blood.
+    thick = labels.copy()
+    layer = (labels == 1) & (r > 8.0)
+    thick[layer] = 2
+    refined = post.refine_endocardium(thick, peak)
+    assert metrics.dice(refined == 1, labels == 1) > 0.99
+    assert metrics.dice(refined == 2, labels == 2) > 0.99
+    # Myocardium that enhances like myocardium stays; so does the epicardial layer, even bright.
+    np.testing.assert_array_equal(post.refine_endocardium(labels, peak), labels)
+    bright_epi = np.where((labels == 2) & (r > 14.0), 1.0, peak)
+    assert np.count_nonzero(post.refine_endocardium(labels, bright_epi) == 2) == np.count_nonzero(labels == 2)
+    # Pool and myocardium not clearly apart: nothing changes.
+    flat = np.where(labels > 0, 1.0, 0.0)
+    np.testing.assert_array_equal(post.refine_endocardium(thick, flat), thick)
 
 
 def test_ring_topology_and_thickness(ring) -> None:

@@ -91,6 +91,12 @@ class Segmenter:
         ``torch.set_num_threads`` value used during inference (None leaves it).
     flip_tta : bool
         Average the prediction with that of the flipped input (twice the compute).
+    refine_endocardium : bool
+        Give the LV blood pool the myocardium pixels at its edge that enhance like blood
+        (:func:`~.postprocess.refine_endocardium`).
+    fill_hull : bool
+        Give the LV blood pool the myocardium inside its convex hull (papillary muscles and
+        trabeculae attached to the wall; :func:`~.postprocess.fill_pool_hull`).
     """
 
     def __init__(
@@ -100,11 +106,15 @@ class Segmenter:
         *,
         threads: int | None = None,
         flip_tta: bool = False,
+        refine_endocardium: bool = True,
+        fill_hull: bool = True,
     ) -> None:
         self.network = network.eval()
         self.card = dict(card or {})
         self.threads = threads
         self.flip_tta = flip_tta
+        self.refine_endocardium = refine_endocardium
+        self.fill_hull = fill_hull
 
     def _run(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
         if self.threads is not None:
@@ -150,7 +160,11 @@ class Segmenter:
         are tried (a small apical heart can score below a large enhancing vessel) and the
         output that looks most like a heart is kept.
         """
-        temporal = pre.temporal_input(series)
+        return self._predict(series, pre.temporal_input(series))
+
+    def _predict(
+        self, series: PerfusionSeries, temporal: pre.TemporalInput
+    ) -> tuple[NDArray[np.float32], pre.CropTransform]:
         candidates = pre.heart_candidates(temporal.enhancement, series.spacing_mm, max_candidates=MAX_CANDIDATES)
         best: tuple[float, NDArray[np.float32], pre.CropTransform] | None = None
         for centre in candidates:
@@ -194,7 +208,8 @@ class Segmenter:
         if not isinstance(series, PerfusionSeries):
             raise ValidationError(f"series: expected a PerfusionSeries, found {type(series).__name__}")
         n_classes = self.network.config.n_classes
-        out, tf = self.predict_grid(series)
+        temporal = pre.temporal_input(series)
+        out, tf = self._predict(series, temporal)
         logits = out[:n_classes]
         e = np.exp(logits - logits.max(0, keepdims=True))
         prob_grid = (e / e.sum(0, keepdims=True)).astype(np.float32)
@@ -204,6 +219,11 @@ class Segmenter:
         prob[0, outside] = 1.0
         raw = prob.argmax(0)
         labels_ref = post.clean_labels(raw)
+        if self.refine_endocardium:
+            peak = np.max(temporal.enhancement[pre.FOOT_CHANNEL : pre.FIRST_PASS_END], axis=0)
+            labels_ref = post.refine_endocardium(labels_ref, peak)
+        if self.fill_hull:
+            labels_ref = post.fill_pool_hull(labels_ref)
         confidence = prob.max(0).astype(np.float32)
         qc = post.quality(labels_ref, confidence, series.spacing_mm)
         points, source, from_geometry = self._insertion_points(out[n_classes:], tf, labels_ref, series)

