@@ -282,6 +282,12 @@ def test_arrival_groups_measure_the_pulmonary_transit(rng: np.random.Generator) 
     assert np.count_nonzero(groups.late & lv) >= 0.8 * np.count_nonzero(groups.late)
     slower = qaif.ClassicalLvDetector().groups(series.replace(time_s=t * 2.0))
     assert slower.delay_s == pytest.approx(2.0 * groups.delay_s, rel=0.05)
+    # A clock running 3.3 times fast (an assumed interval that is too short): the delay falls
+    # under 1.5 s but spans several frames, so the groups still split and the LV is found.
+    faster = series.replace(time_s=t * 0.3)
+    fast_groups = qaif.ClassicalLvDetector().groups(faster)
+    assert fast_groups.delay_s == pytest.approx(0.3 * groups.delay_s, rel=0.05)
+    assert qaif.dice(qaif.detect_lv(faster, method="classical"), lv) >= 0.75
 
 
 # --------------------------------------------------------------------------------- extraction
