@@ -226,21 +226,31 @@ def _solve_spd(matrix: FloatArray, rhs: FloatArray) -> FloatArray:
     ``np.linalg.solve``. A system that is not positive definite gives NaN.
     """
     n = matrix.shape[-1]
-    low = [[np.zeros(0)] * n for _ in range(n)]
+    low: dict[tuple[int, int], FloatArray] = {}
+    inv_diag: list[FloatArray] = []
     with np.errstate(invalid="ignore", divide="ignore"):
         for j in range(n):
-            diag = matrix[:, j, j] - sum((low[j][k] * low[j][k] for k in range(j)), np.zeros(matrix.shape[0]))
-            low[j][j] = np.sqrt(diag)
+            diag = matrix[:, j, j].copy()
+            for k in range(j):
+                diag -= low[j, k] * low[j, k]
+            inv_diag.append(1.0 / np.sqrt(diag))
             for i in range(j + 1, n):
-                off = matrix[:, i, j] - sum((low[i][k] * low[j][k] for k in range(j)), np.zeros(matrix.shape[0]))
-                low[i][j] = off / low[j][j]
+                off = matrix[:, i, j].copy()
+                for k in range(j):
+                    off -= low[i, k] * low[j, k]
+                low[i, j] = off * inv_diag[j]
         y: list[FloatArray] = []
         for i in range(n):
-            y.append((rhs[:, i] - sum((low[i][k] * y[k] for k in range(i)), np.zeros(matrix.shape[0]))) / low[i][i])
-        x: list[FloatArray] = [np.zeros(0)] * n
+            acc = rhs[:, i].copy()
+            for k in range(i):
+                acc -= low[i, k] * y[k]
+            y.append(acc * inv_diag[i])
+        x: list[FloatArray] = [y[0]] * n
         for i in reversed(range(n)):
-            rest = sum((low[k][i] * x[k] for k in range(i + 1, n)), np.zeros(matrix.shape[0]))
-            x[i] = (y[i] - rest) / low[i][i]
+            acc = y[i].copy()
+            for k in range(i + 1, n):
+                acc -= low[k, i] * x[k]
+            x[i] = acc * inv_diag[i]
     return np.stack(x, axis=1)
 
 
@@ -447,11 +457,15 @@ def locate(search: SearchTable, a: NDArray[np.float32]) -> tuple[FloatArray, Flo
     jd_best = np.zeros((n_pix, N_FITTED, a.shape[1]), dtype=np.float32)
     score_best = np.full(n_pix, np.inf)
 
-    def consider(sel: NDArray[np.intp], start: NDArray[np.intp]) -> tuple[NDArray[np.intp], FloatArray]:
-        pos, fp, resid2, jd = _recentred_search(search, a[sel], start)
-        # Prefer solutions inside the parameter box (10 % tolerance) over equally good
-        # ones outside it: outside, the flow trades against volumes the box excludes.
-        score = np.where(_inside_box(pos, fp), resid2, resid2 * _OUTSIDE_PENALTY + 1e-30)
+    def keep(
+        sel: NDArray[np.intp],
+        pos: FloatArray,
+        fp: FloatArray,
+        resid2: FloatArray,
+        jd: NDArray[np.float32],
+        score: FloatArray,
+    ) -> None:
+        """Keep the solutions of the pixels ``sel`` (each once) that beat their best."""
         better = score < score_best[sel]
         upd = sel[better]
         score_best[upd] = score[better]
@@ -459,34 +473,54 @@ def locate(search: SearchTable, a: NDArray[np.float32]) -> tuple[FloatArray, Flo
         fp_best[upd] = fp[better]
         resid_best[upd] = resid2[better]
         jd_best[upd] = jd[better]
-        settled: NDArray[np.intp] = np.rint(pos).astype(np.intp)
-        return settled, score
+
+    def box_score(pos: FloatArray, fp: FloatArray, resid2: FloatArray) -> FloatArray:
+        # Prefer solutions inside the parameter box (10 % tolerance) over equally good
+        # ones outside it: outside, the flow trades against volumes the box excludes.
+        result: FloatArray = np.where(_inside_box(pos, fp), resid2, resid2 * _OUTSIDE_PENALTY + 1e-30)
+        return result
 
     # The delay of the best coarse match first, then outwards one delay at a time, each
     # search starting from the node where the neighbouring delay settled (or from its own
     # coarse match where that fits better). A direction stops for a pixel once its fit
-    # has worsened at _PRUNE_AFTER successive delays.
+    # has worsened at _PRUNE_AFTER successive delays. Both directions are searched in one
+    # batch (fewer, larger array operations); a pixel may then appear twice, so the
+    # improvements are kept one direction after the other.
     first = np.argmin(coarse_cost, axis=1)
-    centre0, score0 = consider(rows, starts[rows, first])
-    previous = {1: centre0, -1: centre0}
-    last = {1: score0.copy(), -1: score0.copy()}
-    worse = {1: np.zeros(n_pix, dtype=np.intp), -1: np.zeros(n_pix, dtype=np.intp)}
+    pos, fp, resid2, jd = _recentred_search(search, a, starts[rows, first])
+    score0 = box_score(pos, fp, resid2)
+    keep(rows, pos, fp, resid2, jd, score0)
+    centre0 = np.rint(pos).astype(np.intp)
+    directions = (1, -1)
+    previous = {k: centre0 for k in directions}
+    last = {k: score0.copy() for k in directions}
+    worse = {k: np.zeros(n_pix, dtype=np.intp) for k in directions}
     for step in range(1, n_delays):
-        for direction in (1, -1):
+        sels, begins = [], []
+        for direction in directions:
             delay = first + direction * step
             sel = np.nonzero((delay >= 0) & (delay < n_delays) & (worse[direction] < _PRUNE_AFTER))[0]
-            if sel.size == 0:
-                continue
             warm = previous[direction][sel].copy()
             warm[:, 0] = delay[sel]
             cold = starts[sel, delay[sel]]
             use_warm = _node_cost(search, a[sel], warm) <= _node_cost(search, a[sel], cold)
-            centre, score = consider(sel, np.where(use_warm[:, None], warm, cold))
-            rising = score > last[direction][sel]
+            sels.append(sel)
+            begins.append(np.where(use_warm[:, None], warm, cold))
+        both = np.concatenate(sels)
+        if both.size == 0:
+            break
+        pos, fp, resid2, jd = _recentred_search(search, a[both], np.concatenate(begins))
+        score = box_score(pos, fp, resid2)
+        offset = 0
+        for direction, sel in zip(directions, sels, strict=True):
+            part = slice(offset, offset + sel.size)
+            offset += sel.size
+            keep(sel, pos[part], fp[part], resid2[part], jd[part], score[part])
+            rising = score[part] > last[direction][sel]
             worse[direction][sel] = np.where(rising, worse[direction][sel] + 1, 0)
-            last[direction][sel] = score
+            last[direction][sel] = score[part]
             updated = previous[direction].copy()
-            updated[sel] = centre
+            updated[sel] = np.rint(pos[part]).astype(np.intp)
             previous[direction] = updated
     # The search solves only roughly (few iterations per node); the winner is solved to
     # convergence at its node.
@@ -508,5 +542,8 @@ def locate(search: SearchTable, a: NDArray[np.float32]) -> tuple[FloatArray, Flo
     jd64 = jd_best.astype(np.float64)
     jtj = np.einsum("pik,pjk->pij", jd64, jd64) + 1e-12 * np.eye(N_FITTED)
     with np.errstate(all="ignore"):
-        cov = np.linalg.pinv(jtj)
+        cov = np.linalg.inv(jtj)
+        bad = ~np.all(np.isfinite(cov), axis=(1, 2))
+        if bad.any():
+            cov[bad] = np.linalg.pinv(jtj[bad])
     return pos_best, fp_best, resid_best, cov
