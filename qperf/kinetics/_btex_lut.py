@@ -45,7 +45,11 @@ U_RANGE = (FP_RANGE[0] / (60.0 * VP_RANGE[1]), FP_RANGE[1] / (60.0 * VP_RANGE[0]
 A_RANGE = (PS_RANGE[0] / (60.0 * VP_RANGE[1]), PS_RANGE[1] / (60.0 * VP_RANGE[0]))
 B_RANGE = (PS_RANGE[0] / (60.0 * VISF_RANGE[1]), PS_RANGE[1] / (60.0 * VISF_RANGE[0]))
 LUT_UPSAMPLE = 1
-N_COMPONENTS = 16
+# Principal components kept. Clean tissue curves (first-pass AIF, delays 0-2.5 s) leave a
+# median relative residual of about 1e-4 outside 12 components (3e-4 with 10, 8e-4 with 8,
+# below 1e-4 with 16), far below measurement noise; the search's cost grows with the count,
+# and fits at 2 % noise were as accurate with 8 as with 16.
+N_COMPONENTS = 12
 _COARSE_STEP = (2, 3, 3)  # u, a, b
 
 _BASIS_CACHE: dict[tuple[object, ...], tuple[NDArray[np.complex64], int, float]] = {}

@@ -182,25 +182,39 @@ def coarse_search(search: SearchTable, a: NDArray[np.float32]) -> tuple[NDArray[
     return out, costs
 
 
+def _monomial_tables() -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.intp], NDArray[np.float32]]:
+    """Constant, linear and quadratic parts of :func:`_monomials` as index tables."""
+    const = np.zeros((4, N_TERMS), dtype=np.float32)
+    linear = np.zeros((3, 4, N_TERMS), dtype=np.float32)
+    const[0, 0] = 1.0
+    for i in range(3):
+        linear[i, 0, 1 + i] = 1.0  # curve: delta_i * first difference
+        const[1 + i, 1 + i] = 1.0  # derivative: first difference
+        linear[i, 1 + i, 4 + i] = 1.0  # derivative: delta_i * second difference
+    for j, (i1, i2) in enumerate(_PAIRS):
+        linear[i2, 1 + i1, 7 + j] = 1.0
+        linear[i1, 1 + i2, 7 + j] = 1.0
+    pairs = np.array([(0, 0), (1, 1), (2, 2), *_PAIRS], dtype=np.intp)  # curve terms 4..9
+    weight = np.array([0.5, 0.5, 0.5, 1.0, 1.0, 1.0], dtype=np.float32)
+    return const, linear.reshape(3, -1), pairs, weight
+
+
+_MONOMIAL_CONST, _MONOMIAL_LINEAR, _MONOMIAL_PAIRS, _MONOMIAL_WEIGHT = _monomial_tables()
+
+
 def _monomials(delta: FloatArray) -> NDArray[np.float32]:
     """Weights of the node model's terms for the curve and its derivatives at ``delta``.
 
     ``delta`` (P, 3) are offsets from the node along ``u, a, b`` (grid steps). Returns
     ``w`` (P, 4, 10) such that ``w @ stencil`` gives the curve (row 0) and its derivatives
-    along ``u, a, b`` (rows 1-3) of the quadratic model.
+    along ``u, a, b`` (rows 1-3) of the quadratic model: the curve weighs the terms by
+    ``1, delta_i, delta_i^2 / 2, delta_i delta_j``, its derivative along ``i`` by their
+    derivatives.
     """
-    n_pix = delta.shape[0]
-    w = np.zeros((n_pix, 4, N_TERMS), dtype=np.float32)
-    w[:, 0, 0] = 1.0
-    w[:, 0, 1:4] = delta
-    w[:, 0, 4:7] = 0.5 * delta * delta
-    for i in range(3):
-        w[:, 1 + i, 1 + i] = 1.0
-        w[:, 1 + i, 4 + i] = delta[:, i]
-    for j, (i1, i2) in enumerate(_PAIRS):
-        w[:, 0, 7 + j] = delta[:, i1] * delta[:, i2]
-        w[:, 1 + i1, 7 + j] = delta[:, i2]
-        w[:, 1 + i2, 7 + j] = delta[:, i1]
+    d32 = delta.astype(np.float32)
+    w = (d32 @ _MONOMIAL_LINEAR).reshape(-1, 4, N_TERMS)
+    w += _MONOMIAL_CONST
+    w[:, 0, 4:] = d32[:, _MONOMIAL_PAIRS[:, 0]] * d32[:, _MONOMIAL_PAIRS[:, 1]] * _MONOMIAL_WEIGHT
     return w
 
 
@@ -287,7 +301,7 @@ def _levenberg_marquardt(
     resid = a - fp[:, None].astype(np.float32) * c0
     cost = np.einsum("pk,pk->p", resid, resid).astype(np.float64)
     lam = np.full(n_pix, 1e-3)
-    eye = np.eye(N_FITTED)
+    diag = np.arange(N_FITTED)
     # Working copies of the pixels still iterating; results go back where pixels stop.
     act = np.arange(n_pix)
     w_a, w_st, w_lo, w_hi = a, stencil, lo, hi
@@ -299,10 +313,11 @@ def _levenberg_marquardt(
             break
         gram = np.matmul(w_g, w_g.transpose(0, 2, 1)).astype(np.float64)  # (P, 4, 4)
         grad = np.matmul(w_g, w_resid[..., None])[..., 0].astype(np.float64)  # (P, 4)
-        scale = np.sqrt(np.einsum("pii->pi", gram)) + 1e-30
-        system = gram / (scale[:, :, None] * scale[:, None, :]) + w_lam[:, None, None] * eye
-        step = _solve_spd(system, grad / scale) / scale
-        step = np.where(np.isfinite(step), step, 0.0)
+        inv_scale = 1.0 / (np.sqrt(np.einsum("pii->pi", gram)) + 1e-30)
+        system = gram * inv_scale[:, :, None] * inv_scale[:, None, :]
+        system[:, diag, diag] += w_lam[:, None]
+        step = _solve_spd(system, grad * inv_scale) * inv_scale
+        step[~np.isfinite(step)] = 0.0
         new_fp = np.clip(w_fp + step[:, 0], flo, fhi)
         new_delta = np.clip(w_delta + step[:, 1:] / w_fp[:, None], w_lo, w_hi)
         new_g = _model(w_st, new_delta)
@@ -314,12 +329,12 @@ def _levenberg_marquardt(
         )
         better &= ~w_done
         w_done |= small
-        w_delta = np.where(better[:, None], new_delta, w_delta)
-        w_fp = np.where(better, new_fp, w_fp)
-        w_g = np.where(better[:, None, None], new_g, w_g)
-        w_resid = np.where(better[:, None], new_resid, w_resid)
-        w_cost = np.where(better, new_cost, w_cost)
-        w_lam = np.where(better, w_lam * 0.3, w_lam * 5.0)
+        # Rejected steps (usually few) keep the previous state.
+        worse = np.nonzero(~better)[0]
+        new_delta[worse], new_fp[worse], new_g[worse] = w_delta[worse], w_fp[worse], w_g[worse]
+        new_resid[worse], new_cost[worse] = w_resid[worse], w_cost[worse]
+        w_delta, w_fp, w_g, w_resid, w_cost = new_delta, new_fp, new_g, new_resid, new_cost
+        w_lam = w_lam * np.where(better, 0.3, 5.0)
         # Stopped pixels keep their state; the working set shrinks once enough have stopped.
         if np.count_nonzero(w_done) > _COMPACT_FRACTION * act.size:
             done = act[w_done]
