@@ -62,6 +62,28 @@ def test_temporal_input_frame_count_invariance(ring) -> None:
     assert int(np.argmax(rv_curve)) < int(np.argmax(lv_curve))
 
 
+def test_timing_factor_brings_the_transit_into_the_known_range() -> None:
+    ref, band = pre.REFERENCE_DELAY_S, pre.TIMING_BAND
+    assert pre.timing_factor(None) == 1.0 and pre.timing_factor(float("nan")) == 1.0
+    assert pre.timing_factor(ref) == 1.0 and pre.timing_factor(ref * band * 0.99) == 1.0
+    assert 10.0 * pre.timing_factor(10.0) == pytest.approx(ref * band)
+    assert 1.0 * pre.timing_factor(1.0) == pytest.approx(ref / band)
+    assert pre.timing_factor(1000.0) == pytest.approx(1.0 / pre.MAX_TIME_SCALE)
+
+
+def test_normalise_timing_of_a_slow_clock(ring) -> None:
+    labels, _ = ring
+    s = ring_series(labels, spacing_mm=(1.8, 1.8), noise=0.01, frame_interval_s=1.0)
+    delay = pre.transit_delay_s(s)
+    assert delay is not None
+    slow = s.replace(time_s=s.time_s * 4.0)
+    fixed, factor = pre.normalise_timing(slow)
+    assert pre.transit_delay_s(slow) == pytest.approx(4.0 * delay, rel=0.02)
+    assert 4.0 * delay * factor <= pre.REFERENCE_DELAY_S * pre.TIMING_BAND + 1e-6
+    np.testing.assert_allclose(fixed.time_s - fixed.time_s[0], (slow.time_s - slow.time_s[0]) * factor)
+    np.testing.assert_array_equal(fixed.data, slow.data)
+
+
 def test_locate_heart_at_any_spacing(ring) -> None:
     labels, _ = ring
     for spacing in ((1.4, 1.4), (2.6, 2.6), (1.8, 2.2)):

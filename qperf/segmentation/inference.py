@@ -97,6 +97,10 @@ class Segmenter:
     fill_hull : bool
         Give the LV blood pool the myocardium inside its convex hull (papillary muscles and
         trabeculae attached to the wall; :func:`~.postprocess.fill_pool_hull`).
+    normalise_timing : bool
+        Read the series on a clock normalised to the RV-to-LV transit measured in its images
+        (:func:`~.preprocessing.normalise_timing`) rather than on its own clock, which may be
+        assumed (files without frame times) or reflect a slow or fast circulation.
     """
 
     def __init__(
@@ -108,6 +112,7 @@ class Segmenter:
         flip_tta: bool = False,
         refine_endocardium: bool = True,
         fill_hull: bool = True,
+        normalise_timing: bool = True,
     ) -> None:
         self.network = network.eval()
         self.card = dict(card or {})
@@ -115,6 +120,7 @@ class Segmenter:
         self.flip_tta = flip_tta
         self.refine_endocardium = refine_endocardium
         self.fill_hull = fill_hull
+        self.normalise_timing = normalise_timing
 
     def _run(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
         if self.threads is not None:
@@ -160,6 +166,8 @@ class Segmenter:
         are tried (a small apical heart can score below a large enhancing vessel) and the
         output that looks most like a heart is kept.
         """
+        if self.normalise_timing:
+            series = pre.normalise_timing(series)[0]
         return self._predict(series, pre.temporal_input(series))
 
     def _predict(
@@ -208,8 +216,9 @@ class Segmenter:
         if not isinstance(series, PerfusionSeries):
             raise ValidationError(f"series: expected a PerfusionSeries, found {type(series).__name__}")
         n_classes = self.network.config.n_classes
-        temporal = pre.temporal_input(series)
-        out, tf = self._predict(series, temporal)
+        timed = pre.normalise_timing(series)[0] if self.normalise_timing else series
+        temporal = pre.temporal_input(timed)
+        out, tf = self._predict(timed, temporal)
         logits = out[:n_classes]
         e = np.exp(logits - logits.max(0, keepdims=True))
         prob_grid = (e / e.sum(0, keepdims=True)).astype(np.float32)
