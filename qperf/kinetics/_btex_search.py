@@ -6,10 +6,22 @@ its axis neighbours and three diagonal neighbours) with the flow as a linear par
 re-centred on the nearest node until it settles, at the whole-sample delays around the
 best coarse match; the best fit wins. See :func:`locate`.
 
+Why it is shaped so. The cost has long, flat valleys (the plasma volume, which moves
+``u`` and ``a`` together, and the delay both trade against the flow), so a single local
+descent from the coarse match often ends short of the best fit. Re-centring follows a
+valley across the grid, and each whole-sample delay near the coarse match gets its own
+search. Each solve is deliberately short (a few iterations from the node, restarted at
+every new centre): more, or continuing a solve across centres, was measured to cost more
+steps than it saved and to find the best fit less often; the winner alone is then solved
+to convergence.
+
 Speed. The quadratic model of every node is computed once per table
 (:func:`prepare_search`), so a model costs one gather of a ``(10, K)`` block per pixel,
 and the curve and its derivatives at an offset are one small matrix product with a row of
-monomials of the offset. Pixels leave the iterations once their steps become negligible.
+monomials of the offset. The normal equations are formed from that product directly and
+solved by an elementwise Cholesky factorisation; pixels leave the iterations once their
+steps become negligible. Pixels are processed in chunks of a few thousand, which keeps
+the arrays in the processor's cache while amortising numpy's per-call overhead.
 """
 
 from __future__ import annotations
@@ -34,9 +46,13 @@ _RECENTRE_ITERATIONS = 10
 _RECENTRE_STEP = 3.0
 _RECENTRE_LM_ITERATIONS = 3
 _FINAL_LM_ITERATIONS = 5
-_STEP_TOLERANCE = 1e-3  # grid steps: a pixel whose accepted step is smaller has converged
+_STEP_TOLERANCE = 1e-3  # grid steps (and flow fraction): a smaller proposed step ends a pixel's solve
 _OUTSIDE_PENALTY = 4.0
-_PRUNE_AFTER = 1
+# A direction of the delay search stops for a pixel once its fit has worsened at this many
+# successive delays. The best coarse match tends to lie one or two samples late (the coarse
+# rate grid cannot follow a steep upslope, a later curve makes up for it), so the search
+# goes further towards earlier delays.
+_PRUNE_AFTER = {1: 1, -1: 2}
 _COMPACT_FRACTION = 0.3  # stopped fraction of the working set that triggers its compaction
 _COARSE_BLOCK = 256  # pixels per product of the coarse search
 N_FITTED = 4  # u, a, b offsets and Fp (the delay is searched, not fitted)
@@ -294,7 +310,7 @@ def _levenberg_marquardt(
     n_pix = a.shape[0]
     flo, fhi = FP_RANGE
     delta = np.zeros((n_pix, 3))
-    g = _model(stencil, delta)
+    g = np.ascontiguousarray(stencil[:, :4])  # the model at the node: curve and first differences
     c0 = g[:, 0]
     fp = np.einsum("pk,pk->p", a, c0) / np.maximum(np.einsum("pk,pk->p", c0, c0), 1e-30)
     fp = np.clip(fp.astype(np.float64), flo, fhi)
@@ -441,15 +457,18 @@ def locate(search: SearchTable, a: NDArray[np.float32]) -> tuple[FloatArray, Flo
     """Best fit per pixel.
 
     1. Exhaustive search over a coarse sub-grid of the rates for every delay (one matrix
-       product per delay).
+       product per delay, flow within its bounds; :func:`coarse_search`).
     2. At the delay of the best coarse match: Levenberg-Marquardt on a local quadratic
        model of the unit-flow curve (from the neighbours of the current node) with the
-       flow as a linear parameter, re-centred on the nearest node until it settles, and a
-       last solve with the rates within one grid step.
+       flow as a linear parameter, re-centred on the nearest node until it settles
+       (:func:`_recentred_search`).
     3. The same at the other whole-sample delays, outwards from the first, each starting
        from the settled node of its neighbouring delay (the optimum usually moves little
        from one delay to the next) or from its own coarse match, whichever fits better;
-       a direction stops once the fit has worsened at ``_PRUNE_AFTER`` successive delays.
+       a direction stops once the fit has worsened at ``_PRUNE_AFTER[direction]``
+       successive delays.
+    4. The best solution, solved to convergence at its node with the rates within one
+       grid step.
 
     The delay with the smallest residual wins. (The cost is nearly flat along a valley
     where a later delay trades against a higher flow, so delays are fitted one by one
@@ -498,7 +517,7 @@ def locate(search: SearchTable, a: NDArray[np.float32]) -> tuple[FloatArray, Flo
     # The delay of the best coarse match first, then outwards one delay at a time, each
     # search starting from the node where the neighbouring delay settled (or from its own
     # coarse match where that fits better). A direction stops for a pixel once its fit
-    # has worsened at _PRUNE_AFTER successive delays. Both directions are searched in one
+    # has worsened at _PRUNE_AFTER[direction] successive delays. Both directions are searched in one
     # batch (fewer, larger array operations); a pixel may then appear twice, so the
     # improvements are kept one direction after the other.
     first = np.argmin(coarse_cost, axis=1)
@@ -514,7 +533,7 @@ def locate(search: SearchTable, a: NDArray[np.float32]) -> tuple[FloatArray, Flo
         sels, begins = [], []
         for direction in directions:
             delay = first + direction * step
-            sel = np.nonzero((delay >= 0) & (delay < n_delays) & (worse[direction] < _PRUNE_AFTER))[0]
+            sel = np.nonzero((delay >= 0) & (delay < n_delays) & (worse[direction] < _PRUNE_AFTER[direction]))[0]
             warm = previous[direction][sel].copy()
             warm[:, 0] = delay[sel]
             cold = starts[sel, delay[sel]]
