@@ -181,3 +181,138 @@ def test_fit_maps_status_and_mask(grid):
     assert maps["fp_ml_min_g"][0] == pytest.approx(1.5, rel=0.01)
     assert maps["mbf_ml_min_g"][0] == pytest.approx(1.5 / 0.55, rel=0.01)  # whole-blood flow
     assert maps["vb_ml_g"][0] == pytest.approx(fit.params["Vp"][0] / 0.55)
+
+
+# --- The table search (qperf.kinetics._btex_search) -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def search_table(grid):
+    from qperf.kinetics import _btex_lut, _btex_search
+
+    time_s, aif = grid
+    table = _btex_lut.build_table(kinetics.get_model("btex"), aif, DT_S, 7)
+    return _btex_search.prepare_search(table, _btex_lut.coarse_candidates(table.shape))
+
+
+def test_node_models_reproduce_the_table_around_their_node(search_table):
+    from qperf.kinetics import _btex_search
+
+    search = search_table
+    coef = search.table.coef
+    rng = np.random.default_rng(5)
+    shape = np.asarray(search.shape)
+    nodes = np.stack([rng.integers(0, shape[0], 40)] + [rng.integers(1, n - 1, 40) for n in shape[1:]], axis=1)
+    stencil = search.stencil[np.ravel_multi_index(tuple(nodes.T), search.shape)]
+    scale = np.abs(coef).max()
+    # The quadratic model passes through the node, its axis neighbours and its forward
+    # diagonal neighbours.
+    offsets = [(0, 0, 0), (1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)]
+    offsets += [(1, 1, 0), (1, 0, 1), (0, 1, 1)]
+    for off in offsets:
+        delta = np.tile(np.asarray(off, dtype=float), (nodes.shape[0], 1))
+        model = _btex_search._model(stencil, delta)[:, 0]
+        target = coef[tuple(nodes.T + np.array([0, *off])[:, None])]
+        assert np.max(np.abs(model - target)) < 1e-5 * scale, off
+    # Rows 1-3 are the derivatives of row 0 (central differences of the model).
+    delta = rng.uniform(-0.5, 0.5, (nodes.shape[0], 3))
+    g = _btex_search._model(stencil, delta).astype(np.float64)
+    for i in range(3):
+        h = np.zeros(3)
+        h[i] = 1e-2
+        numeric = (
+            _btex_search._model(stencil, delta + h)[:, 0].astype(np.float64)
+            - _btex_search._model(stencil, delta - h)[:, 0].astype(np.float64)
+        ) / 2e-2
+        assert np.max(np.abs(numeric - g[:, 1 + i])) < 1e-3 * scale
+
+
+def test_cholesky_solver_matches_numpy():
+    from qperf.kinetics import _btex_search
+
+    rng = np.random.default_rng(8)
+    m = rng.normal(size=(200, 4, 6))
+    spd = m @ m.transpose(0, 2, 1) + 0.1 * np.eye(4)
+    rhs = rng.normal(size=(200, 4))
+    x = _btex_search._solve_spd(spd, rhs)
+    assert np.allclose(x, np.linalg.solve(spd, rhs[..., None])[..., 0], rtol=1e-9, atol=1e-9)
+    # Not positive definite: NaN, not an exception.
+    bad = _btex_search._solve_spd(-spd[:3], rhs[:3])
+    assert np.all(np.isnan(bad))
+
+
+def test_coarse_search_finds_the_bounded_minimum_over_the_coarse_nodes(grid, search_table):
+    from qperf.kinetics import _btex_search
+
+    time_s, aif = grid
+    search = search_table
+    table = search.table
+    rng = np.random.default_rng(9)
+    truth = _truth(rng, 300, (0.3, 4.5), np.arange(0, 7) * DT_S)
+    tissue = kinetics.get_model("btex").simulate(aif, time_s, **truth)
+    tissue = tissue * rng.uniform(0.2, 3.0, (300, 1)) + rng.normal(0.0, 0.05, tissue.shape)  # flows out of bounds too
+    a = tissue.astype(np.float32) @ table.basis
+    nodes, costs = _btex_search.coarse_search(search, a)
+    # Brute force: every coarse node of every delay, flow clipped to the node's bounds.
+    n_delays = table.shape[0]
+    flat = np.ravel_multi_index(tuple(search.coarse_nodes.T), table.shape[1:])
+    per_delay = int(np.prod(table.shape[1:]))
+    for d in range(n_delays):
+        coef = table.coef.reshape(n_delays, per_delay, -1)[d, flat].astype(np.float64)
+        norm2 = np.sum(coef * coef, axis=1)
+        dot = a.astype(np.float64) @ coef.T
+        lo = table.flow_lo.reshape(n_delays, -1)[d, flat]
+        hi = table.flow_hi.reshape(n_delays, -1)[d, flat]
+        scale = np.clip(dot / norm2, lo, hi)
+        brute = scale * (scale * norm2 - 2.0 * dot)
+        best = brute.min(axis=1)
+        tol = 1e-4 * np.sum(a.astype(np.float64) ** 2, axis=1)
+        assert np.all(nodes[:, d, 0] == d)
+        assert np.all(np.abs(costs[:, d] - best) <= tol)
+        chosen = np.ravel_multi_index(tuple(nodes[:, d, 1:].T), table.shape[1:])
+        column = np.searchsorted(flat, chosen)
+        assert np.all(flat[column] == chosen)
+        assert np.all(brute[np.arange(300), column] - best <= tol)
+
+
+def test_fit_recovers_every_whole_sample_delay(grid):
+    time_s, aif = grid
+    model = kinetics.get_model("btex")
+    rng = np.random.default_rng(21)
+    delays = np.repeat(np.arange(0, 7) * DT_S, 12)  # 0 .. 3 s, the whole searched range
+    truth = _truth(rng, delays.size, (0.5, 3.6), delays)
+    truth["delay_s"] = delays
+    fit = model.fit(model.simulate(aif, time_s, **truth), aif, time_s, max_delay_s=3.0)
+    assert np.all(fit.status == FitStatus.OK)
+    assert np.mean(fit.params["delay_s"] == delays) >= 0.95
+    for d in np.unique(delays):  # no delay is systematically missed
+        assert np.mean(fit.params["delay_s"][delays == d] == d) >= 0.75
+    err = np.abs(fit.params["Fp"] / truth["Fp"] - 1.0)
+    assert np.mean(err < 0.01) >= 0.95
+    # A shorter searched range: a smaller table, the delays beyond it are not reported.
+    short = model.fit(model.simulate(aif, time_s, **truth), aif, time_s, max_delay_s=1.0)
+    assert np.nanmax(short.params["delay_s"]) <= 1.0
+    inside = delays <= 1.0
+    assert np.mean(short.params["delay_s"][inside] == delays[inside]) >= 0.95
+
+
+def test_fit_does_not_depend_on_chunks_or_threads(grid, monkeypatch):
+    from qperf.kinetics import _btex_fit
+
+    time_s, aif = grid
+    model = kinetics.get_model("btex")
+    rng = np.random.default_rng(4)
+    truth = _truth(rng, 90, (0.5, 3.6), np.arange(0, 6) * DT_S)
+    clean = model.simulate(aif, time_s, **truth)
+    tissue = clean + rng.normal(0.0, 0.02 * clean.max(), clean.shape)
+    whole = model.fit(tissue, aif, time_s)
+    monkeypatch.setattr(_btex_fit, "CHUNK_PIXELS", 16)
+    monkeypatch.setenv("QPERF_THREADS", "2")
+    parts = model.fit(tissue, aif, time_s)
+    assert np.array_equal(parts.status, whole.status)
+    # Equal up to float32 rounding, which differs with the sizes of the batched products
+    # (and may, rarely, tip a near tie between two delays).
+    assert np.mean(parts.params["delay_s"] == whole.params["delay_s"]) >= 0.97
+    for name in ("Fp", "PS", "Vp", "Visf"):
+        close = np.isclose(parts.params[name], whole.params[name], rtol=1e-3)
+        assert np.mean(close) >= 0.97, name
