@@ -26,6 +26,7 @@ The chain of the inline mapping pipeline:
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy import ndimage
 
 from qperf import kinetics
 from qperf.aif.curve import (
@@ -123,6 +125,124 @@ class FlowResult:
         return int(np.count_nonzero(self.status == 0))
 
 
+def smooth_within(series: PerfusionSeries, mask: ArrayLike, sigma_px: float) -> PerfusionSeries:
+    """Gaussian smoothing of every frame inside ``mask`` only (normalised convolution).
+
+    Each pixel of the mask becomes the Gaussian-weighted mean of the mask's pixels around it;
+    pixels outside the mask neither change nor contribute, so blood next to the myocardium
+    is not mixed into it. Pixel-wise kinetic fits are biased high at realistic noise (the
+    flow estimate is skewed: the cost is flat towards high flow), and the bias grows with the
+    noise variance; perfusion images are acquired at a coarser resolution than their pixel
+    grid, so a sub-pixel Gaussian (sigma 0.7 px: about a 3 x 3 neighbourhood) costs little
+    resolution and removes most of that bias (phantom, stress, true labels and AIF: median
+    per-segment error 19 % -> 3 % and 29 % -> 10 %).
+
+    Parameters
+    ----------
+    series : PerfusionSeries
+        ``(t, y, x)``; the proton-density frames are smoothed like the others.
+    mask : array_like of bool, shape (y, x)
+        The region to smooth within (the myocardium).
+    sigma_px : float
+        Gaussian standard deviation in pixels (0: the series unchanged).
+
+    Returns
+    -------
+    PerfusionSeries
+        A new series (the input is not modified).
+    """
+    m = np.asarray(mask)
+    if m.shape != series.shape:
+        raise ValidationError(f"mask: expected shape {series.shape} (the series' matrix), found {describe(mask)}")
+    if not (math.isfinite(sigma_px) and sigma_px >= 0.0):
+        raise ValidationError(f"sigma_px: expected a finite value >= 0, found {sigma_px!r}")
+    inside = m.astype(bool)
+    if sigma_px == 0.0 or not inside.any():
+        return series
+    weight = inside.astype(np.float64)
+    norm = ndimage.gaussian_filter(weight, sigma_px, truncate=2.0)
+    data = np.array(series.data, dtype=np.float32, copy=True)
+    summed = ndimage.gaussian_filter(data * weight[None].astype(np.float32), (0.0, sigma_px, sigma_px), truncate=2.0)
+    data[:, inside] = summed[:, inside] / norm[inside].astype(np.float32)
+    return dataclasses.replace(series, data=data)
+
+
+def flow_at_upper_bound(result: FlowResult, tolerance: float = 0.02) -> NDArray[np.bool_]:
+    """Pixels whose fitted flow lies at the upper bound of the model's flow range.
+
+    Such a fit did not find a flow that explains the curve (typically a curve carrying blood
+    from a neighbouring pool); its value is the bound, not a measurement. The flow is the
+    model's first parameter (``Fp`` for BTEX and the two-compartment model, ``F`` for Fermi,
+    ``Ktrans`` for Tofts).
+
+    Returns
+    -------
+    ndarray of bool, shape (y, x)
+        True within ``tolerance`` (relative) of the upper bound.
+    """
+    info = kinetics.get_model(result.model).parameters[0]
+    values = result.maps.get(info.map_name)
+    if values is None:
+        return np.zeros(result.status.shape, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        at_bound: NDArray[np.bool_] = np.asarray(values >= info.upper * (1.0 - tolerance))
+    return at_bound
+
+
+def _delayed(values: NDArray[np.float64], samples: int) -> NDArray[np.float64]:
+    """A curve (zero before its foot) delayed by whole samples."""
+    if samples <= 0:
+        return values
+    return np.r_[np.zeros(samples), values[: values.size - samples]]
+
+
+#: Chi-square (1 degree of freedom, 95 %) that a later delay must gain over an earlier one.
+DELAY_CHI2 = 3.84
+
+
+def mean_curve_delay(
+    model: kinetics.KineticModel,
+    curve: NDArray[np.float64],
+    plasma: NDArray[np.float64],
+    time_s: NDArray[np.float64],
+    max_delay_s: float,
+    extra: dict[str, Any] | None = None,
+) -> int | None:
+    """Delay (whole samples) of a tissue curve behind the AIF: the earliest that fits as well.
+
+    The curve is fitted at every whole-sample delay in ``[0, max_delay_s]``. A later delay
+    trades against a higher flow and a shorter transit, so the costs of neighbouring delays
+    can lie within the noise of each other; the earliest delay whose residual sum of squares
+    exceeds the smallest by less than ``DELAY_CHI2`` noise variances (a likelihood-ratio test
+    at 95 %) is taken. Returns None when no delay could be fitted.
+    """
+    dt = float(time_s[1] - time_s[0])
+    n_delays = int(np.floor(max_delay_s / dt + 1e-9)) + 1
+    norm2 = float(curve @ curve)
+    sse = np.full(n_delays, np.inf)
+    for d in range(min(n_delays, curve.size - 2)):
+        fit = model.fit(curve[None], _delayed(plasma, d), time_s, mask=None, max_delay_s=0.0, **(extra or {}))
+        value = float(np.asarray(fit.nrmse).reshape(-1)[0]) ** 2 * norm2
+        if math.isfinite(value):
+            sse[d] = value
+    if not np.isfinite(sse).any():
+        return None
+    best = float(sse.min())
+    variance = best / max(curve.size - len(model.parameters) - 1, 1)
+    return int(np.nonzero(sse <= best + DELAY_CHI2 * variance)[0][0])
+
+
+def _fit_values(fit: Any) -> dict[str, NDArray[np.float64]]:
+    """Per-pixel maps of a fit (flat arrays, copies), with ``status`` and the plasma flow."""
+    values = {name: np.array(v, dtype=np.float64) for name, v in fit.maps().items()}
+    if "Fp" in fit.params:
+        values["fp_ml_min_g"] = np.array(fit.params["Fp"], dtype=np.float64)
+        if "Fp" in fit.sd:
+            values["fp_ml_min_g_sd"] = np.array(fit.sd["Fp"], dtype=np.float64)
+    values["status"] = np.array(fit.status, dtype=np.float64)
+    return values
+
+
 def _aif_blood_or_plasma(
     aif: AifCurve | PerfusionSeries | Sequence[PerfusionSeries],
     aif_kind: str | None,
@@ -159,17 +279,17 @@ def _check_covers(aif: AifCurve, time_s: NDArray[np.float64], interval_s: float)
         )
 
 
-def _check_mask(mask: ArrayLike | None, shape: tuple[int, int]) -> NDArray[np.bool_]:
+def _check_mask(mask: ArrayLike | None, shape: tuple[int, int], name: str = "mask") -> NDArray[np.bool_]:
     if mask is None:
         return np.ones(shape, dtype=bool)
     m = np.asarray(mask)
     if m.shape != shape:
-        raise ValidationError(f"mask: expected shape {shape} (the series' matrix), found {describe(m)}")
+        raise ValidationError(f"{name}: expected shape {shape} (the series' matrix), found {describe(m)}")
     if m.dtype.kind == "f" and not np.all(np.isfinite(m)):
-        raise ValidationError("mask: expected finite values, found NaN or infinity")
+        raise ValidationError(f"{name}: expected finite values, found NaN or infinity")
     out = m.astype(bool)
     if not out.any():
-        raise ValidationError("mask: expected at least one pixel to fit, found none")
+        raise ValidationError(f"{name}: expected at least one pixel to fit, found none")
     return out
 
 
@@ -193,6 +313,7 @@ def compute_flow_maps(
     aif_sequence: SrSequence | None = None,
     aif_method: str = "classical",
     progress: ProgressCallback | None = None,
+    delay_mask: ArrayLike | None = None,
 ) -> FlowResult:
     """Pixel-wise kinetic parameter maps of one slice.
 
@@ -220,6 +341,14 @@ def compute_flow_maps(
     aif_method : str
         LV detector for AIF images.
     progress : callable(fraction, message), optional
+    delay_mask : array_like of bool, (y, x), optional
+        When given (e.g. the myocardium), the delay is fitted once, to the mean curve of
+        these pixels, and every pixel is fitted with that delay; otherwise each pixel's delay
+        is searched in ``[0, max_delay_s]``. At stress flows the cost of a single pixel is
+        nearly flat along a valley where a later delay trades against a higher flow, so noise
+        sends many pixels far along it (phantom curves at 5 % noise: 0.5 s later with about
+        three times the flow, the mean of the flow map 25 % high); the mean curve, with a
+        fraction of the noise, pins the delay (12 of 12 noise draws right, flow within 3 %).
 
     Returns
     -------
@@ -242,6 +371,9 @@ def compute_flow_maps(
         raise ValidationError(f"dt_s: expected a positive time step in seconds, found {dt_s!r}")
     pixels = _check_mask(mask, series.shape)
     kinetic_model = kinetics.get_model(model)
+    delay_pixels = None if delay_mask is None else _check_mask(delay_mask, series.shape, "delay_mask") & pixels
+    if delay_pixels is not None and not delay_pixels.any():
+        raise ValidationError("delay_mask: expected pixels inside the fitted mask, found none")
 
     report(0.0, "converting to Gd")
     gd = series_to_gd(series, tissue="myocardium", sequence=sequence)
@@ -272,28 +404,34 @@ def compute_flow_maps(
     extra: dict[str, Any] = {}
     if "hematocrit" in inspect.signature(kinetic_model.fit).parameters:
         extra["hematocrit"] = hematocrit
-    fit = kinetic_model.fit(tissue, plasma, grid - grid[0], mask=None, max_delay_s=max_delay_s, **extra)
+    time_fit = grid - grid[0]
+    fit_plasma, fixed_samples, search_s = plasma, 0, max_delay_s
+    if delay_pixels is not None:
+        mean_curve = tissue[delay_pixels[pixels]].mean(axis=0)
+        samples = mean_curve_delay(kinetic_model, mean_curve, plasma, time_fit, max_delay_s, extra)
+        if samples is not None:
+            fixed_samples, search_s = samples, 0.0
+            fit_plasma = _delayed(plasma, samples)
+    fit = kinetic_model.fit(tissue, fit_plasma, time_fit, mask=None, max_delay_s=search_s, **extra)
+    values = _fit_values(fit)
+    values["delay_s"] = values["delay_s"] + fixed_samples * dt_s
     report(0.95, "assembling maps")
 
     ny, nx = series.shape
+    status = np.full((ny, nx), STATUS_MASKED, dtype=np.int8)
+    status[pixels] = values.pop("status").astype(np.int8)
     maps: dict[str, NDArray[np.float32]] = {}
-    for name, values in fit.maps().items():
-        full = _scatter(values, pixels)
+    for name, flat in values.items():
+        full = _scatter(flat, pixels)
         if name == "delay_s" and delay.shift_s != 0.0:
             full[pixels] += np.float32(delay.shift_s)
         maps[name] = full
-    if "Fp" in fit.params:
+    if "fp_ml_min_g" in maps:
         # Myocardial blood flow is whole-blood flow: the plasma flow fitted against the plasma
         # AIF, divided by the plasma fraction (as Vb = Vp / (1 - Hct)).
-        fp = _scatter(fit.params["Fp"], pixels)
-        maps["fp_ml_min_g"] = fp
-        maps["mbf_ml_min_g"] = (fp / np.float32(1.0 - hematocrit)).astype(np.float32)
-        if "Fp" in fit.sd:
-            sd = _scatter(fit.sd["Fp"], pixels)
-            maps["fp_ml_min_g_sd"] = sd
-            maps["mbf_ml_min_g_sd"] = (sd / np.float32(1.0 - hematocrit)).astype(np.float32)
-    status = np.full((ny, nx), STATUS_MASKED, dtype=np.int8)
-    status[pixels] = np.asarray(fit.status, dtype=np.int8)
+        maps["mbf_ml_min_g"] = (maps["fp_ml_min_g"] / np.float32(1.0 - hematocrit)).astype(np.float32)
+        if "fp_ml_min_g_sd" in maps:
+            maps["mbf_ml_min_g_sd"] = (maps["fp_ml_min_g_sd"] / np.float32(1.0 - hematocrit)).astype(np.float32)
     tissue_full = np.zeros((grid.size, ny, nx), dtype=np.float32)
     tissue_full[:, pixels] = tissue.T.astype(np.float32)
     report(1.0, "done")
