@@ -229,7 +229,7 @@ def test_aif_detection_on_phantom_images_with_a_wrong_clock(segmenter) -> None:
         assert metrics.dice(mask, reference) >= 0.95, factor
 
 
-def test_aif_detect_cli_on_real_example(tmp_path: Path, shared_data: Path) -> None:
+def test_aif_detect_cli_on_real_example(tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = shared_data / "aif_example1" / "aif_scc.npy"
     ref = np.load(shared_data / "aif_example1" / "aif_masks_final.npy")
     out = tmp_path / "aif"
@@ -251,6 +251,9 @@ def test_aif_detect_cli_on_real_example(tmp_path: Path, shared_data: Path) -> No
     mask = io.read_image(out / "mask.nrrd").array.astype(bool)
     assert mask.shape == ref.shape
     assert metrics.dice(mask, ref == 1) >= MIN_AIF_DICE
+    # the default detector says which detector produced the mask
+    assert cli_main([*args[:-1], "--overwrite"]) == 0
+    assert "pixels (auto: cnn" in capsys.readouterr().out
     curve = io.read_aif_curve(out / "aif.csv")
     assert curve.n_samples == 99
     assert np.argmax(curve.values) > 5  # the bolus arrives after the first frames

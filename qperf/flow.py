@@ -311,7 +311,7 @@ def compute_flow_maps(
     max_delay_s: float = 3.0,
     sequence: SrSequence | None = None,
     aif_sequence: SrSequence | None = None,
-    aif_method: str = "classical",
+    aif_method: str = "auto",
     progress: ProgressCallback | None = None,
     delay_mask: ArrayLike | None = None,
 ) -> FlowResult:
@@ -339,7 +339,7 @@ def compute_flow_maps(
     sequence, aif_sequence : SrSequence, optional
         Readouts of the series and of the AIF images when their metadata lack them.
     aif_method : str
-        LV detector for AIF images.
+        LV detector for AIF images (see :func:`qperf.aif.detect_lv`; "auto" by default).
     progress : callable(fraction, message), optional
     delay_mask : array_like of bool, (y, x), optional
         When given (e.g. the myocardium), the delay is fitted once, to the mean curve of

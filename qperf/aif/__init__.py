@@ -29,6 +29,7 @@ from qperf.aif.detect import (
     available_detectors,
     detect_lv,
     dice,
+    get_detector,
     register_detector,
 )
 from qperf.aif.extract import AifExtraction, aif_from_images, pool_core, t2star_correct
@@ -43,6 +44,7 @@ __all__ = [
     "LvDetector",
     "aif_from_images",
     "available_detectors",
+    "get_detector",
     "blood_to_plasma",
     "bound_delay",
     "detect_bolus",

@@ -77,6 +77,16 @@ def register_detector(detector: LvDetector, *, replace: bool = False) -> None:
     _REGISTRY[detector.name] = detector
 
 
+def get_detector(name: str) -> LvDetector:
+    """The registered LV detector ``name`` (for its state, e.g. ``AutoLvDetector.last_source``)."""
+    if name == "cnn" and name not in _REGISTRY:
+        import qperf.segmentation.aif_lv  # noqa: F401  (registers "cnn")
+    detector = _REGISTRY.get(name)
+    if detector is None:
+        raise NotAvailableError(f"method: expected one of {', '.join(available_detectors())}, found {name!r}")
+    return detector
+
+
 def available_detectors() -> tuple[str, ...]:
     """Names of the registered LV detectors."""
     return tuple(sorted(_REGISTRY))
@@ -101,12 +111,7 @@ def detect_lv(aif_series: PerfusionSeries | Sequence[PerfusionSeries], method: s
         When ``method`` is not registered.
     """
     series = aif_series if isinstance(aif_series, PerfusionSeries) else _first(aif_series)
-    if method == "cnn" and method not in _REGISTRY:
-        # the network detector registers itself when its module is imported
-        import qperf.segmentation.aif_lv  # noqa: F401
-    detector = _REGISTRY.get(method)
-    if detector is None:
-        raise NotAvailableError(f"method: expected one of {', '.join(available_detectors())}, found {method!r}")
+    detector = get_detector(method)
     mask = np.asarray(detector.detect(series), dtype=bool)
     if mask.shape != series.shape:
         raise ValidationError(f"detector {method!r}: returned a mask of shape {mask.shape}, expected {series.shape}")

@@ -15,8 +15,8 @@ from qperf.types import AifCurve
 NAME = "aif-detect"
 ORDER = 31
 HELP = "find the LV blood pool in dual-sequence AIF images and write the mask and AIF curve"
-DESCRIPTION = """Find the LV blood pool in an AIF image series (the CNN by default, or the classical
-detector) and write DIR/mask.nrrd (y, x; 1 = LV blood pool) and DIR/aif.csv. The curve is the
+DESCRIPTION = """Find the LV blood pool in an AIF image series (by default the CNN and the classical
+detector checking each other; or either alone) and write DIR/mask.nrrd (y, x; 1 = LV blood pool) and DIR/aif.csv. The curve is the
 whole-blood Gd concentration when the series carries what the conversion needs (PD frames and
 readout metadata, or Gd units); otherwise the mean pool signal, in signal units (stated on the
 terminal). --reference compares the mask with a manual one (Dice)."""
@@ -25,9 +25,14 @@ terminal). --reference compares the mask with a manual one (Dice)."""
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("aif_series", help="AIF image series file (first echo) or study with AIF images")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    parser.add_argument("--method", default="cnn", help="detector: cnn (default) or classical")
     parser.add_argument(
-        "--model", metavar="PATH", help="segmentation model for --method cnn (default: the shipped one)"
+        "--method",
+        default="auto",
+        help="detector: auto (default: the CNN, checked and trimmed by the classical detector, which backs it up), "
+        "cnn or classical",
+    )
+    parser.add_argument(
+        "--model", metavar="PATH", help="segmentation model for --method cnn or auto (default: the shipped one)"
     )
     parser.add_argument("--reference", metavar="MASK", help="manual mask (.npy/.nrrd, y x) to compare with")
     parser.add_argument("--reference-label", type=int, default=1, metavar="L", help="LV label in --reference")
@@ -54,6 +59,13 @@ def run(args: argparse.Namespace) -> int:
     study = io.read_study(args.aif_series, **series_options(args))
     series = study.aif_series[0] if study.aif_series else study.slices[0]
     mask = aif.detect_lv(study.aif_series or series, method=args.method)
+    source = args.method
+    if args.method == "auto":
+        detector = aif.get_detector("auto")
+        source = f"auto: {getattr(detector, 'last_source', '')}"
+        reason = str(getattr(detector, "last_reason", ""))
+        if reason:
+            source += f"; {reason}"
     try:
         curve = aif.aif_from_images(study.aif_series or series, mask=mask).aif
         what = f"whole-blood Gd (mmol/L), peak {curve.values.max():.3g}"
@@ -65,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         io.write_image(mask.astype(np.uint8), tmp / "mask.nrrd", spacing_mm=series.spacing_mm, geometry=series.geometry)
         io.write_aif_curve(curve, tmp / "aif.csv")
     if not args.quiet:
-        print(f"LV blood pool: {int(mask.sum())} pixels ({args.method}); aif.csv: {what}")
+        print(f"LV blood pool: {int(mask.sum())} pixels ({source}); aif.csv: {what}")
         if args.reference:
             ref = _reference(args.reference, args.reference_label, series.shape)
             print(f"Dice against {args.reference} (label {args.reference_label}): {dice(mask, ref):.3f}")
