@@ -43,7 +43,7 @@ from qperf.kinetics._btex_lut import (
 from qperf.kinetics.base import FloatArray
 
 _RECENTRE_ITERATIONS = 10
-_RECENTRE_STEP = 3.0
+_RECENTRE_STEP = 5.0
 _RECENTRE_LM_ITERATIONS = 3
 _FINAL_LM_ITERATIONS = 5
 _STEP_TOLERANCE = 1e-3  # grid steps (and flow fraction): a smaller proposed step ends a pixel's solve
