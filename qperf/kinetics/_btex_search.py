@@ -328,7 +328,7 @@ def _levenberg_marquardt(
         if act.size == 0:
             break
         gram = np.matmul(w_g, w_g.transpose(0, 2, 1)).astype(np.float64)  # (P, 4, 4)
-        grad = np.matmul(w_g, w_resid[..., None])[..., 0].astype(np.float64)  # (P, 4)
+        grad = np.einsum("pik,pk->pi", w_g, w_resid).astype(np.float64)  # (P, 4)
         inv_scale = 1.0 / (np.sqrt(np.einsum("pii->pi", gram)) + 1e-30)
         system = gram * inv_scale[:, :, None] * inv_scale[:, None, :]
         system[:, diag, diag] += w_lam[:, None]
