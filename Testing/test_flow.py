@@ -13,7 +13,14 @@ from scipy import ndimage as ndi
 from qperf import io, kinetics
 from qperf.cli import main
 from qperf.errors import ValidationError
-from qperf.flow import compute_flow_maps, flow_at_upper_bound, map_file_stem, smooth_within
+from qperf.flow import (
+    compute_flow_maps,
+    delay_chi2_profile,
+    earliest_delay,
+    flow_at_upper_bound,
+    map_file_stem,
+    smooth_within,
+)
 from qperf.gd import SrSequence, pd_signal, sr_signal
 from qperf.types import AifCurve, PerfusionSeries, SliceGeometry
 
@@ -399,3 +406,23 @@ def test_flow_at_upper_bound(known_slice) -> None:
     maps["fp_ml_min_g"][1, 2] = upper
     at_bound = flow_at_upper_bound(dataclasses.replace(result, maps=maps))
     assert at_bound[1, 2] and at_bound.sum() == 1
+
+
+def test_earliest_delay_that_fits_as_well() -> None:
+    # a later delay is taken only when it fits better by more than the 95 % chi-square (3.84)
+    assert earliest_delay(np.array([10.0, 2.0, 0.0, 5.0])) == 1
+    assert earliest_delay(np.array([10.0, 5.0, 0.0, 5.0])) == 2
+    assert earliest_delay(np.array([0.0, 0.0])) == 0
+    assert earliest_delay(np.array([np.inf, np.inf])) is None
+
+
+def test_delay_profile_of_the_mean_curve(known_slice) -> None:
+    series, aif, _ = known_slice
+    profile = delay_chi2_profile(series, aif, np.ones(series.shape, bool), hematocrit=HCT)
+    assert profile.shape == (7,)  # 0 to 3 s at 0.5 s
+    # the simulated tissue lags the AIF by 0.5 s: one sample
+    assert earliest_delay(profile) == 1
+    fixed = compute_flow_maps(series, aif, hematocrit=HCT, fixed_delay_s=0.5)
+    np.testing.assert_allclose(fixed.maps["delay_s"], 0.5)
+    with pytest.raises(ValidationError, match="fixed_delay_s"):
+        compute_flow_maps(series, aif, hematocrit=HCT, fixed_delay_s=9.0)

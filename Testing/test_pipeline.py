@@ -67,6 +67,16 @@ def test_known_segment_flow_recovered(static_study: phantom.PhantomStudy, static
         assert agree > 0.98
 
 
+def test_one_delay_for_the_study(static_study: phantom.PhantomStudy, static_result) -> None:  # type: ignore[no-untyped-def]
+    """The phantom's tissue follows its AIF without delay: the study delay is 0 for every pixel."""
+    assert static_result.report["qc"]["delay"] == {"mode": "study", "study_delay_s": 0.0}
+    for sl in static_result.slices:
+        fitted = sl.flow.status == 0
+        np.testing.assert_array_equal(sl.flow.maps["delay_s"][fitted], 0.0)
+    with pytest.raises(ValidationError, match="delay"):
+        analyze_study(static_study.study, truth_options(static_study, motion_correction=False, delay="voxel"))
+
+
 def test_ischaemic_territory_is_lowest(static_study: phantom.PhantomStudy, static_result) -> None:  # type: ignore[no-untyped-def]
     truth = static_study.truth.segments
     ischaemic = [k for k in range(1, 17) if truth[k]["ischaemic"]]

@@ -200,36 +200,47 @@ def _delayed(values: NDArray[np.float64], samples: int) -> NDArray[np.float64]:
 DELAY_CHI2 = 3.84
 
 
-def mean_curve_delay(
+def chi2_profile(
     model: kinetics.KineticModel,
     curve: NDArray[np.float64],
     plasma: NDArray[np.float64],
     time_s: NDArray[np.float64],
     max_delay_s: float,
     extra: dict[str, Any] | None = None,
-) -> int | None:
-    """Delay (whole samples) of a tissue curve behind the AIF: the earliest that fits as well.
+) -> NDArray[np.float64]:
+    """Residual sum of squares of a curve fitted at every whole-sample delay, in noise variances.
 
-    The curve is fitted at every whole-sample delay in ``[0, max_delay_s]``. A later delay
-    trades against a higher flow and a shorter transit, so the costs of neighbouring delays
-    can lie within the noise of each other; the earliest delay whose residual sum of squares
-    exceeds the smallest by less than ``DELAY_CHI2`` noise variances (a likelihood-ratio test
-    at 95 %) is taken. Returns None when no delay could be fitted.
+    Returns ``(n_delays,)``: the RSS at delay ``d`` samples divided by the noise variance
+    estimated from the best fit (``inf`` where the fit failed).
     """
     dt = float(time_s[1] - time_s[0])
-    n_delays = int(np.floor(max_delay_s / dt + 1e-9)) + 1
+    n_delays = max(1, min(int(np.floor(max_delay_s / dt + 1e-9)) + 1, curve.size - 2))
     norm2 = float(curve @ curve)
-    sse = np.full(n_delays, np.inf)
-    for d in range(min(n_delays, curve.size - 2)):
+    rss = np.full(n_delays, np.inf)
+    for d in range(n_delays):
         fit = model.fit(curve[None], _delayed(plasma, d), time_s, mask=None, max_delay_s=0.0, **(extra or {}))
         value = float(np.asarray(fit.nrmse).reshape(-1)[0]) ** 2 * norm2
         if math.isfinite(value):
-            sse[d] = value
-    if not np.isfinite(sse).any():
+            rss[d] = value
+    if not np.isfinite(rss).any():
+        return rss
+    variance = max(float(rss.min()), 1e-30) / max(curve.size - len(model.parameters) - 1, 1)
+    result: NDArray[np.float64] = rss / variance
+    return result
+
+
+def earliest_delay(chi2: NDArray[np.float64]) -> int | None:
+    """The earliest delay (samples) whose chi-square exceeds the smallest by less than ``DELAY_CHI2``.
+
+    A later delay trades against a higher flow and a shorter transit, so the fits at
+    neighbouring delays can lie within the noise of each other; a later delay is taken only
+    when it fits significantly better (a likelihood-ratio test at 95 %). None when no delay
+    could be fitted.
+    """
+    finite = np.isfinite(chi2)
+    if not finite.any():
         return None
-    best = float(sse.min())
-    variance = best / max(curve.size - len(model.parameters) - 1, 1)
-    return int(np.nonzero(sse <= best + DELAY_CHI2 * variance)[0][0])
+    return int(np.nonzero(chi2 <= float(chi2[finite].min()) + DELAY_CHI2)[0][0])
 
 
 def _fit_values(fit: Any) -> dict[str, NDArray[np.float64]]:
@@ -299,6 +310,86 @@ def _scatter(values: ArrayLike, pixels: NDArray[np.bool_]) -> NDArray[np.float32
     return full
 
 
+@dataclass(frozen=True, eq=False)
+class _Prepared:
+    """Tissue curves (pixels of the mask, on the fitting grid) and the plasma AIF."""
+
+    tissue: NDArray[np.float64]
+    plasma: NDArray[np.float64]
+    grid: NDArray[np.float64]
+    landmarks: BolusLandmarks
+    delay: DelayEstimate
+    aif_mask: NDArray[np.bool_] | None
+
+
+def _prepare(
+    series: PerfusionSeries,
+    aif: AifCurve | PerfusionSeries | Sequence[PerfusionSeries],
+    pixels: NDArray[np.bool_],
+    dt_s: float,
+    hematocrit: float,
+    aif_kind: str | None,
+    max_delay_s: float,
+    sequence: SrSequence | None,
+    aif_sequence: SrSequence | None,
+    aif_method: str,
+) -> _Prepared:
+    """Steps 1-6 of the chain (module notes): Gd, AIF, landmarks, baseline, grid, plasma, global delay."""
+    gd = series_to_gd(series, tissue="myocardium", sequence=sequence)
+    curve, aif_mask = _aif_blood_or_plasma(aif, aif_kind, aif_sequence, aif_method)
+    time_s = gd.dynamic_time_s
+    _check_covers(curve, time_s, gd.frame_interval_s)
+    landmarks = detect_bolus(curve.values, curve.time_s, name="aif")
+    start = max(float(time_s[0]), float(curve.time_s[0]))
+    stop = min(float(time_s[-1]), float(curve.time_s[-1]))
+    grid = regular_grid(start, stop, dt_s)
+
+    aif_grid = resample(curve.values - landmarks.baseline, curve.time_s, grid)
+    plasma = blood_to_plasma(AifCurve(aif_grid, grid, kind=curve.kind), hematocrit).values
+
+    tissue = resample(gd.dynamic[:, pixels].T.astype(np.float64), time_s, grid)
+    before_foot = grid < landmarks.foot_s
+    if np.count_nonzero(before_foot) >= 1:
+        tissue = tissue - tissue[:, before_foot].mean(axis=1, keepdims=True)
+
+    blood_peak = landmarks.peak_height if curve.kind == "blood" else landmarks.peak_height * (1.0 - hematocrit)
+    delay = bound_delay(landmarks.foot_s, tissue_foot_s(tissue, grid, blood_peak=blood_peak), max_delay_s)
+    if delay.shift_s != 0.0:
+        plasma = shift(plasma, grid, delay.shift_s)
+    return _Prepared(tissue, plasma, grid, landmarks, delay, aif_mask)
+
+
+def _fit_extra(model: kinetics.KineticModel, hematocrit: float) -> dict[str, Any]:
+    return {"hematocrit": hematocrit} if "hematocrit" in inspect.signature(model.fit).parameters else {}
+
+
+def delay_chi2_profile(
+    series: PerfusionSeries,
+    aif: AifCurve | PerfusionSeries | Sequence[PerfusionSeries],
+    region: ArrayLike,
+    *,
+    model: str = "btex",
+    dt_s: float = 0.5,
+    hematocrit: float = DEFAULT_HEMATOCRIT,
+    max_delay_s: float = 3.0,
+    aif_method: str = "auto",
+) -> NDArray[np.float64]:
+    """Chi-square of the mean curve of ``region`` at every whole-sample delay (see :func:`chi2_profile`).
+
+    The profiles of several slices of one heart add up to the study's; :func:`earliest_delay`
+    of the sum is a delay common to the slices (``fixed_delay_s`` of :func:`compute_flow_maps`).
+    """
+    if not isinstance(series, PerfusionSeries):
+        raise ValidationError(f"series: expected a PerfusionSeries, found {describe(series)}")
+    pixels = _check_mask(region, series.shape, "region")
+    kinetic_model = kinetics.get_model(model)
+    prep = _prepare(series, aif, pixels, dt_s, hematocrit, None, max_delay_s, None, None, aif_method)
+    extra = _fit_extra(kinetic_model, hematocrit)
+    return chi2_profile(
+        kinetic_model, prep.tissue.mean(axis=0), prep.plasma, prep.grid - prep.grid[0], max_delay_s, extra
+    )
+
+
 def compute_flow_maps(
     series: PerfusionSeries,
     aif: AifCurve | PerfusionSeries | Sequence[PerfusionSeries],
@@ -314,6 +405,7 @@ def compute_flow_maps(
     aif_method: str = "auto",
     progress: ProgressCallback | None = None,
     delay_mask: ArrayLike | None = None,
+    fixed_delay_s: float | None = None,
 ) -> FlowResult:
     """Pixel-wise kinetic parameter maps of one slice.
 
@@ -348,7 +440,11 @@ def compute_flow_maps(
         nearly flat along a valley where a later delay trades against a higher flow, so noise
         sends many pixels far along it (phantom curves at 5 % noise: 0.5 s later with about
         three times the flow, the mean of the flow map 25 % high); the mean curve, with a
-        fraction of the noise, pins the delay (12 of 12 noise draws right, flow within 3 %).
+        fraction of the noise, pins the delay (12 of 12 noise draws right, flow within 3 %):
+        the earliest delay that fits as well (:func:`earliest_delay`).
+    fixed_delay_s : float, optional
+        Every pixel fitted with this delay behind the AIF (s, rounded to the grid), e.g. one
+        delay for all slices of a study (:func:`delay_chi2_profile`); overrides ``delay_mask``.
 
     Returns
     -------
@@ -376,42 +472,25 @@ def compute_flow_maps(
         raise ValidationError("delay_mask: expected pixels inside the fitted mask, found none")
 
     report(0.0, "converting to Gd")
-    gd = series_to_gd(series, tissue="myocardium", sequence=sequence)
-    report(0.05, "arterial input")
-    curve, aif_mask = _aif_blood_or_plasma(aif, aif_kind, aif_sequence, aif_method)
-    time_s = gd.dynamic_time_s
-    _check_covers(curve, time_s, gd.frame_interval_s)
-    landmarks = detect_bolus(curve.values, curve.time_s, name="aif")
-    start = max(float(time_s[0]), float(curve.time_s[0]))
-    stop = min(float(time_s[-1]), float(curve.time_s[-1]))
-    grid = regular_grid(start, stop, dt_s)
-
-    aif_grid = resample(curve.values - landmarks.baseline, curve.time_s, grid)
-    plasma = blood_to_plasma(AifCurve(aif_grid, grid, kind=curve.kind), hematocrit).values
-
-    report(0.1, "resampling tissue curves")
-    tissue = resample(gd.dynamic[:, pixels].T.astype(np.float64), time_s, grid)
-    before_foot = grid < landmarks.foot_s
-    if np.count_nonzero(before_foot) >= 1:
-        tissue = tissue - tissue[:, before_foot].mean(axis=1, keepdims=True)
-
-    blood_peak = landmarks.peak_height if curve.kind == "blood" else landmarks.peak_height * (1.0 - hematocrit)
-    delay = bound_delay(landmarks.foot_s, tissue_foot_s(tissue, grid, blood_peak=blood_peak), max_delay_s)
-    if delay.shift_s != 0.0:
-        plasma = shift(plasma, grid, delay.shift_s)
-
+    prep = _prepare(series, aif, pixels, dt_s, hematocrit, aif_kind, max_delay_s, sequence, aif_sequence, aif_method)
+    tissue, plasma, grid, delay = prep.tissue, prep.plasma, prep.grid, prep.delay
     report(0.2, f"fitting {model} to {tissue.shape[0]} pixels")
-    extra: dict[str, Any] = {}
-    if "hematocrit" in inspect.signature(kinetic_model.fit).parameters:
-        extra["hematocrit"] = hematocrit
+    extra = _fit_extra(kinetic_model, hematocrit)
     time_fit = grid - grid[0]
     fit_plasma, fixed_samples, search_s = plasma, 0, max_delay_s
-    if delay_pixels is not None:
-        mean_curve = tissue[delay_pixels[pixels]].mean(axis=0)
-        samples = mean_curve_delay(kinetic_model, mean_curve, plasma, time_fit, max_delay_s, extra)
-        if samples is not None:
-            fixed_samples, search_s = samples, 0.0
-            fit_plasma = _delayed(plasma, samples)
+    samples: int | None = None
+    if fixed_delay_s is not None:
+        if not (isinstance(fixed_delay_s, (int, float)) and 0.0 <= fixed_delay_s <= max_delay_s + 1e-9):
+            raise ValidationError(f"fixed_delay_s: expected a delay in [0, {max_delay_s:g}] s, found {fixed_delay_s!r}")
+        samples = int(round(fixed_delay_s / dt_s))
+    elif delay_pixels is not None:
+        profile = chi2_profile(
+            kinetic_model, tissue[delay_pixels[pixels]].mean(axis=0), plasma, time_fit, max_delay_s, extra
+        )
+        samples = earliest_delay(profile)
+    if samples is not None:
+        fixed_samples, search_s = samples, 0.0
+        fit_plasma = _delayed(plasma, samples)
     fit = kinetic_model.fit(tissue, fit_plasma, time_fit, mask=None, max_delay_s=search_s, **extra)
     values = _fit_values(fit)
     values["delay_s"] = values["delay_s"] + fixed_samples * dt_s
@@ -442,9 +521,9 @@ def compute_flow_maps(
         time_s=grid,
         tissue_mmol_l=tissue_full,
         model=kinetic_model.name,
-        landmarks=landmarks,
+        landmarks=prep.landmarks,
         delay=delay,
-        aif_mask=aif_mask,
+        aif_mask=prep.aif_mask,
         spacing_mm=series.spacing_mm,
         geometry=series.geometry,
     )

@@ -85,10 +85,14 @@ class AnalysisOptions:
     myocardial_smoothing_px : float
         Gaussian smoothing (sigma, pixels) of the myocardial curves within the myocardium
         that does not touch a blood pool, before the fit (:func:`qperf.flow.smooth_within`); 0 fits every pixel as measured.
-    slice_delay : bool
-        Fit the AIF-to-tissue delay once per slice, to the mean myocardial curve, and every
-        pixel with it (see ``delay_mask`` of :func:`qperf.flow.compute_flow_maps`); False
-        searches each pixel's delay.
+    delay : {"study", "slice", "pixel"}
+        The AIF-to-tissue delay: one for the whole study, the earliest of the slices' own
+        delays (each from the mean curve of its inner myocardium,
+        :func:`qperf.flow.delay_chi2_profile`); one per slice from its own mean curve
+        (``delay_mask`` of :func:`qperf.flow.compute_flow_maps`); or searched for every pixel.
+        Single pixels cannot tell a later delay from a higher flow at stress, and a thin
+        apical slice alone can be misled by blood at its border; the study's slices share
+        one heart and one AIF.
     """
 
     model: str = "btex"
@@ -102,7 +106,7 @@ class AnalysisOptions:
     hematocrit: float | None = None
     trim_blood_border: bool = True
     myocardial_smoothing_px: float = 0.7
-    slice_delay: bool = True
+    delay: str = "study"
 
 
 @dataclass
@@ -258,6 +262,29 @@ def statistics_mask(labels: NDArray[Any]) -> NDArray[np.bool_]:
     return (labels == LABEL_MYO) & ~ndimage.binary_dilation(blood)
 
 
+def _study_delay(
+    prepared: Sequence[tuple[Any, ...]], aif_blood: AifCurve, options: AnalysisOptions, hematocrit: float
+) -> float | None:
+    """One delay (s) for all slices: the earliest of the slices' own delays.
+
+    Each slice's delay is the earliest that fits its mean inner-myocardial curve as well as
+    any (:func:`qperf.flow.earliest_delay`). A later delay mimics a higher flow, and blood at
+    the border of a thin slice can make a later delay fit one slice a little better; the
+    slices share one heart and one AIF, so the earliest of them is used for all.
+    """
+    from qperf import flow
+
+    delays = []
+    for item in prepared:
+        profile = flow.delay_chi2_profile(
+            item[6], aif_blood, item[7], model=options.model, dt_s=options.dt_s, hematocrit=hematocrit
+        )
+        samples = flow.earliest_delay(profile)
+        if samples is not None:
+            delays.append(samples)
+    return min(delays) * options.dt_s if delays else None
+
+
 def _inner_myocardium(labels: NDArray[Any]) -> NDArray[np.bool_]:
     """Myocardium away from the blood pools (all of it when that leaves nothing).
 
@@ -320,6 +347,8 @@ def analyze_study(
     options = options or AnalysisOptions()
     progress = progress or null_progress
     _check_supplied(study, options)
+    if options.delay not in ("study", "slice", "pixel"):
+        raise ValidationError(f"delay: expected 'study', 'slice' or 'pixel', found {options.delay!r}")
     hematocrit = options.hematocrit if options.hematocrit is not None else study.hematocrit
     timer = _Timer(progress)
     n = study.n_slices
@@ -356,6 +385,7 @@ def analyze_study(
                 p((i + 1) / n, f"slice {i + 1}")
 
     slices: list[SliceAnalysis] = []
+    prepared: list[tuple[Any, ...]] = []
     with timer.step("flow") as p:
         for i, s in enumerate(gd_series):
             seg = seg_results[i]
@@ -380,25 +410,31 @@ def analyze_study(
                 labels = _labels_over_frames(labels_ref, motion_results[i], study.slices[i].n_frames)
                 per_frame = {"anterior": _points_over_frames(insertion, motion_results[i], study.slices[i].n_frames)}
                 source, seg_qc = "supplied", {}
-            fit_mask = heart_region(labels_ref, s.spacing_mm)
             if not (labels_ref == LABEL_MYO).any():
                 raise ValidationError(f"slice {i + 1}: the label map has no myocardium")
-            fit_series = flow.smooth_within(s, _inner_myocardium(labels_ref), options.myocardial_smoothing_px)
+            inner = _inner_myocardium(labels_ref)
+            fit_series = flow.smooth_within(s, inner, options.myocardial_smoothing_px)
+            prepared.append((labels_ref, insertion, per_frame, labels, source, seg_qc, fit_series, inner))
+        fixed_delay_s = None
+        if options.delay == "study":
+            fixed_delay_s = _study_delay(prepared, aif_blood, options, hematocrit)
+        for i, (labels_ref, insertion, per_frame, labels, source, seg_qc, fit_series, inner) in enumerate(prepared):
             result = flow.compute_flow_maps(
                 fit_series,
                 aif_blood,
                 model=options.model,
                 dt_s=options.dt_s,
                 hematocrit=hematocrit,
-                mask=fit_mask,
-                delay_mask=_inner_myocardium(labels_ref) if options.slice_delay else None,
+                mask=heart_region(labels_ref, fit_series.spacing_mm),
+                delay_mask=inner if options.delay == "slice" else None,
+                fixed_delay_s=fixed_delay_s,
                 progress=scaled(p, i / n, (i + 1) / n),
             )
             slices.append(
                 SliceAnalysis(
                     series=study.slices[i],
                     corrected=corrected[i],
-                    gd=s,
+                    gd=gd_series[i],
                     motion=motion_results[i],
                     labels_ref=labels_ref,
                     labels=labels,
@@ -448,7 +484,12 @@ def analyze_study(
             study_name=study.name,
             condition=study.condition,
             level_source=assignment.source,
-            qc={"aif": aif_info, "hematocrit": hematocrit, "model": options.model},
+            qc={
+                "aif": aif_info,
+                "hematocrit": hematocrit,
+                "model": options.model,
+                "delay": {"mode": options.delay, "study_delay_s": fixed_delay_s},
+            },
             timings_s=dict(timer.timings),
             extra_versions={"qperf_pipeline": __version__},
         )
