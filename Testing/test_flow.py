@@ -259,6 +259,9 @@ def test_flowmap_command(tmp_path: Path, known_slice) -> None:
     # An existing output is not replaced without --overwrite; with it, it is.
     assert main(args + ["-q"]) == 2
     assert main(args + ["-q", "--overwrite", "--model", "btex"]) == 0
+    # one delay from the mean curve of the mask: the simulated 0.5 s for every pixel
+    assert main(args + ["-q", "--overwrite", "--delay", "mean"]) == 0
+    np.testing.assert_allclose(io.read_image(out / "delay.nrrd").array[myo], 0.5)
 
 
 def test_flowmap_command_errors(tmp_path: Path, known_slice, capsys) -> None:

@@ -43,6 +43,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--segmenter", metavar="MODEL", help="segmentation model file instead of the shipped one")
     parser.add_argument("--levels", nargs="+", choices=["basal", "mid", "apical"], help="slice levels, in slice order")
     parser.add_argument("--no-moco", action="store_true", help="skip motion correction (series already corrected)")
+    parser.add_argument(
+        "--delay",
+        choices=["study", "slice", "pixel"],
+        default="study",
+        help="AIF-tissue delay: one for the study (default), one per slice, or searched for every pixel",
+    )
     add_series_options(parser)
 
 
@@ -88,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         segmenter=args.segmenter,
         levels=args.levels,
         hematocrit=args.hematocrit,
+        delay=args.delay,
     )
     with TerminalProgress("analyze", enabled=not args.quiet) as progress:
         result = analyze_study(study, options, progress=progress)

@@ -51,6 +51,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--max-delay", type=float, default=3.0, metavar="SECONDS", help="largest AIF-tissue delay (3 s)"
     )
     parser.add_argument("--mask", metavar="M", help="pixels to fit: binary or label map (.nrrd) on the series grid")
+    parser.add_argument(
+        "--delay",
+        choices=["pixel", "mean"],
+        default="pixel",
+        help="AIF-tissue delay searched for every pixel (default), or one delay from the mean curve of the "
+        "--mask pixels, used for all (robust at stress flows)",
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist unless --overwrite)")
     add_series_options(parser)
 
@@ -144,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
             aif_kind=args.aif_kind,
             mask=mask,
             max_delay_s=args.max_delay,
+            delay_mask=(mask if mask is not None else np.ones(series.shape, bool)) if args.delay == "mean" else None,
             progress=progress,
         )
     with atomic_dir(args.out, overwrite=args.overwrite, inputs=inputs) as tmp:
