@@ -389,7 +389,8 @@ def _recentred_search(
     nearest the solution and the solve is repeated there until the centre stays put. This
     follows the long, flat valleys of the cost (flow against transit time and PS) across
     the grid. The solve at the node where a pixel settles, whose offsets round to zero, is
-    its fit.
+    its fit. A pixel whose solve leads back to the node it came from (the optimum lies
+    between two nodes, each model placing it nearer the other) stops there too.
 
     Returns the grid position (P, 4), flow (P,), squared residual (P,) and Jacobian
     (P, 4, K) as :func:`_levenberg_marquardt` does.
@@ -406,6 +407,7 @@ def _recentred_search(
     resid2 = np.zeros(n_pix)
     jd = np.zeros((n_pix, N_FITTED, a.shape[1]), dtype=np.float32)
     active = np.arange(n_pix)
+    before = np.full_like(centre, -1)  # the centre before the last move
     for _ in range(_RECENTRE_ITERATIONS):
         if active.size == 0:
             break
@@ -420,6 +422,8 @@ def _recentred_search(
         new = np.clip(np.rint(pos[active]).astype(np.intp), inner_lo, inner_hi)
         new[:, 0] = here[:, 0]
         moved = np.any(new != here, axis=1)
+        moved &= np.any(new != before[active], axis=1)  # back where it came from: a cycle
+        before[active] = here
         centre[active] = new
         active = active[moved]
     return pos, flow, resid2, jd
