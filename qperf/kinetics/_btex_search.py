@@ -20,8 +20,12 @@ Speed. The quadratic model of every node is computed once per table
 and the curve and its derivatives at an offset are one small matrix product with a row of
 monomials of the offset. The normal equations are formed from that product directly and
 solved by an elementwise Cholesky factorisation; pixels leave the iterations once their
-steps become negligible. Pixels are processed in chunks of a few thousand, which keeps
-the arrays in the processor's cache while amortising numpy's per-call overhead.
+steps become negligible, and a pixel whose re-centring cycles between two nodes stops.
+The fit (:mod:`qperf.kinetics._btex_fit`) passes pixels in chunks of several thousand,
+which keeps the arrays near the processor's cache while amortising numpy's per-call
+overhead. Measured on 49,152 noisy pixels (80 frames, 7 delays): about 40 Levenberg-
+Marquardt iterations per pixel at about 0.5 us each, a coarse search of about 6 us, and
+0.1 s per table for the node models.
 """
 
 from __future__ import annotations
