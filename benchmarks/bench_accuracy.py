@@ -1,0 +1,79 @@
+"""Accuracy of the one-click analysis against phantom truth: per-segment and global MBF errors.
+
+For each phantom study (3 slices, 60 frames, stress, noise, coil shading and limited
+resolution): the analysis of the static study with its true labels (the flow chain alone),
+and of the breathing study with motion correction and the network's labels (the whole
+one-click chain). Prints, per study, the median absolute per-segment error, the global
+error and the signed error of every segment, then the medians over the studies. Reports
+figures; passes or fails nothing.
+
+    .venv/bin/python benchmarks/bench_accuracy.py [--seeds 1 2 3 4 5 6] [--condition stress]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from qperf import phantom
+from qperf.pipeline import AnalysisOptions, analyze_study
+
+
+def _errors(report: dict, truth: dict) -> tuple[np.ndarray, float]:
+    """Signed per-segment errors (NaN where a segment has no value) and the global error."""
+    errors = []
+    for k in range(1, 17):
+        value = report["segments"][str(k)]["mbf_mean_ml_min_g"]
+        errors.append(np.nan if value is None else value / truth[k]["mbf_ml_min_g"] - 1.0)
+    true_global = np.mean([truth[k]["mbf_ml_min_g"] for k in range(1, 17)])
+    return np.asarray(errors, dtype=float), report["global"]["mbf_mean_ml_min_g"] / true_global - 1.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
+    parser.add_argument("--condition", choices=["stress", "rest"], default="stress")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    summary: dict[str, list[tuple[float, float]]] = {}
+    for seed in args.seeds:
+        for name, moving in (("static, true labels", False), ("breathing, motion correction + CNN", True)):
+            ps = phantom.generate_study(seed=seed, n_slices=3, n_frames=60, condition=args.condition, motion=moving)
+            if moving:
+                options = AnalysisOptions()
+            else:
+                options = AnalysisOptions(
+                    motion_correction=False,
+                    labels=[t.labels_moving for t in ps.truth.slices],
+                    insertion_points_yx=[phantom.insertion_points_over_frames(t) for t in ps.truth.slices],
+                )
+            try:
+                result = analyze_study(ps.study, options)
+            except Exception as exc:  # a benchmark reports failures and goes on
+                print(f"seed {seed} {name}: failed: {exc}")
+                continue
+            errors, global_error = _errors(result.report, ps.truth.segments)
+            median = float(np.nanmedian(np.abs(errors)))
+            summary.setdefault(name, []).append((median, global_error))
+            spacing = ps.study.slices[0].spacing_mm[0]
+            signed = " ".join("--" if np.isnan(e) else f"{100 * e:+.0f}" for e in errors)
+            print(
+                f"seed {seed} {name}: {spacing:.2f} mm pixels, median |segment error| {100 * median:.1f} %, "
+                f"global {100 * global_error:+.1f} %, study delay {result.report['qc']['delay']['study_delay_s']} s; "
+                f"segments 1-16 (%): {signed}"
+            )
+    for name, rows in summary.items():
+        medians = np.array([r[0] for r in rows])
+        globals_ = np.abs([r[1] for r in rows])
+        print(
+            f"{name}: over {len(rows)} studies, median of the per-study median |segment error| "
+            f"{100 * np.median(medians):.1f} % (range {100 * medians.min():.1f}-{100 * medians.max():.1f} %), "
+            f"median |global error| {100 * np.median(globals_):.1f} %"
+        )
+
+
+if __name__ == "__main__":
+    main()
