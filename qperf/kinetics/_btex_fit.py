@@ -122,8 +122,11 @@ def fit_btex(
             nrmse[chunk] = np.where(ok, np.sqrt(err2 / np.maximum(ynorm2, 1e-30)), np.nan)
             status[chunk] = np.where(ok, FitStatus.OK, FitStatus.FAILED)
 
-        chunks = [todo[i : i + CHUNK_PIXELS] for i in range(0, todo.size, CHUNK_PIXELS)]
-        workers = max(1, min(_threads(), len(chunks)))
+        threads = _threads()
+        # With several threads, at least one chunk per thread (down to 1024 pixels).
+        size = min(CHUNK_PIXELS, max(1024, -(-todo.size // threads)))
+        chunks = [todo[i : i + size] for i in range(0, todo.size, size)]
+        workers = max(1, min(threads, len(chunks)))
         if workers == 1:
             for chunk in chunks:
                 run(chunk)
