@@ -19,33 +19,33 @@ pull convention ``corrected[t](p) = original[t](p + forward_px[t, :, p])`` (see
 Engines compared
 ----------------
 Both engines run inside the same driver (synthetic frames, 3 rounds, key-frame anchoring),
-``benchmarks/bench_motion.py --repeats 1 --threads 1`` on the shared 2-core development
-machine (load average about 4, so timings are pessimistic):
+``benchmarks/bench_motion.py --repeats 1 --threads 1`` on the 2-core development machine
+(SimpleITK rows measured while other work ran: load average about 4):
 
 - ``torch`` (default): all frames in one batch; cubic B-spline control grid (16 -> 8 px),
   squared LNCC (window 7) with an analytic gradient, Adam on a 4/2/1 pyramid.
 - ``sitk``: SimpleITK fast symmetric-forces demons per frame on locally normalised images,
   4/2/1 pyramid, Gaussian field smoothing (sigma 2 px).
 
-===========================  ======  ================================  =======================
-case                         engine  heart residual, median (px)       time (1 thread, loaded)
-===========================  ======  ================================  =======================
-simulated 128 x 128 x 60     torch   4.03 -> 0.65; worst decile 1.0    4.2 s
-simulated 128 x 128 x 60     sitk    4.03 -> 0.62; worst decile 3.6    17.6 s
-phantom 106 x 102 crop x 60  torch   2.65 -> 0.52; Dice med 0.94       2.0 s
-phantom 106 x 102 crop x 60  sitk    2.40 -> 2.90; Dice med 0.69       15.1 s
-===========================  ======  ================================  =======================
+===========================  ======  ==================================  =====================
+case                         engine  heart residual, median (px)         time (1 / 2 threads)
+===========================  ======  ==================================  =====================
+simulated 128 x 128 x 60     torch   4.03 -> 0.73; worst decile 1.3      2.7 s / 1.6 s
+simulated 128 x 128 x 60     sitk    4.03 -> 0.62; worst decile 3.6      17.6 s (loaded)
+phantom 106 x 102 crop x 60  torch   2.65 -> 0.48; Dice med 0.94, min 0.90  1.7 s / 1.0 s
+phantom 106 x 102 crop x 60  sitk    2.40 -> 2.90; Dice med 0.69         15.1 s (loaded)
+===========================  ======  ==================================  =====================
 
 ("worst decile": 90th percentile over frames of the per-frame median; "before" is measured
-against each run's own key frame.) Peak resident memory of the benchmark process 0.76 GB.
-Demons matches the torch engine on typical frames of the simple simulation but fails on
-whole frames (bolus, PD frames) and on the phantom, where residual intensity differences
-between a frame and its synthetic target pull its sum-of-squares forces; it is also 4-8 times
-slower. The batched LNCC engine is the default.
+against each run's own key frame; torch rows with synthetic-frame ranks 0, 3, 8.) Peak
+resident memory of the benchmark process 0.78 GB. Demons matches the torch engine on typical
+frames of the simple simulation but fails on whole frames (bolus, PD frames) and on the
+phantom, where residual intensity differences between a frame and its synthetic target pull
+its sum-of-squares forces; it is also 6-10 times slower. The batched LNCC engine is the default.
 
-With 2 torch threads on this machine while other work runs, the many small parallel
-operations of the batched engine wait on each other and the same cases took 70-125 s;
-one thread is the robust choice on a shared CPU.
+Two torch threads halve the time on an idle machine; on a machine busy with other work the
+many small parallel operations of the batched engine wait on each other (the same cases took
+70-125 s with two threads), where one thread is the robust choice.
 
 Known limits
 ------------
