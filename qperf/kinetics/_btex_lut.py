@@ -52,6 +52,8 @@ LUT_UPSAMPLE = 1
 N_COMPONENTS = 12
 _COARSE_STEP = (2, 3, 3)  # u, a, b
 
+#: Grid lengths of the cached transfer-function basis are multiples of this (samples).
+BASIS_LENGTH_STEP = 32
 _BASIS_CACHE: dict[tuple[object, ...], tuple[NDArray[np.complex64], int, float]] = {}
 
 
@@ -151,17 +153,22 @@ class BtexTable:
 def build_table(model: BtexModel, aif: FloatArray, dt_s: float, n_delays: int) -> BtexTable:
     """Table of curves for a plasma AIF with delays of ``0 .. n_delays - 1`` samples."""
     n = aif.shape[0]
-    g, n_fft, sigma = transfer_basis(model, n, dt_s)
-    fine = _spectral.upsample_linear(aif, LUT_UPSAMPLE)
+    # The basis is computed for the grid length rounded up to BASIS_LENGTH_STEP samples, so
+    # the slices of a study (whose grids differ by a sample or two) share one cached basis;
+    # the AIF is continued with its last value and the curves (causal) are cut back to n.
+    n_basis = -(-n // BASIS_LENGTH_STEP) * BASIS_LENGTH_STEP
+    padded = np.concatenate([np.asarray(aif, dtype=np.float64), np.full(n_basis - n, float(aif[-1]))])
+    g, n_fft, sigma = transfer_basis(model, n_basis, dt_s)
+    fine = _spectral.upsample_linear(padded, LUT_UPSAMPLE)
     dt_fine = dt_s / LUT_UPSAMPLE
     spec = _spectral.input_spectrum(fine, dt_fine, n_fft, sigma).astype(np.complex64)
     curves = np.empty((g.shape[0], n), dtype=np.float32)
-    damp_inv = np.exp(sigma * dt_fine * np.arange(fine.shape[0])[::LUT_UPSAMPLE]).astype(np.float32)
+    damp_inv = np.exp(sigma * dt_fine * np.arange(fine.shape[0])[::LUT_UPSAMPLE][:n]).astype(np.float32)
     block = 4096
     for start in range(0, g.shape[0], block):
         sl = slice(start, start + block)
         full = np.fft.irfft(g[sl] * spec[None, :], n_fft, axis=-1)
-        curves[sl] = full[:, : fine.shape[0] : LUT_UPSAMPLE] * damp_inv
+        curves[sl] = full[:, : fine.shape[0] : LUT_UPSAMPLE][:, :n] * damp_inv
     # Principal components of the curves over all delays (a random subset suffices).
     rng = np.random.default_rng(0)
     pick = rng.choice(curves.shape[0], size=min(curves.shape[0], 3000), replace=False)
