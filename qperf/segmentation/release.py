@@ -118,14 +118,7 @@ def release(
     net = ResUNet(net_cfg)
     net.load_state_dict(state["model"])
     net.eval()
-    seeds = list(range(HELD_OUT_SEED, HELD_OUT_SEED + n_studies))
-    t0 = time.time()
-    segmenter = Segmenter(net)
-    scores = evaluate_phantom(segmenter, seeds)
-    summary = summarise(scores)
-    scores_gd = evaluate_phantom(segmenter, seeds, units="gd_mmol_l")
-    summary_gd = summarise(scores_gd)
-    aif_summary = evaluate_phantom_aif(CnnLvDetector(segmenter=segmenter), seeds)
+    metrics = measure(Segmenter(net), n_studies, name)
     cfg = state["train_config"]
     card: dict[str, Any] = {
         "name": name,
@@ -170,16 +163,7 @@ def release(
             "best_val_dice_myo": float(state.get("best", float("nan"))),
             "validation": f"{cfg['n_val_slices']} phantom slices from seed stream {cfg['val_seed']} (network grid)",
         },
-        "metrics": {
-            "command": f"python -m qperf.segmentation.release CHECKPOINT --name {name} --n-studies {n_studies}",
-            "held_out_seeds": [seeds[0], seeds[-1]],
-            "held_out_phantom": summary,
-            "held_out_phantom_gd": summary_gd,
-            "held_out_phantom_aif_lv": aif_summary,
-            "per_slice": [s.__dict__ for s in scores],
-            "per_slice_gd": [s.__dict__ for s in scores_gd],
-            "evaluation_seconds": round(time.time() - t0, 1),
-        },
+        "metrics": metrics,
         "limitations": [
             "Trained on phantom images only; real-scan accuracy is not measured here (see the overlays of the "
             "real rest case in the project notes).",
@@ -202,16 +186,65 @@ def release(
     return weights, card_path
 
 
+def measure(segmenter: Segmenter, n_studies: int, name: str) -> dict[str, Any]:
+    """The card's ``metrics``: held-out phantom studies, signal and Gd inputs, AIF LV detection."""
+    seeds = list(range(HELD_OUT_SEED, HELD_OUT_SEED + n_studies))
+    t0 = time.time()
+    scores = evaluate_phantom(segmenter, seeds)
+    scores_gd = evaluate_phantom(segmenter, seeds, units="gd_mmol_l")
+    return {
+        "command": f"python -m qperf.segmentation.release CHECKPOINT --name {name} --n-studies {n_studies}",
+        "held_out_seeds": [seeds[0], seeds[-1]],
+        "held_out_phantom": summarise(scores),
+        "held_out_phantom_gd": summarise(scores_gd),
+        "held_out_phantom_aif_lv": evaluate_phantom_aif(CnnLvDetector(segmenter=segmenter), seeds),
+        "per_slice": [s.__dict__ for s in scores],
+        "per_slice_gd": [s.__dict__ for s in scores_gd],
+        "evaluation_seconds": round(time.time() - t0, 1),
+    }
+
+
+def refresh_metrics(card_path: str | Path, n_studies: int = 10, extra: dict[str, Any] | None = None) -> Path:
+    """Measure a shipped model again (same weights, current pre- and post-processing) and rewrite its card.
+
+    Only ``metrics`` changes (with the date it was measured, and ``extra`` merged into it,
+    e.g. checks on real data); the weights, their sha256 and everything else in the card stay
+    as they are.
+    """
+    path = Path(card_path)
+    card = json.loads(path.read_text())
+    net, _, _ = load_network(path)
+    metrics = measure(Segmenter(net, card), n_studies, str(card.get("name", path.stem)))
+    metrics["command"] = f"python -m qperf.segmentation.release --refresh {path.name} --n-studies {n_studies}"
+    metrics["measured"] = time.strftime("%Y-%m-%d")
+    metrics.update(extra or {})
+    card["metrics"] = metrics
+    path.write_text(json.dumps(card, indent=2) + "\n")
+    path.with_suffix(".md").write_text(card_markdown(card))
+    load_network(path)  # the card still verifies against the weights
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="export a checkpoint as a shipped model with a measured card")
-    parser.add_argument("checkpoint")
+    parser.add_argument("checkpoint", nargs="?", help="training checkpoint to export")
+    parser.add_argument("--refresh", metavar="CARD", help="measure a shipped model's card (.json) again instead")
     parser.add_argument("--name", default="qperf_seg_v1")
     parser.add_argument("--version", default="1.0.0")
     parser.add_argument("--n-studies", type=int, default=10)
     parser.add_argument("--folder", default=str(MODELS_DIR))
-    parser.add_argument("--extra", help="JSON file merged into the card (e.g. real-case notes)")
+    parser.add_argument(
+        "--extra", help="JSON file merged into the card (with --refresh: into its metrics), e.g. real-case checks"
+    )
     args = parser.parse_args()
     extra = json.loads(Path(args.extra).read_text()) if args.extra else None
+    if args.refresh:
+        card_path = refresh_metrics(args.refresh, n_studies=args.n_studies, extra=extra)
+        print(json.dumps(json.loads(card_path.read_text())["metrics"]["held_out_phantom"], indent=1))
+        print(f"rewrote {card_path} and {card_path.with_suffix('.md')}")
+        return
+    if not args.checkpoint:
+        parser.error("a checkpoint (or --refresh CARD) is required")
     weights, card = release(
         args.checkpoint, args.name, args.version, n_studies=args.n_studies, folder=args.folder, extra=extra
     )
