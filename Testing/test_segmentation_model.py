@@ -61,6 +61,25 @@ def test_corrupted_copy_is_refused(tmp_path: Path) -> None:
         load_segmenter(tmp_path / "missing.pt")
 
 
+def test_card_metrics_refreshed_without_touching_the_weights(tmp_path: Path) -> None:
+    from qperf.segmentation.release import refresh_metrics
+
+    card_path = MODELS_DIR / f"{DEFAULT_MODEL}.json"
+    card = read_card(card_path)
+    for suffix in (".json", ".pt"):
+        shutil.copy(MODELS_DIR / f"{DEFAULT_MODEL}{suffix}", tmp_path / f"{DEFAULT_MODEL}{suffix}")
+    copy = tmp_path / f"{DEFAULT_MODEL}.json"
+    refresh_metrics(copy, n_studies=1, extra={"note": "checked"})
+    new = json.loads(copy.read_text())
+    assert new["sha256"] == card["sha256"] == sha256_of(tmp_path / f"{DEFAULT_MODEL}.pt")
+    assert new["architecture"] == card["architecture"] and new["training"] == card["training"]
+    metrics = new["metrics"]
+    assert metrics["held_out_seeds"] == [HELD_OUT_SEED, HELD_OUT_SEED] and metrics["note"] == "checked"
+    assert metrics["held_out_phantom"]["dice_myo"]["n"] == 3 and metrics["held_out_phantom"]["dice_myo"]["median"] > 0.9
+    assert "--refresh" in (tmp_path / f"{DEFAULT_MODEL}.md").read_text()
+    load_segmenter(copy)  # still verifies
+
+
 def test_segments_held_out_phantom_slice(segmenter, phantom_study) -> None:
     series = phantom_study.study.slices[1]
     truth = phantom_study.truth.slices[1]
