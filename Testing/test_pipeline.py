@@ -16,6 +16,7 @@ from qperf.pipeline import (
     AnalysisOptions,
     analyze_study,
     heart_region,
+    high_outliers,
     motion_region,
     statistics_mask,
     write_analysis,
@@ -178,6 +179,17 @@ def test_motion_region_from_labels_or_network() -> None:
     # nothing to go by, or labels without a heart: the whole image is registered
     assert motion_region(series, None, None) is None
     assert motion_region(series, np.zeros(series.shape, np.uint8), None) is None
+
+
+def test_high_outliers_only_above() -> None:
+    rng = np.random.default_rng(0)
+    mbf = rng.normal(2.5, 0.2, (20, 20)).astype(np.float32)
+    mask = np.ones((20, 20), bool)
+    mbf[3, 4], mbf[5, 6], mbf[7, 8] = 9.0, 0.3, np.nan  # blood-contaminated, ischaemic, not fitted
+    out = high_outliers(mbf, mask)
+    assert out[3, 4] and out.sum() == 1  # the low (ischaemic) pixel stays
+    assert not high_outliers(mbf, np.zeros_like(mask)).any()
+    assert not high_outliers(None, mask).any()
 
 
 def test_statistics_mask_leaves_out_blood_border() -> None:
