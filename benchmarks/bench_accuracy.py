@@ -28,7 +28,10 @@ def _errors(report: dict, truth: dict, statistic: str = "mean") -> tuple[np.ndar
     for k in range(1, 17):
         value = report["segments"][str(k)][f"mbf_{statistic}_ml_min_g"]
         errors.append(np.nan if value is None else value / truth[k]["mbf_ml_min_g"] - 1.0)
-    true_global = np.mean([truth[k]["mbf_ml_min_g"] for k in range(1, 17)])
+    # the global value is a pixel mean: compare with the truth weighted by each segment's pixels
+    weights = np.array([report["segments"][str(k)].get("mbf_n_valid") or 0 for k in range(1, 17)], dtype=float)
+    values = np.array([truth[k]["mbf_ml_min_g"] for k in range(1, 17)])
+    true_global = float(np.sum(weights * values) / weights.sum()) if weights.sum() > 0 else float(values.mean())
     return np.asarray(errors, dtype=float), report["global"][f"mbf_{statistic}_ml_min_g"] / true_global - 1.0
 
 

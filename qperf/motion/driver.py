@@ -251,7 +251,7 @@ def correct_series(
     inverse = invert(fields)
     forward_full = _embed(fields, series.shape, (y0, y1, x0, x1))
     inverse_full = _embed(inverse, series.shape, (y0, y1, x0, x1))
-    corrected_full = warp_images(series.data, forward_full)
+    corrected_full = warp_images(series.data, forward_full, mode="bicubic")
     timings["inverse"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     assert key_dyn is not None
