@@ -26,6 +26,8 @@ import argparse
 import os
 import resource
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +39,18 @@ def _aif(time_s: np.ndarray) -> np.ndarray:
     x = np.clip(time_s - 8.0, 0.0, None)
     blood = 6.0 * (x / 5.0) ** 3 * np.exp(3.0 * (1.0 - x / 5.0)) + 0.6 * (1.0 - np.exp(-x / 15.0))
     return blood / (1.0 - 0.42)
+
+
+def _timed(run: Callable[[], Any], repeat: int) -> tuple[Any, list[tuple[float, float, float]]]:
+    """The result of the last of ``repeat`` runs and (wall s, CPU s, load average) of each."""
+    runs = []
+    result = None
+    for _ in range(max(1, repeat)):
+        load = os.getloadavg()[0]
+        t0, c0 = time.perf_counter(), time.process_time()
+        result = run()
+        runs.append((time.perf_counter() - t0, time.process_time() - c0, load))
+    return result, runs
 
 
 def _peak_rss_mb() -> float:
@@ -94,13 +108,7 @@ def main() -> None:
     for label, n_pix in (("whole study", args.pixels), ("myocardium", args.myocardium)):
         pick = rng.integers(0, n_truth, n_pix)
         tissue = clean[pick] + rng.normal(0.0, 0.02 * clean.max(), (n_pix, args.frames))
-        runs = []
-        for _ in range(max(1, args.repeat)):
-            load = os.getloadavg()[0]
-            t0 = time.perf_counter()
-            c0 = time.process_time()
-            fit = model.fit(tissue, aif, time_s)
-            runs.append((time.perf_counter() - t0, time.process_time() - c0, load))
+        fit, runs = _timed(lambda t=tissue: model.fit(t, aif, time_s), args.repeat)
         elapsed, cpu, load = min(runs)
         err = np.abs(fit.params["Fp"] / truth["Fp"][pick] - 1.0)
         delay_ok = np.mean(fit.params["delay_s"] == truth["delay_s"][pick])
@@ -119,13 +127,7 @@ def main() -> None:
     for label, n_pix in (("whole study", args.pixels), ("myocardium", args.myocardium)):
         pick = rng.integers(0, n_truth, n_pix)
         tissue = clean_fixed[pick] + rng.normal(0.0, 0.02 * clean.max(), (n_pix, args.frames))
-        runs = []
-        for _ in range(max(1, args.repeat)):
-            load = os.getloadavg()[0]
-            t0 = time.perf_counter()
-            c0 = time.process_time()
-            fit = model.fit(tissue, shifted, time_s, max_delay_s=0.0)
-            runs.append((time.perf_counter() - t0, time.process_time() - c0, load))
+        fit, runs = _timed(lambda t=tissue: model.fit(t, shifted, time_s, max_delay_s=0.0), args.repeat)
         elapsed, cpu, load = min(runs)
         err = np.abs(fit.params["Fp"] / fixed["Fp"][pick] - 1.0)
         print(
