@@ -8,7 +8,7 @@ error and the signed error of every segment (of the segments' mean MBF), then th
 the studies, also for the segments' median MBF. Reports
 figures; passes or fails nothing.
 
-    .venv/bin/python benchmarks/bench_accuracy.py [--seeds 1 2 3 4 5 6] [--condition stress]
+    .venv/bin/python benchmarks/bench_accuracy.py [--seeds 1 2 3 4 5 6] [--condition stress] [--delay study]
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
     parser.add_argument("--condition", choices=["stress", "rest"], default="stress")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--delay", choices=["study", "slice", "pixel"], default="study", help="AIF-tissue delay mode")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     summary: dict[str, list[tuple[float, float]]] = {}
@@ -47,9 +48,10 @@ def main() -> None:
         for name, moving in (("static, true labels", False), ("breathing, motion correction + CNN", True)):
             ps = phantom.generate_study(seed=seed, n_slices=3, n_frames=60, condition=args.condition, motion=moving)
             if moving:
-                options = AnalysisOptions()
+                options = AnalysisOptions(delay=args.delay)
             else:
                 options = AnalysisOptions(
+                    delay=args.delay,
                     motion_correction=False,
                     labels=[t.labels_moving for t in ps.truth.slices],
                     insertion_points_yx=[phantom.insertion_points_over_frames(t) for t in ps.truth.slices],
