@@ -19,6 +19,7 @@ from qperf.flow import (
     earliest_delay,
     flow_at_upper_bound,
     map_file_stem,
+    mean_curve_delay,
     smooth_within,
 )
 from qperf.gd import SrSequence, pd_signal, sr_signal
@@ -425,7 +426,22 @@ def test_delay_profile_of_the_mean_curve(known_slice) -> None:
     assert profile.shape == (7,)  # 0 to 3 s at 0.5 s
     # the simulated tissue lags the AIF by 0.5 s: one sample
     assert earliest_delay(profile) == 1
-    fixed = compute_flow_maps(series, aif, hematocrit=HCT, fixed_delay_s=0.5)
-    np.testing.assert_allclose(fixed.maps["delay_s"], 0.5)
+    fixed = compute_flow_maps(series, aif, hematocrit=HCT, fixed_delay_s=0.375)
+    np.testing.assert_allclose(fixed.maps["delay_s"], 0.375)  # between grid samples too
     with pytest.raises(ValidationError, match="fixed_delay_s"):
         compute_flow_maps(series, aif, hematocrit=HCT, fixed_delay_s=9.0)
+
+
+@pytest.mark.parametrize("lag_s", [0.25, 0.75])
+def test_delay_between_grid_samples(lag_s: float) -> None:
+    """A lag between grid samples: whole-sample delays read it as flow; the refined delay does not."""
+    rng = np.random.default_rng(7)
+    fp = np.full((4, 5), 1.0)
+    gd, times, aif = simulated_slice(rng, fp, delay_s=lag_s)
+    series = PerfusionSeries(gd, times, units="gd_mmol_l")
+    refined = compute_flow_maps(series, aif, hematocrit=HCT, delay_mask=np.ones(fp.shape, bool))
+    np.testing.assert_allclose(refined.maps["delay_s"], lag_s)
+    np.testing.assert_allclose(refined.maps["fp_ml_min_g"], fp, rtol=0.03)
+    whole = compute_flow_maps(series, aif, hematocrit=HCT)  # per-pixel whole-sample delays
+    assert np.nanmean(whole.maps["fp_ml_min_g"]) > 1.1
+    assert mean_curve_delay(series, aif, np.ones(fp.shape, bool), hematocrit=HCT) == pytest.approx(lag_s)

@@ -269,7 +269,8 @@ def _study_delay(
     """One delay (s) for all slices: the earliest of the slices' own delays.
 
     Each slice's delay is the earliest that fits its mean inner-myocardial curve as well as
-    any (:func:`qperf.flow.earliest_delay`). A later delay mimics a higher flow, and blood at
+    any (:func:`qperf.flow.mean_curve_delay`: whole samples, then quarter steps towards
+    earlier delays). A later delay mimics a higher flow, and blood at
     the border of a thin slice can make a later delay fit one slice a little better; the
     slices share one heart and one AIF, so the earliest of them is used for all.
     """
@@ -277,13 +278,12 @@ def _study_delay(
 
     delays = []
     for item in prepared:
-        profile = flow.delay_chi2_profile(
+        delay_s = flow.mean_curve_delay(
             item[6], aif_blood, item[7], model=options.model, dt_s=options.dt_s, hematocrit=hematocrit
         )
-        samples = flow.earliest_delay(profile)
-        if samples is not None:
-            delays.append(samples)
-    return min(delays) * options.dt_s if delays else None
+        if delay_s is not None:
+            delays.append(delay_s)
+    return min(delays) if delays else None
 
 
 #: Robust standard deviations above the slice median beyond which a pixel's MBF is an outlier.
