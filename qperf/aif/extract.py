@@ -99,12 +99,34 @@ def t2star_correct(
     return s1 * np.exp(te1 * r2star_per_ms), 1000.0 * r2star_per_ms
 
 
-def pool_core(mask: NDArray[np.bool_], min_pixels: int = 4) -> NDArray[np.bool_]:
-    """The blood pool without its boundary pixels, unless fewer than ``min_pixels`` (or a
-    quarter of the pool) would remain."""
+def pool_core(
+    mask: NDArray[np.bool_], min_pixels: int = 4, enhancement: NDArray[np.floating] | None = None
+) -> NDArray[np.bool_]:
+    """The blood pool without its boundary pixels.
+
+    When fewer than ``min_pixels`` (or a quarter of the pool) would remain: with
+    ``enhancement`` (the first-pass enhancement of every pixel, ``(y, x)``), the pool's most
+    enhancing pixels, those within 75 % of its 95th percentile (at least three); without it,
+    the whole pool. A pool of a dozen pixels at 6-8 mm has no eroded core, and its border
+    pixels share their area with the myocardium: averaged in, they lowered the AIF peak by
+    10-25 % on such phantoms, and the flow rose by as much.
+    """
     core = np.asarray(ndi.binary_erosion(mask), dtype=bool)
     n = int(np.count_nonzero(core))
-    return core if n >= max(min_pixels, int(np.count_nonzero(mask)) // 4) else mask
+    if n >= max(min_pixels, int(np.count_nonzero(mask)) // 4):
+        return core
+    if enhancement is None:
+        return mask
+    values = np.asarray(enhancement, dtype=np.float64)[mask]
+    if values.size <= 3:
+        return mask
+    threshold = 0.75 * float(np.percentile(values, 95))
+    bright = mask & (np.asarray(enhancement) >= threshold)
+    if np.count_nonzero(bright) < 3:
+        order = np.argsort(values)[::-1][:3]
+        bright = np.zeros_like(mask)
+        bright[tuple(idx[order] for idx in np.nonzero(mask))] = True
+    return np.asarray(bright, dtype=bool)
 
 
 def aif_from_images(
@@ -152,7 +174,9 @@ def aif_from_images(
             raise ValidationError(f"mask: expected shape {first.shape} (the AIF images), found {pool.shape}")
     if not pool.any():
         raise ValidationError("mask: expected at least one LV blood-pool pixel, found none")
-    core = pool_core(pool)
+    dynamic = first.data[first.n_pd_frames :].astype(np.float64)
+    enhancement = dynamic.max(axis=0) - np.median(dynamic[: max(3, dynamic.shape[0] // 10)], axis=0)
+    core = pool_core(pool, enhancement=enhancement)
     signals = np.stack([e.data[:, core].astype(np.float64).mean(axis=1) for e in echoes])
     if first.units == "gd_mmol_l":
         values = signals[0, first.n_pd_frames :]
