@@ -349,11 +349,12 @@ def test_aif_images_in_gd_are_averaged() -> None:
     assert np.array_equal(qaif.pool_core(tiny), tiny)
     # a small pool without an eroded core: its most enhancing pixels (not the partial-volume border)
     small = np.zeros_like(lv)
-    small[9:13, 9:13] = True
+    small[9:12, 9:13] = True  # 3 x 4 pixels: erosion leaves 2
     enhancement = np.where(small, 1.0, 0.0)
-    enhancement[9, 9:13] = enhancement[12, 9:13] = 0.5  # border rows share their area with tissue
+    enhancement[9, 9:13] = enhancement[11, 9:13] = 0.5  # border rows share their area with tissue
     core = qaif.pool_core(small, enhancement=enhancement)
-    assert core.sum() == 8 and core[10:12, 9:13].all()
+    assert core.sum() == 4 and core[10, 9:13].all()
+    assert np.array_equal(qaif.pool_core(small), small)  # without enhancement: the whole pool
 
 
 def test_aif_from_phantom_images_matches_the_true_blood_curve() -> None:
