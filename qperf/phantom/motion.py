@@ -265,11 +265,17 @@ def _gather_bilinear(
 
 
 def warp_frames(frames: NDArray[np.float32], moving_to_ref: NDArray[np.float32]) -> NDArray[np.float32]:
-    """Moving frames (t, y, x): each frame ``t`` sampled at ``q + m_t(q)`` (bilinear, edge-clamped)."""
-    t, ny, nx = frames.shape
-    index, wy, wx = _bilinear_setup(moving_to_ref, ny, nx)
-    index += (np.arange(t, dtype=np.int64) * (ny * nx)).astype(index.dtype)[:, None, None]
-    return _gather_bilinear(np.ascontiguousarray(frames, dtype=np.float32).reshape(-1), index, wy, wx, nx)
+    """Moving frames (t, y, x): each frame ``t`` sampled at ``q + m_t(q)`` (bicubic, edge-clamped).
+
+    Bicubic, not bilinear: an acquisition is a snapshot of the moved anatomy, and bilinear
+    resampling at sub-pixel displacements blurs every moving frame. With it, the thin
+    myocardium of a 2.9 mm phantom took in the bright epicardial fat: its pre-contrast signal
+    rose 16-17 % over the static phantom's (bicubic: 1.5-5 %), which lowered its baseline-
+    corrected curves and the fitted flow.
+    """
+    from qperf.motion.fields import warp_images
+
+    return warp_images(np.ascontiguousarray(frames, dtype=np.float32), moving_to_ref, mode="bicubic")
 
 
 def warp_static(images: NDArray[np.float32], moving_to_ref: NDArray[np.float32]) -> NDArray[np.float32]:
