@@ -72,7 +72,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
 
     t0, c0 = time.perf_counter(), time.process_time()
-    _btex_lut.transfer_basis(model, args.frames, dt)
+    _btex_lut.transfer_basis(model, _btex_lut.basis_length(args.frames), dt)
     t_basis, c_basis = time.perf_counter() - t0, time.process_time() - c0
     t0, c0 = time.perf_counter(), time.process_time()
     table = _btex_lut.build_table(model, aif, dt, 7)

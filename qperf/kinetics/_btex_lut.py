@@ -150,13 +150,18 @@ class BtexTable:
         return tuple(self.norm2.shape)
 
 
+def basis_length(n_time: int) -> int:
+    """Grid length of the cached basis used for ``n_time`` samples (rounded up to ``BASIS_LENGTH_STEP``)."""
+    return -(-int(n_time) // BASIS_LENGTH_STEP) * BASIS_LENGTH_STEP
+
+
 def build_table(model: BtexModel, aif: FloatArray, dt_s: float, n_delays: int) -> BtexTable:
     """Table of curves for a plasma AIF with delays of ``0 .. n_delays - 1`` samples."""
     n = aif.shape[0]
     # The basis is computed for the grid length rounded up to BASIS_LENGTH_STEP samples, so
     # the slices of a study (whose grids differ by a sample or two) share one cached basis;
     # the AIF is continued with its last value and the curves (causal) are cut back to n.
-    n_basis = -(-n // BASIS_LENGTH_STEP) * BASIS_LENGTH_STEP
+    n_basis = basis_length(n)
     padded = np.concatenate([np.asarray(aif, dtype=np.float64), np.full(n_basis - n, float(aif[-1]))])
     g, n_fft, sigma = transfer_basis(model, n_basis, dt_s)
     fine = _spectral.upsample_linear(padded, LUT_UPSAMPLE)
