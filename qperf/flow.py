@@ -416,6 +416,31 @@ def _fit_extra(model: kinetics.KineticModel, hematocrit: float) -> dict[str, Any
     return {"hematocrit": hematocrit} if "hematocrit" in inspect.signature(model.fit).parameters else {}
 
 
+def _mean_curve_inputs(
+    series: PerfusionSeries,
+    aif: AifCurve | PerfusionSeries | Sequence[PerfusionSeries],
+    region: ArrayLike,
+    model: str,
+    dt_s: float,
+    hematocrit: float,
+    max_delay_s: float,
+    aif_method: str,
+) -> tuple[kinetics.KineticModel, NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], dict[str, Any]]:
+    """The model, the mean curve of ``region``, the plasma AIF, the fitting times and fit options."""
+    if not isinstance(series, PerfusionSeries):
+        raise ValidationError(f"series: expected a PerfusionSeries, found {describe(series)}")
+    pixels = _check_mask(region, series.shape, "region")
+    kinetic_model = kinetics.get_model(model)
+    prep = _prepare(series, aif, pixels, dt_s, hematocrit, None, max_delay_s, None, None, aif_method)
+    return (
+        kinetic_model,
+        prep.tissue.mean(axis=0),
+        prep.plasma,
+        prep.grid - prep.grid[0],
+        _fit_extra(kinetic_model, hematocrit),
+    )
+
+
 def delay_chi2_profile(
     series: PerfusionSeries,
     aif: AifCurve | PerfusionSeries | Sequence[PerfusionSeries],
@@ -427,20 +452,11 @@ def delay_chi2_profile(
     max_delay_s: float = 3.0,
     aif_method: str = "auto",
 ) -> NDArray[np.float64]:
-    """Chi-square of the mean curve of ``region`` at every whole-sample delay (see :func:`chi2_profile`).
-
-    The profiles of several slices of one heart add up to the study's; :func:`earliest_delay`
-    of the sum is a delay common to the slices (``fixed_delay_s`` of :func:`compute_flow_maps`).
-    """
-    if not isinstance(series, PerfusionSeries):
-        raise ValidationError(f"series: expected a PerfusionSeries, found {describe(series)}")
-    pixels = _check_mask(region, series.shape, "region")
-    kinetic_model = kinetics.get_model(model)
-    prep = _prepare(series, aif, pixels, dt_s, hematocrit, None, max_delay_s, None, None, aif_method)
-    extra = _fit_extra(kinetic_model, hematocrit)
-    return chi2_profile(
-        kinetic_model, prep.tissue.mean(axis=0), prep.plasma, prep.grid - prep.grid[0], max_delay_s, extra
+    """Chi-square of the mean curve of ``region`` at every whole-sample delay (see :func:`chi2_profile`)."""
+    model_, curve, plasma, time_fit, extra = _mean_curve_inputs(
+        series, aif, region, model, dt_s, hematocrit, max_delay_s, aif_method
     )
+    return chi2_profile(model_, curve, plasma, time_fit, max_delay_s, extra)
 
 
 def mean_curve_delay(
@@ -459,17 +475,13 @@ def mean_curve_delay(
     None when no delay could be fitted. The value is what ``delay_mask`` of
     :func:`compute_flow_maps` uses, and can be passed to other slices as ``fixed_delay_s``.
     """
-    if not isinstance(series, PerfusionSeries):
-        raise ValidationError(f"series: expected a PerfusionSeries, found {describe(series)}")
-    pixels = _check_mask(region, series.shape, "region")
-    kinetic_model = kinetics.get_model(model)
-    prep = _prepare(series, aif, pixels, dt_s, hematocrit, None, max_delay_s, None, None, aif_method)
-    extra = _fit_extra(kinetic_model, hematocrit)
-    curve, time_fit = prep.tissue.mean(axis=0), prep.grid - prep.grid[0]
-    samples = earliest_delay(chi2_profile(kinetic_model, curve, prep.plasma, time_fit, max_delay_s, extra))
+    model_, curve, plasma, time_fit, extra = _mean_curve_inputs(
+        series, aif, region, model, dt_s, hematocrit, max_delay_s, aif_method
+    )
+    samples = earliest_delay(chi2_profile(model_, curve, plasma, time_fit, max_delay_s, extra))
     if samples is None:
         return None
-    return refine_delay(kinetic_model, curve, prep.plasma, time_fit, samples, extra)
+    return refine_delay(model_, curve, plasma, time_fit, samples, extra)
 
 
 def compute_flow_maps(
