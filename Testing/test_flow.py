@@ -122,8 +122,8 @@ def test_mask_and_signal_series(known_slice) -> None:
     np.testing.assert_allclose(result.maps["mbf_ml_min_g"][mask], (fp / (1.0 - HCT))[mask], rtol=0.08)
 
 
-def test_aif_from_images_feeds_the_fit(known_slice) -> None:
-    series, aif, fp = known_slice
+def aif_images(aif: AifCurve) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """AIF images in Gd (t, 40, 36): an LV pool following ``aif``, an RV pool 3 s earlier, blur and noise."""
     rng = np.random.default_rng(11)
     yy, xx = np.mgrid[0:40, 0:36]
     lv = np.hypot(yy - 20, xx - 22) <= 4.5
@@ -131,7 +131,12 @@ def test_aif_from_images_feeds_the_fit(known_slice) -> None:
     images = np.zeros((aif.n_samples, 40, 36))
     images[:, lv] = aif.values[:, None]
     images[:, rv] = blood_aif(aif.time_s + 3.0, peak=6.0)[:, None]
-    images = ndi.gaussian_filter(images, (0, 0.7, 0.7)) + rng.normal(0.0, 0.03, images.shape)
+    return ndi.gaussian_filter(images, (0, 0.7, 0.7)) + rng.normal(0.0, 0.03, images.shape), lv, rv
+
+
+def test_aif_from_images_feeds_the_fit(known_slice) -> None:
+    series, aif, fp = known_slice
+    images, lv, rv = aif_images(aif)
     aif_series = PerfusionSeries(images, aif.time_s, units="gd_mmol_l")
     result = compute_flow_maps(series, aif_series, hematocrit=HCT, mask=fp >= 1.0)
     assert result.aif_mask is not None and not np.any(result.aif_mask & rv)
@@ -144,14 +149,7 @@ def test_aif_from_images_feeds_the_fit(known_slice) -> None:
 def test_flowmap_command_with_aif_images_and_negative_clock(tmp_path: Path, known_slice) -> None:
     series, aif, fp = known_slice
     shift_s = -40.0  # a clock that starts before zero changes nothing
-    rng = np.random.default_rng(11)
-    yy, xx = np.mgrid[0:40, 0:36]
-    lv = np.hypot(yy - 20, xx - 22) <= 4.5
-    rv = np.hypot(yy - 19, (xx - 9) / 0.7) <= 4.5
-    images = np.zeros((aif.n_samples, 40, 36))
-    images[:, lv] = aif.values[:, None]
-    images[:, rv] = blood_aif(aif.time_s + 3.0, peak=6.0)[:, None]
-    images = ndi.gaussian_filter(images, (0, 0.7, 0.7)) + rng.normal(0.0, 0.03, images.shape)
+    images, _, _ = aif_images(aif)
     aif_series = PerfusionSeries(images, aif.time_s + shift_s, units="gd_mmol_l")
     moved = series.replace(time_s=series.time_s + shift_s)
     series_path = io.write_series(moved, tmp_path / "slice.seq.nrrd")

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -287,8 +287,21 @@ def statistics_mask(labels: NDArray[Any]) -> NDArray[np.bool_]:
     return (labels == LABEL_MYO) & ~ndimage.binary_dilation(blood)
 
 
+class _SliceInputs(NamedTuple):
+    """A slice's labels and the series its flow is fitted on, gathered before any fit."""
+
+    labels_ref: NDArray[np.uint8]
+    insertion: tuple[float, float]
+    per_frame: dict[str, NDArray[np.float64]]
+    labels: NDArray[np.uint8]
+    source: str
+    seg_qc: dict[str, Any]
+    fit_series: PerfusionSeries
+    inner: NDArray[np.bool_]
+
+
 def _study_delay(
-    prepared: Sequence[tuple[Any, ...]], aif_blood: AifCurve, options: AnalysisOptions, hematocrit: float
+    prepared: Sequence[_SliceInputs], aif_blood: AifCurve, options: AnalysisOptions, hematocrit: float
 ) -> float | None:
     """One delay (s) for all slices: the earliest of the slices' own delays.
 
@@ -303,7 +316,7 @@ def _study_delay(
     delays = []
     for item in prepared:
         delay_s = flow.mean_curve_delay(
-            item[6], aif_blood, item[7], model=options.model, dt_s=options.dt_s, hematocrit=hematocrit
+            item.fit_series, aif_blood, item.inner, model=options.model, dt_s=options.dt_s, hematocrit=hematocrit
         )
         if delay_s is not None:
             delays.append(delay_s)
@@ -439,7 +452,7 @@ def analyze_study(
                 p((i + 1) / n, f"slice {i + 1}")
 
     slices: list[SliceAnalysis] = []
-    prepared: list[tuple[Any, ...]] = []
+    prepared: list[_SliceInputs] = []
     with timer.step("flow") as p:
         for i, s in enumerate(gd_series):
             seg = seg_results[i]
@@ -468,7 +481,7 @@ def analyze_study(
                 raise ValidationError(f"slice {i + 1}: the label map has no myocardium")
             inner = _inner_myocardium(labels_ref)
             fit_series = flow.smooth_within(s, inner, options.myocardial_smoothing_px)
-            prepared.append((labels_ref, insertion, per_frame, labels, source, seg_qc, fit_series, inner))
+            prepared.append(_SliceInputs(labels_ref, insertion, per_frame, labels, source, seg_qc, fit_series, inner))
         fixed_delay_s = None
         if options.delay == "study":
             fixed_delay_s = _study_delay(prepared, aif_blood, options, hematocrit)

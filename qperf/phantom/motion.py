@@ -142,16 +142,7 @@ class MotionModel:
         nyp, nxp = self.padded.shape[:2]
         chans = [np.ascontiguousarray(self.padded[..., k]).reshape(-1) for k in range(3)]
         for _ in range(iterations):
-            y = qy + my
-            np.clip(y, 0.0, nyp - 1.001, out=y)
-            x = qx + mx
-            np.clip(x, 0.0, nxp - 1.001, out=x)
-            y0 = y.astype(np.int32)
-            x0 = x.astype(np.int32)
-            y -= y0
-            x -= x0
-            index = y0 * np.int32(nxp)
-            index += x0
+            index, y, x = _clamped_cells(qy + my, qx + mx, nyp, nxp)
             fy, fx, w = (_gather_bilinear(c, index, y, x, nxp) for c in chans)
             my = -(depth * fy + jy * w)
             mx = -(depth * fx + jx * w)
@@ -232,8 +223,18 @@ def _bilinear_setup(
 ) -> tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.float32]]:
     """Flat indices (t, y, x) of the top-left neighbours and the fractional offsets ``wy, wx``."""
     y = moving_to_ref[:, 0] + np.arange(ny, dtype=np.float32)[:, None]
-    np.clip(y, 0.0, ny - 1.001, out=y)
     x = moving_to_ref[:, 1] + np.arange(nx, dtype=np.float32)[None, :]
+    return _clamped_cells(y, x, ny, nx)
+
+
+def _clamped_cells(
+    y: NDArray[np.float32], x: NDArray[np.float32], ny: int, nx: int
+) -> tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.float32]]:
+    """Positions clamped to the grid: flat indices of their top-left neighbours and the offsets.
+
+    ``y`` and ``x`` (fresh arrays) are overwritten with the fractional offsets ``wy, wx``.
+    """
+    np.clip(y, 0.0, ny - 1.001, out=y)
     np.clip(x, 0.0, nx - 1.001, out=x)
     y0 = y.astype(np.int32)
     x0 = x.astype(np.int32)
