@@ -15,6 +15,7 @@ from qperf.io.insertion import read_anterior_point, slice_record
 from qperf.pipeline import (
     AnalysisOptions,
     analyze_study,
+    away_from_blood,
     heart_region,
     high_outliers,
     motion_corrected_echoes,
@@ -58,11 +59,16 @@ def test_known_segment_flow_recovered(static_study: phantom.PhantomStudy, static
     """Noise-free, static phantom with its true labels: per-segment MBF close to the truth."""
     errors = segment_errors(static_result.report, static_study.truth.segments)
     assert np.median(np.abs(errors)) < 0.05
-    # global: the fit over the pixels the statistics use (the blood-border pixels are left out)
+    # global: the fit over the pixels the statistics use (the border pixels are left out) ...
     truth_global = np.nanmean(
-        np.concatenate([t.mbf_ml_min_g[statistics_mask(t.labels_ref)] for t in static_study.truth.slices])
+        np.concatenate(
+            [t.mbf_ml_min_g[statistics_mask(t.labels_ref, t.aha_segments)] for t in static_study.truth.slices]
+        )
     )
     assert static_result.report["global"]["mbf_mean_ml_min_g"] == pytest.approx(truth_global, rel=0.03)
+    # ... and the truth of the whole wall
+    whole_wall = np.nanmean(np.concatenate([t.mbf_ml_min_g[t.labels_ref == 2] for t in static_study.truth.slices]))
+    assert static_result.report["global"]["mbf_mean_ml_min_g"] == pytest.approx(whole_wall, rel=0.03)
     for sl, t in zip(static_result.slices, static_study.truth.slices, strict=True):
         assert sl.sectors.level == t.level
         agree = np.mean(sl.sectors.segments[t.labels_ref == 2] == t.aha_segments[t.labels_ref == 2])
@@ -90,10 +96,10 @@ def test_ischaemic_territory_is_lowest(static_study: phantom.PhantomStudy, stati
 
 
 def test_report_matches_maps(static_result) -> None:  # type: ignore[no-untyped-def]
-    """Segment statistics are those of the map over the segment's pixels away from the blood pools."""
+    """Segment statistics are those of the map over the segment's pixels away from its borders."""
     mbf = np.concatenate(
         [
-            sl.flow.maps["mbf_ml_min_g"][(sl.sectors.segments == 7) & statistics_mask(sl.labels_ref)]
+            sl.flow.maps["mbf_ml_min_g"][(sl.sectors.segments == 7) & statistics_mask(sl.labels_ref, sl.sectors.segments)]
             for sl in static_result.slices
         ]
     )
@@ -193,6 +199,19 @@ def test_high_outliers_only_above() -> None:
     assert not high_outliers(None, mask).any()
 
 
+def test_high_flow_territory_is_not_an_outlier() -> None:
+    """A whole segment of high flow beside an ischaemic one is physiology; blood in one pixel is not."""
+    rng = np.random.default_rng(1)
+    segments = np.ones((20, 20), np.int16)
+    segments[:, 12:] = 2
+    mbf = np.where(segments == 1, 1.5, 4.5) + rng.normal(0.0, 0.05, (20, 20))
+    mbf[5, 15] = 12.0
+    mask = np.ones((20, 20), bool)
+    assert high_outliers(mbf, mask)[segments == 2].all()  # the slice alone flags the territory
+    out = high_outliers(mbf, mask, segments)
+    assert out[5, 15] and out.sum() == 1
+
+
 def test_statistics_mask_leaves_out_blood_border() -> None:
     labels = np.zeros((20, 20), np.uint8)
     labels[4:16, 4:16] = 2
@@ -200,11 +219,30 @@ def test_statistics_mask_leaves_out_blood_border() -> None:
     mask = statistics_mask(labels)
     assert not mask[7, 9] and not mask[9, 7] and mask[6, 9] and mask[7, 7]  # 4-neighbours of the pool only
     assert not mask[8:12, 8:12].any() and not mask[0, 0]
+    # the epicardial border (4-neighbours of the background) is left out as well
+    assert not mask[4, 9] and not mask[9, 15] and mask[5, 9] and mask[5, 5] and not mask[4, 4]
+    assert away_from_blood(labels)[4, 9] and not away_from_blood(labels)[7, 9]
+
+
+def test_statistics_mask_keeps_thin_segments() -> None:
+    """A segment whose wall is too thin to lose both borders keeps its pixels away from blood."""
+    labels = np.zeros((20, 20), np.uint8)
+    labels[4:16, 4:15] = 2
+    labels[8:12, 8:12] = 1  # the wall right of the pool is three pixels thick (columns 12-14)
+    segments = np.where(labels == 2, 1, 0).astype(np.int16)
+    segments[8:12, 12:15] = 2
+    mask = statistics_mask(labels, segments)
+    assert mask[9, 13] and not mask[9, 12] and not mask[9, 14]  # thick enough: its middle column
+    labels[:, 14] = 0  # now two pixels thick: nothing is left without its epicardial border
+    segments[labels == 0] = 0
+    mask = statistics_mask(labels, segments)
+    assert mask[9, 13] and not mask[9, 12]  # so its pixels away from blood are kept
+    assert not statistics_mask(labels)[9, 13]
 
 
 def test_trimming_can_be_switched_off(static_study: phantom.PhantomStudy) -> None:
     result = analyze_study(
-        static_study.study, truth_options(static_study, motion_correction=False, trim_blood_border=False)
+        static_study.study, truth_options(static_study, motion_correction=False, trim_borders=False)
     )
     n_myo = sum(int(np.count_nonzero(t.labels_ref == 2)) for t in static_study.truth.slices)
     assert result.report["global"]["n_pixels"] == n_myo
