@@ -452,3 +452,26 @@ def test_noise_free_curves_follow_the_parameter_maps(static_clean: phantom.Phant
         found = t.gd_noise_free[:, core].T
         err = np.abs(found - expected).max(axis=1) / expected.max(axis=1)
         assert np.median(err) < 0.003 and np.percentile(err, 90) < 0.01
+
+
+def test_moving_frames_are_fresh_snapshots() -> None:
+    """Moving frames re-rasterise the sub-pixel anatomy: no displacement leaves the classes as
+    they are, a whole-pixel displacement moves them by whole pixels, and a frame is the mean of
+    its sub-pixels' signals (no resampling blur)."""
+    from qperf.phantom.render import _snapshots, moving_subpixel_classes
+
+    s = 3
+    rng = np.random.default_rng(0)
+    classes = rng.integers(0, 5, (8 * s, 10 * s)).astype(np.int16)
+    fields = np.zeros((3, 2, 8, 10), np.float32)
+    fields[1, 0] = 1.0  # frame 1 shows the anatomy one pixel further down: q + (1, 0)
+    fields[2, 1] = -2.0
+    moved = moving_subpixel_classes(classes, s, fields)
+    np.testing.assert_array_equal(moved[0], classes)
+    np.testing.assert_array_equal(moved[1][:-s], classes[s:])
+    np.testing.assert_array_equal(moved[2][:, 2 * s :], classes[:, : -2 * s])
+    signal = rng.uniform(0.0, 1.0, (5, 3)).astype(np.float32)
+    frames = _snapshots(moved, signal, s, (8, 10))
+    expected = signal[classes, 0].reshape(8, s, 10, s).mean(axis=(1, 3))
+    np.testing.assert_allclose(frames[0], expected, rtol=1e-6)
+    np.testing.assert_allclose(frames[1][:-1], signal[classes, 1].reshape(8, s, 10, s).mean(axis=(1, 3))[1:], rtol=1e-6)

@@ -334,7 +334,7 @@ def generate_study(
         acq = Acquisition(
             img_readout, N_PD_FRAMES, gain, coil_map * texture, level / snr_pd if noise else 0.0, (), kspace, g_factor
         )
-        data = render_series(frac, table, acq, frame.shape, m, nrng)[0]
+        data = render_series(frac, table, acq, frame.shape, m, nrng, labels.classes, SUPERSAMPLE)[0]
         maps = parameter_maps(frac, table, labels.labels_ref)
         zeros = np.zeros((time_s.shape[0], 2, *frame.shape), dtype=np.float32)
         truths.append(
@@ -489,7 +489,7 @@ def _aif_series(
         m = mm.inverse(depth, jitter)
     kspace = (rng.uniform(0.7, 0.95), rng.uniform(0.8, 1.0)) if blur else (1.0, 1.0)
     acq = Acquisition(readout, N_PD_FRAMES, level / pd_blood, coil_map, level / snr if noise else 0.0, echoes, kspace)
-    frames = render_series(frac, table, acq, shape, m, _rng(seed, cs + _NOISE, 9))
+    frames = render_series(frac, table, acq, shape, m, _rng(seed, cs + _NOISE, 9), labels.classes, SUPERSAMPLE)
     meta = {**readout.metadata(), "echo_times_ms": [round(float(e), 4) for e in echoes], "series_description": "AIF"}
     moving = moving_labels(labels, m, time_s.shape[0])
     series = tuple(
