@@ -443,3 +443,15 @@ def test_delay_between_grid_samples(lag_s: float) -> None:
     whole = compute_flow_maps(series, aif, hematocrit=HCT)  # per-pixel whole-sample delays
     assert np.nanmean(whole.maps["fp_ml_min_g"]) > 1.1
     assert mean_curve_delay(series, aif, np.ones(fp.shape, bool), hematocrit=HCT) == pytest.approx(lag_s)
+
+
+def test_robust_baseline_ignores_frames_of_other_tissue() -> None:
+    """A frame or two of another tissue (a breath not followed) does not shift the baseline."""
+    from qperf.flow import robust_baseline
+
+    rng = np.random.default_rng(4)
+    frames = rng.normal(0.0, 0.01, (12, 50))
+    np.testing.assert_allclose(robust_baseline(frames), frames.mean(axis=0), atol=0.004)
+    frames[3:5] += 0.3  # fat under every pixel for two frames
+    assert np.all(np.abs(robust_baseline(frames)) < 0.015)
+    assert np.all(frames.mean(axis=0) > 0.04)  # where the mean would read 0.05

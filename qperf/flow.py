@@ -400,16 +400,31 @@ def _prepare(
     aif_grid = resample(curve.values - landmarks.baseline, curve.time_s, grid)
     plasma = blood_to_plasma(AifCurve(aif_grid, grid, kind=curve.kind), hematocrit).values
 
-    tissue = resample(gd.dynamic[:, pixels].T.astype(np.float64), time_s, grid)
-    before_foot = grid < landmarks.foot_s
+    frames = gd.dynamic[:, pixels].astype(np.float64)
+    tissue = resample(frames.T, time_s, grid)
+    before_foot = time_s < landmarks.foot_s
     if np.count_nonzero(before_foot) >= 1:
-        tissue = tissue - tissue[:, before_foot].mean(axis=1, keepdims=True)
+        tissue = tissue - robust_baseline(frames[before_foot])[:, None]
 
     blood_peak = landmarks.peak_height if curve.kind == "blood" else landmarks.peak_height * (1.0 - hematocrit)
     delay = bound_delay(landmarks.foot_s, tissue_foot_s(tissue, grid, blood_peak=blood_peak), max_delay_s)
     if delay.shift_s != 0.0:
         plasma = shift(plasma, grid, delay.shift_s)
     return _Prepared(tissue, plasma, grid, landmarks, delay, aif_mask)
+
+
+def robust_baseline(frames: NDArray[np.floating], n_sd: float = 3.0) -> NDArray[np.float64]:
+    """Per-pixel mean of the baseline frames ``(t, n)`` within ``n_sd`` robust SDs of their median.
+
+    A breath the registration could not follow puts other tissue (fat, liver) under a pixel
+    for a frame or two, far from the pixel's other baseline frames; the mean of the rest is the
+    baseline. With noise alone nearly every frame is kept, and the estimate is the mean's.
+    """
+    values = np.asarray(frames, dtype=np.float64)
+    median = np.median(values, axis=0)
+    spread = 1.4826 * np.median(np.abs(values - median), axis=0)
+    kept = np.abs(values - median) <= n_sd * spread + 1e-12
+    return np.asarray(np.sum(values * kept, axis=0) / np.maximum(np.count_nonzero(kept, axis=0), 1))
 
 
 def _fit_extra(model: kinetics.KineticModel, hematocrit: float) -> dict[str, Any]:
