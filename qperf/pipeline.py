@@ -180,6 +180,11 @@ def _check_supplied(study: PerfusionStudy, options: AnalysisOptions) -> None:
             )
 
 
+#: How far (pixels) the LV pool of the motion-corrected AIF images may lie from the pool found
+#: on the uncorrected ones.
+AIF_POOL_TOLERANCE_PX = 3
+
+
 def _study_aif(study: PerfusionStudy, options: AnalysisOptions) -> tuple[AifCurve, dict[str, Any]]:
     from qperf import aif as aif_mod
 
@@ -190,10 +195,20 @@ def _study_aif(study: PerfusionStudy, options: AnalysisOptions) -> tuple[AifCurv
     if study.aif_series:
         echoes = list(study.aif_series)
         info: dict[str, Any] = {"source": "AIF images"}
-        if options.motion_correction:
-            echoes, score = motion_corrected_echoes(echoes)
-            info["motion_score"] = score
         extraction = aif_mod.aif_from_images(echoes)
+        if options.motion_correction:
+            corrected, score = motion_corrected_echoes(echoes)
+            info["motion_score"] = score
+            moved = aif_mod.aif_from_images(corrected)
+            # breathing blurs the uncorrected pool but leaves it where it is: a pool found
+            # elsewhere after correction is something else (a vessel, an edge artefact)
+            near = ndimage.binary_dilation(extraction.mask, iterations=AIF_POOL_TOLERANCE_PX)
+            if np.any(moved.mask & near):
+                extraction = moved
+            else:
+                info["motion_correction_discarded"] = (
+                    "the LV pool found after correction lies away from the one found before"
+                )
         info["lv_pixels"] = int(extraction.mask.sum())
         return extraction.aif, info
     raise NotAvailableError("the study has no AIF (neither a curve nor AIF images); supply one (--aif CURVE.csv)")
@@ -389,7 +404,8 @@ def high_outliers(
         if segments is not None:
             for segment in np.unique(segments[out]):
                 inside = mask & (segments == segment)
-                out[inside] &= mbf[inside] > _above_robust_range(mbf[inside])
+                if np.count_nonzero(np.isfinite(mbf[inside])) >= 10:
+                    out[inside] &= mbf[inside] > _above_robust_range(mbf[inside])
     return out
 
 
