@@ -217,6 +217,8 @@ def test_bad_input_gives_clear_errors() -> None:
         motion.correct_series(good, n_rounds=0)
     with pytest.raises(ValidationError, match="key_frame"):
         motion.correct_series(good, key_frame=99)
+    with pytest.raises(ValidationError, match="resample"):
+        motion.correct_series(good, resample="lanczos")  # type: ignore[arg-type]
 
 
 def test_moco_command_writes_series_fields_and_report(tmp_path: Path) -> None:

@@ -40,6 +40,23 @@ def test_warp_by_constant_shift_matches_scipy(rng: np.random.Generator) -> None:
     assert np.allclose(out[5:-5, 5:-5], expected[5:-5, 5:-5], atol=1e-4)
 
 
+def test_spline_warp_keeps_fine_detail(rng: np.random.Generator) -> None:
+    """B-spline resampling is exact at whole pixels and blurs a fine texture less than cubic
+    convolution at half a pixel (shifted there and back)."""
+    img = _texture(rng, sigma=1.0)
+    whole = np.broadcast_to(np.array([2.0, -1.0], np.float32)[:, None, None], (2, 64, 64))
+    out = warp_images(img, whole, mode="spline")
+    np.testing.assert_allclose(out[:-2, 1:], img[2:, :-1], atol=1e-4)
+    half = np.broadcast_to(np.array([0.5, 0.5], np.float32)[:, None, None], (2, 64, 64))
+    errors = {}
+    for mode in ("bicubic", "spline"):
+        back = warp_images(warp_images(img, half, mode=mode), -half, mode=mode)
+        errors[mode] = float(np.abs(back - img)[8:-8, 8:-8].mean())
+    assert errors["spline"] < 0.7 * errors["bicubic"]  # about 0.53
+    single = warp_images(img, half[None], mode="spline")
+    assert single.shape == (1, 64, 64) and single.dtype == np.float32
+
+
 def test_compose_equals_two_warps(rng: np.random.Generator) -> None:
     img = _texture(rng, sigma=5.0)
     a = _smooth_field(rng, 2, (64, 64), 3.0)

@@ -28,6 +28,7 @@ from numpy.typing import ArrayLike, NDArray
 from qperf.errors import ValidationError, describe
 
 Mode = Literal["bilinear", "nearest", "bicubic"]
+ImageMode = Literal["bilinear", "nearest", "bicubic", "spline"]
 
 
 # ----------------------------------------------------------------------------- torch core
@@ -77,7 +78,7 @@ def _as_field(name: str, value: ArrayLike, ndim: int = 4) -> NDArray[np.float32]
     return arr
 
 
-def warp_images(images: ArrayLike, disp_px: ArrayLike, mode: Mode = "bilinear") -> NDArray[np.float32]:
+def warp_images(images: ArrayLike, disp_px: ArrayLike, mode: ImageMode = "bilinear") -> NDArray[np.float32]:
     """Warp images by pull displacement fields: ``out[t](p) = images[t](p + disp_px[t, :, p])``.
 
     Parameters
@@ -86,7 +87,11 @@ def warp_images(images: ArrayLike, disp_px: ArrayLike, mode: Mode = "bilinear") 
         Images; a single ``(y, x)`` image is warped by every field.
     disp_px : array_like, shape (t, 2, y, x) or (2, y, x)
         Displacements in pixels (dy, dx).
-    mode : {"bilinear", "nearest", "bicubic"}
+    mode : {"bilinear", "nearest", "bicubic", "spline"}
+        ``"bicubic"`` is cubic convolution; ``"spline"`` cubic B-spline interpolation
+        (prefiltered, :func:`scipy.ndimage.map_coordinates`), which blurs less: the thin
+        myocardium keeps more of its own signal against the fat and blood beside it.
+        Coordinates outside the image take the edge value in every mode.
 
     Returns
     -------
@@ -101,10 +106,27 @@ def warp_images(images: ArrayLike, disp_px: ArrayLike, mode: Mode = "bilinear") 
         raise ValidationError(
             f"images: expected (t, y, x) matching the field {field.shape}, found {describe(np.asarray(images))}"
         )
-    with torch.no_grad():
-        out = warp_t(torch.from_numpy(np.array(img, dtype=np.float32))[:, None], torch.from_numpy(field), mode)[:, 0]
-    result = out.numpy().astype(np.float32, copy=False)
+    if mode == "spline":
+        result = _spline_warp(img, field)
+    else:
+        stack = torch.from_numpy(np.array(img, dtype=np.float32))[:, None]
+        with torch.no_grad():
+            out = warp_t(stack, torch.from_numpy(field), mode)[:, 0]
+        result = out.numpy().astype(np.float32, copy=False)
     return result[0] if single else result
+
+
+def _spline_warp(images: NDArray[np.float32], field: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Cubic B-spline warp of ``(t, y, x)`` images by ``(t, 2, y, x)`` pull fields, edge-clamped."""
+    from scipy import ndimage
+
+    _, ny, nx = images.shape
+    yy, xx = np.mgrid[0:ny, 0:nx].astype(np.float64)
+    out = np.empty(images.shape, dtype=np.float32)
+    for t in range(images.shape[0]):
+        coords = [np.clip(yy + field[t, 0], 0, ny - 1), np.clip(xx + field[t, 1], 0, nx - 1)]
+        out[t] = ndimage.map_coordinates(images[t].astype(np.float64), coords, order=3, mode="nearest")
+    return out
 
 
 def warp_labels(labels: ArrayLike, disp_px: ArrayLike) -> NDArray[np.int16]:
