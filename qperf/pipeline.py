@@ -81,8 +81,8 @@ class AnalysisOptions:
         area with blood, whose concentration is many times the tissue's, so their fitted flow is
         biased high (on the phantom at 2.6 mm pixels the median per-segment error falls from
         28 % to 3 % with them left out); the second with fat or lung, which dilutes their curves
-        (on six stress phantoms the median global error falls from 3.8 % to 2.3 % with them
-        left out as well). The maps and the segment map keep every myocardial pixel. Pixels
+        (on six static stress phantoms the median global error fell from 3.5 % to 2.3 % with
+        them left out as well). The maps and the segment map keep every myocardial pixel. Pixels
         whose fitted flow sits at the upper bound of the model's range are left out as well
         (:func:`qperf.flow.flow_at_upper_bound`), and so are high outliers (:func:`high_outliers`).
     myocardial_smoothing_px : float

@@ -123,9 +123,9 @@ def render_series(
     With motion and the sub-pixel ``classes`` (``(ny * supersample, nx * supersample)``, the
     rows of ``frac``'s classes), every moving frame is a fresh snapshot of the moved anatomy:
     each sub-pixel takes the class found at its moved position, and the pixel averages its
-    sub-pixels (:func:`moving_subpixel_classes`). Without ``classes`` the static frames are
-    resampled (bicubic), which blurs every moving frame a little. The coil and receive
-    shading stay where they are in the scanner.
+    sub-pixels (:func:`moving_subpixel_classes`), and the coil and receive shading stay
+    where they are in the scanner. Without ``classes`` the static frames, shading included,
+    are resampled (bicubic), which blurs every moving frame a little.
     """
     ny, nx = shape
     n_pd = acq.n_pd_frames
