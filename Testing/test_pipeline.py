@@ -16,6 +16,7 @@ from qperf.pipeline import (
     AnalysisOptions,
     analyze_study,
     away_from_blood,
+    delay_region,
     heart_region,
     high_outliers,
     motion_corrected_echoes,
@@ -243,6 +244,19 @@ def test_statistics_mask_keeps_thin_segments() -> None:
     mask = statistics_mask(labels, segments)
     assert mask[9, 13] and not mask[9, 12]  # so its pixels away from blood are kept
     assert not statistics_mask(labels)[9, 13]
+
+
+def test_delay_region_lies_beyond_the_pools_ringing() -> None:
+    labels = np.zeros((40, 40), np.uint8)
+    labels[5:35, 5:35] = 2
+    labels[15:25, 15:25] = 1  # a wall ten pixels thick
+    region = delay_region(labels)
+    assert region[9, 20] and region[12, 20] and not region[13, 20] and not region[14, 20]
+    assert region[13, 13] and not region[14, 14] and not region[20, 20]  # 2.8 px diagonally: in; 1.4 px: out
+    thin = np.zeros((40, 40), np.uint8)
+    thin[10:30, 10:30] = 2
+    thin[12:28, 12:28] = 1  # two pixels: nothing lies beyond the ringing, the inner myocardium is used
+    np.testing.assert_array_equal(delay_region(thin), away_from_blood(thin))
 
 
 def test_trimming_can_be_switched_off(static_study: phantom.PhantomStudy) -> None:
