@@ -455,3 +455,22 @@ def test_robust_baseline_ignores_frames_of_other_tissue() -> None:
     frames[3:5] += 0.3  # fat under every pixel for two frames
     assert np.all(np.abs(robust_baseline(frames)) < 0.015)
     assert np.all(frames.mean(axis=0) > 0.04)  # where the mean would read 0.05
+
+
+def test_outlying_frames_are_the_frames_of_a_gasp() -> None:
+    """Smooth tissue curves with noise keep every frame, sharp stress peaks included; two frames
+    showing other tissue (a gasp the registration could not follow) are found, and only they."""
+    from qperf.flow import outlying_frames
+
+    rng = np.random.default_rng(5)
+    t = np.arange(60) * 0.9
+    for rise_s in (3.0, 8.0):  # a fast (stress) and a slow (rest) myocardial curve
+        curve = np.where(t > 15, ((t - 15) / rise_s) ** 2 * np.exp(-(t - 15) / rise_s), 0.0)
+        curves = curve[:, None] * rng.uniform(0.8, 1.2, 200)[None] + rng.normal(0.0, 0.03, (60, 200))
+        assert not outlying_frames(curves).any()
+        assert not outlying_frames(curve).any()  # noise-free, one curve
+        gasp = curves.copy()
+        gasp[31:33] = rng.uniform(0.0, 2.0, (2, 200))  # blood and fat under the pixels
+        np.testing.assert_array_equal(np.nonzero(outlying_frames(gasp))[0], [31, 32])
+    assert not outlying_frames(np.zeros((60, 10))).any()
+    assert not outlying_frames(np.ones((5, 10))).any()  # too few frames to judge

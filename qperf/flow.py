@@ -427,6 +427,73 @@ def robust_baseline(frames: NDArray[np.floating], n_sd: float = 3.0) -> NDArray[
     return np.asarray(np.sum(values * kept, axis=0) / np.maximum(np.count_nonzero(kept, axis=0), 1))
 
 
+#: A frame whose pixels depart from their running medians of five frames by this fraction of
+#: the mean curve's enhancement more than a typical frame's do is an outlier
+#: (:func:`outlying_frames`).
+OUTLYING_FRAME_FRACTION = 0.1
+#: At most this fraction of the frames is taken as outlying.
+OUTLYING_FRAME_MAX_FRACTION = 0.1
+
+
+def outlying_frames(curves: ArrayLike) -> NDArray[np.bool_]:
+    """Frames of a slice's myocardial curves ``(t, n)`` that depart from their neighbours (bool per frame).
+
+    A gasp that the registration cannot follow puts other tissue (blood, liver, fat) under the
+    myocardium for one or two frames. A pixel's curve departs then from its running median of
+    five frames (which passes rising and falling stretches unchanged and removes runs of up to
+    two frames). A frame's departure is the median over the pixels of their absolute
+    departures; the frame is an outlier when that exceeds the median over the frames (noise)
+    by more than :data:`OUTLYING_FRAME_FRACTION` of the enhancement of the pixels' mean curve.
+    On 24 static phantoms (12 stress, 12 rest) no frame came above 0.06 (the median cuts a sharp
+    stress peak a little); gasps came at 0.15-0.97, and a breathing rest phantom's two-frame
+    gasp, fitted, read the apical flow 7 times too high. At most
+    :data:`OUTLYING_FRAME_MAX_FRACTION` of the frames, the farthest, are returned.
+    """
+    c = np.asarray(curves, dtype=np.float64)
+    if c.ndim == 1:
+        c = c[:, None]
+    out = np.zeros(c.shape[0], dtype=bool)
+    if c.ndim != 2 or c.shape[0] < 7 or c.shape[1] == 0 or not np.all(np.isfinite(c)):
+        return out
+    from scipy.ndimage import median_filter
+
+    mean_trend = median_filter(c.mean(axis=1), size=5, mode="nearest")
+    enhancement = float(mean_trend.max() - mean_trend.min())
+    if enhancement <= 0.0:
+        return out
+    frames = np.arange(c.shape[0])
+    for _ in range(3):
+        # the running medians are taken with the frames found so far bridged, so that a
+        # gasp's frames do not make their neighbours depart as well
+        filled = c.copy()
+        if out.any():
+            kept = frames[~out]
+            for k in frames[out]:
+                filled[k] = _bridge(c, kept, k)
+        departure = np.median(np.abs(c - median_filter(filled, size=(5, 1), mode="nearest")), axis=1)
+        excess = (departure - np.median(departure)) / enhancement
+        candidates = np.nonzero(excess > OUTLYING_FRAME_FRACTION)[0]
+        worst_first = candidates[np.argsort(excess[candidates])[::-1]]
+        found = np.zeros_like(out)
+        found[worst_first[: int(OUTLYING_FRAME_MAX_FRACTION * c.shape[0])]] = True
+        if np.array_equal(found, out):
+            break
+        out = found
+    return out
+
+
+def _bridge(curves: NDArray[np.float64], kept: NDArray[np.intp], frame: int) -> NDArray[np.float64]:
+    """The pixels' values at ``frame`` interpolated linearly between the nearest ``kept`` frames."""
+    after = int(np.searchsorted(kept, frame))
+    if after == 0:
+        return np.asarray(curves[kept[0]])
+    if after == kept.size:
+        return np.asarray(curves[kept[-1]])
+    a, b = int(kept[after - 1]), int(kept[after])
+    w = (frame - a) / (b - a)
+    return np.asarray((1.0 - w) * curves[a] + w * curves[b])
+
+
 def _fit_extra(model: kinetics.KineticModel, hematocrit: float) -> dict[str, Any]:
     return {"hematocrit": hematocrit} if "hematocrit" in inspect.signature(model.fit).parameters else {}
 

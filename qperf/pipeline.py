@@ -114,7 +114,11 @@ class AnalysisOptions:
 
 @dataclass
 class SliceAnalysis:
-    """Everything computed for one slice."""
+    """Everything computed for one slice.
+
+    ``frames_left_out`` lists the dynamic frames (0 the first after the PD frames) that the fit
+    went without: frames the registration could not align (:func:`qperf.flow.outlying_frames`).
+    """
 
     series: PerfusionSeries
     corrected: PerfusionSeries
@@ -129,6 +133,7 @@ class SliceAnalysis:
     sectors: Any
     segmentation_qc: dict[str, Any] = field(default_factory=dict)
     statistics_mask: NDArray[np.bool_] | None = None
+    frames_left_out: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -338,6 +343,7 @@ class _SliceInputs(NamedTuple):
     seg_qc: dict[str, Any]
     fit_series: PerfusionSeries
     delay_region: NDArray[np.bool_]
+    frames_left_out: list[int]
 
 
 def _study_delay(
@@ -568,23 +574,34 @@ def analyze_study(
                 raise ValidationError(f"slice {i + 1}: the label map has no myocardium")
             inner = _inner_myocardium(labels_ref)
             fit_series = flow.smooth_within(s, inner, options.myocardial_smoothing_px)
+            outlying = flow.outlying_frames(s.data[:, inner])
+            if outlying.any():  # frames the registration could not align: the fit goes without them
+                fit_series = fit_series.replace(data=fit_series.data[~outlying], time_s=fit_series.time_s[~outlying])
             prepared.append(
                 _SliceInputs(
-                    labels_ref, insertion, per_frame, labels, source, seg_qc, fit_series, delay_region(labels_ref)
+                    labels_ref,
+                    insertion,
+                    per_frame,
+                    labels,
+                    source,
+                    seg_qc,
+                    fit_series,
+                    delay_region(labels_ref),
+                    [int(k) for k in np.nonzero(outlying)[0]],
                 )
             )
         fixed_delay_s = None
         if options.delay == "study":
             fixed_delay_s = _study_delay(prepared, aif_blood, options, hematocrit)
-        for i, (labels_ref, insertion, per_frame, labels, source, seg_qc, fit_series, region) in enumerate(prepared):
+        for i, item in enumerate(prepared):
             result = flow.compute_flow_maps(
-                fit_series,
+                item.fit_series,
                 aif_blood,
                 model=options.model,
                 dt_s=options.dt_s,
                 hematocrit=hematocrit,
-                mask=heart_region(labels_ref, fit_series.spacing_mm),
-                delay_mask=region if options.delay == "slice" else None,
+                mask=heart_region(item.labels_ref, item.fit_series.spacing_mm),
+                delay_mask=item.delay_region if options.delay == "slice" else None,
                 fixed_delay_s=fixed_delay_s,
                 progress=scaled(p, i / n, (i + 1) / n),
             )
@@ -594,14 +611,15 @@ def analyze_study(
                     corrected=corrected[i],
                     gd=gd_series[i],
                     motion=motion_results[i],
-                    labels_ref=labels_ref,
-                    labels=labels,
-                    insertion_yx=(insertion[0], insertion[1]),
-                    insertion_points_per_frame=per_frame,
-                    labels_source=source,
+                    labels_ref=item.labels_ref,
+                    labels=item.labels,
+                    insertion_yx=(item.insertion[0], item.insertion[1]),
+                    insertion_points_per_frame=item.per_frame,
+                    labels_source=item.source,
                     flow=result,
                     sectors=None,
-                    segmentation_qc=seg_qc,
+                    segmentation_qc=item.seg_qc,
+                    frames_left_out=item.frames_left_out,
                 )
             )
 
@@ -698,6 +716,8 @@ def _slice_qc(sl: SliceAnalysis) -> dict[str, Any]:
     }
     if sl.motion is not None:
         qc["motion_score"] = float(sl.motion.quality.get("score", float("nan")))
+    # dynamic frames (0 the first after the PD frames) the fit went without (flow.outlying_frames)
+    qc["frames_left_out_of_fit"] = list(sl.frames_left_out)
     if sl.segmentation_qc:
         qc["segmentation"] = sl.segmentation_qc
     if sl.statistics_mask is not None:
