@@ -246,6 +246,23 @@ def test_statistics_mask_keeps_thin_segments() -> None:
     assert not statistics_mask(labels)[9, 13]
 
 
+def test_frames_of_a_gasp_are_left_out_of_the_fit(static_study: phantom.PhantomStudy, static_result) -> None:  # type: ignore[no-untyped-def]
+    """Two frames of the first slice showing the anatomy 8 pixels away (a gasp) are found, left
+    out of its fit and listed in its QC; its flow stays that of the intact study."""
+    first = static_study.study.slices[0]
+    data = first.data.copy()
+    k = first.n_pd_frames + 25
+    data[k : k + 2] = np.roll(data[k : k + 2], 8, axis=1)
+    study = static_study.study.replace(slices=(first.replace(data=data), *static_study.study.slices[1:]))
+    result = analyze_study(study, truth_options(static_study, motion_correction=False))
+    assert result.slices[0].frames_left_out == [25, 26]
+    assert result.report["slices"][0]["qc"]["frames_left_out_of_fit"] == [25, 26]
+    assert all(sl.frames_left_out == [] for sl in static_result.slices)
+    gasp = np.nanmedian(result.slices[0].flow.maps["mbf_ml_min_g"][result.slices[0].statistics_mask])
+    intact = np.nanmedian(static_result.slices[0].flow.maps["mbf_ml_min_g"][static_result.slices[0].statistics_mask])
+    assert gasp == pytest.approx(intact, rel=0.03)
+
+
 def test_delay_region_lies_beyond_the_pools_ringing() -> None:
     labels = np.zeros((40, 40), np.uint8)
     labels[5:35, 5:35] = 2

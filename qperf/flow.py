@@ -445,8 +445,9 @@ def outlying_frames(curves: ArrayLike) -> NDArray[np.bool_]:
     departures; the frame is an outlier when that exceeds the median over the frames (noise)
     by more than :data:`OUTLYING_FRAME_FRACTION` of the enhancement of the pixels' mean curve.
     On 24 static phantoms (12 stress, 12 rest) no frame came above 0.06 (the median cuts a sharp
-    stress peak a little); gasps came at 0.15-0.97, and a breathing rest phantom's two-frame
-    gasp, fitted, read the apical flow 7 times too high. At most
+    stress peak a little); frames of breathing phantoms that the registration had not aligned
+    came at 0.1-0.97, and a rest phantom's two-frame gasp, fitted, read the apical flow 7
+    times too high. At most
     :data:`OUTLYING_FRAME_MAX_FRACTION` of the frames, the farthest, are returned.
     """
     c = np.asarray(curves, dtype=np.float64)
