@@ -224,20 +224,45 @@ def chi2_profile(
     """
     dt = float(time_s[1] - time_s[0])
     n_delays = max(1, min(int(np.floor(max_delay_s / dt + 1e-9)) + 1, curve.size - 2))
+    rss = _rss_at_delays(model, curve, plasma, time_s, np.arange(n_delays) * dt, extra)
+    if not np.isfinite(rss).any():
+        return rss
+    result: NDArray[np.float64] = rss / _noise_variance(float(rss.min()), curve, model)
+    return result
+
+
+def _rss_at_delays(
+    model: kinetics.KineticModel,
+    curve: NDArray[np.float64],
+    plasma: NDArray[np.float64],
+    time_s: NDArray[np.float64],
+    delays_s: NDArray[np.floating],
+    extra: dict[str, Any] | None,
+) -> NDArray[np.float64]:
+    """Residual sums of squares of ``curve`` fitted with the AIF delayed by each of ``delays_s``.
+
+    ``inf`` where a fit failed.
+    """
     norm2 = float(curve @ curve)
-    rss = np.full(n_delays, np.inf)
-    for d in range(n_delays):
+    rss = np.full(delays_s.size, np.inf)
+    for i, delay_s in enumerate(delays_s):
         fit = model.fit(
-            curve[None], delayed_aif(plasma, time_s, d * dt), time_s, mask=None, max_delay_s=0.0, **(extra or {})
+            curve[None],
+            delayed_aif(plasma, time_s, float(delay_s)),
+            time_s,
+            mask=None,
+            max_delay_s=0.0,
+            **(extra or {}),
         )
         value = float(np.asarray(fit.nrmse).reshape(-1)[0]) ** 2 * norm2
         if math.isfinite(value):
-            rss[d] = value
-    if not np.isfinite(rss).any():
-        return rss
-    variance = max(float(rss.min()), 1e-30) / max(curve.size - len(model.parameters) - 1, 1)
-    result: NDArray[np.float64] = rss / variance
-    return result
+            rss[i] = value
+    return rss
+
+
+def _noise_variance(best_rss: float, curve: NDArray[np.float64], model: kinetics.KineticModel) -> float:
+    """The noise variance estimated from the best fit's residual sum of squares."""
+    return max(best_rss, 1e-30) / max(curve.size - len(model.parameters) - 1, 1)
 
 
 def earliest_delay(chi2: NDArray[np.float64]) -> int | None:
@@ -275,24 +300,11 @@ def refine_delay(
     if samples <= 0:
         return 0.0
     delays = (samples - 1 + np.arange(1, DELAY_STEPS_PER_SAMPLE + 1) / DELAY_STEPS_PER_SAMPLE) * dt
-    norm2 = float(curve @ curve)
-    rss = np.full(delays.size, np.inf)
-    for i, delay_s in enumerate(delays):
-        fit = model.fit(
-            curve[None],
-            delayed_aif(plasma, time_s, float(delay_s)),
-            time_s,
-            mask=None,
-            max_delay_s=0.0,
-            **(extra or {}),
-        )
-        value = float(np.asarray(fit.nrmse).reshape(-1)[0]) ** 2 * norm2
-        if math.isfinite(value):
-            rss[i] = value
+    rss = _rss_at_delays(model, curve, plasma, time_s, delays, extra)
     if not np.isfinite(rss).any():
         return samples * dt
     best = float(rss[np.isfinite(rss)].min())
-    variance = max(best, 1e-30) / max(curve.size - len(model.parameters) - 1, 1)
+    variance = _noise_variance(best, curve, model)
     return float(delays[np.nonzero(rss <= best + DELAY_CHI2 * variance)[0][0]])
 
 
@@ -456,9 +468,7 @@ def outlying_frames(curves: ArrayLike) -> NDArray[np.bool_]:
     out = np.zeros(c.shape[0], dtype=bool)
     if c.ndim != 2 or c.shape[0] < 7 or c.shape[1] == 0 or not np.all(np.isfinite(c)):
         return out
-    from scipy.ndimage import median_filter
-
-    mean_trend = median_filter(c.mean(axis=1), size=5, mode="nearest")
+    mean_trend = ndimage.median_filter(c.mean(axis=1), size=5, mode="nearest")
     enhancement = float(mean_trend.max() - mean_trend.min())
     if enhancement <= 0.0:
         return out
@@ -471,7 +481,7 @@ def outlying_frames(curves: ArrayLike) -> NDArray[np.bool_]:
             kept = frames[~out]
             for k in frames[out]:
                 filled[k] = _bridge(c, kept, k)
-        departure = np.median(np.abs(c - median_filter(filled, size=(5, 1), mode="nearest")), axis=1)
+        departure = np.median(np.abs(c - ndimage.median_filter(filled, size=(5, 1), mode="nearest")), axis=1)
         excess = (departure - np.median(departure)) / enhancement
         candidates = np.nonzero(excess > OUTLYING_FRAME_FRACTION)[0]
         worst_first = candidates[np.argsort(excess[candidates])[::-1]]
