@@ -38,11 +38,15 @@ class AnnotatedSlice:
         0 background, 1 LV blood pool, 2 myocardium, 3 RV blood pool.
     points_yx : mapping
         ``{"anterior": (y, x), "inferior": (y, x)}`` in pixels; empty when unknown (no RV).
+    drawn : frozenset of int
+        Labelled classes (1-3) that were drawn; the pixels of a class that was not drawn are
+        labelled 0 and the training loss does not tell it from the background there.
     """
 
     series: PerfusionSeries
     labels: NDArray[np.integer]
     points_yx: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    drawn: frozenset[int] = frozenset((1, 2, 3))
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,10 @@ MIN_HEART_SCORE = 0.75
 MAX_CANDIDATES = 3
 #: Fewest network-grid pixels (1.5 mm) of LV blood pool and of myocardium in a heart.
 MIN_POOL_GRID_PX = 10
+#: Motion correction of :meth:`Segmenter.segment` registers the heart within this radius (mm)
+#: plus a margin: the breathing heart, not the chest wall that moves differently.
+MOTION_RADIUS_MM = 60.0
+MOTION_MARGIN_MM = 20.0
 
 
 @dataclass
@@ -168,22 +172,35 @@ class Segmenter:
         """
         if self.normalise_timing:
             series = pre.normalise_timing(series)[0]
-        return self._predict(series, pre.temporal_input(series))
+        out, tf, _ = self._predict(series, pre.temporal_input(series))
+        return out, tf
 
     def _predict(
         self, series: PerfusionSeries, temporal: pre.TemporalInput
-    ) -> tuple[NDArray[np.float32], pre.CropTransform]:
-        candidates = pre.heart_candidates(temporal.enhancement, series.spacing_mm, max_candidates=MAX_CANDIDATES)
-        best: tuple[float, NDArray[np.float32], pre.CropTransform] | None = None
-        for centre in candidates:
+    ) -> tuple[NDArray[np.float32], pre.CropTransform, dict[str, Any]]:
+        candidates = pre.scored_heart_candidates(temporal.enhancement, series.spacing_mm, max_candidates=MAX_CANDIDATES)
+        tried: list[tuple[float, NDArray[np.float32], pre.CropTransform, int]] = []
+        for k, (centre, _) in enumerate(candidates):
             out, tf = self._centred_output(temporal, centre, series.spacing_mm)
-            score = self.heart_score(out)
-            if best is None or score > best[0]:
-                best = (score, out, tf)
-            if score >= MIN_HEART_SCORE:
+            tried.append((self.heart_score(out), out, tf, k))
+            if tried[-1][0] >= MIN_HEART_SCORE:
                 break
-        assert best is not None
-        return best[1], best[2]
+        score, out, tf, chosen = max(tried, key=lambda item: item[0])
+        network_scores = {k: sc for sc, _, _, k in tried}
+
+        def describe(k: int) -> dict[str, Any]:
+            (cy, cx), located = candidates[k]
+            return {
+                "centre_yx": [round(float(cy), 2), round(float(cx), 2)],
+                "locator_score": round(float(located), 4),
+                "network_score": None if k not in network_scores else round(float(network_scores[k]), 4),
+            }
+
+        info: dict[str, Any] = {"chosen": describe(chosen), "candidates": len(candidates)}
+        info["crop_centre_yx"] = [round(float(v), 2) for v in tf.centre_yx]
+        others = [k for k in range(len(candidates)) if k != chosen]
+        info["runner_up"] = describe(others[0]) if others else None
+        return out, tf, info
 
     def _centred_output(
         self, temporal: pre.TemporalInput, centre: tuple[float, float], spacing_mm: tuple[float, float]
@@ -215,10 +232,88 @@ class Segmenter:
         """
         if not isinstance(series, PerfusionSeries):
             raise ValidationError(f"series: expected a PerfusionSeries, found {type(series).__name__}")
-        n_classes = self.network.config.n_classes
         timed = pre.normalise_timing(series)[0] if self.normalise_timing else series
         temporal = pre.temporal_input(timed)
-        out, tf = self._predict(timed, temporal)
+        out, tf, heart = self._predict(timed, temporal)
+        return self._result(series, temporal, out, tf, heart, motion)
+
+    def segment(self, series: PerfusionSeries, *, motion: str = "auto") -> SegmentationResult:
+        """Segment one acquired (uncorrected) slice, with labels that follow the heart on every frame.
+
+        Parameters
+        ----------
+        series : PerfusionSeries
+            As acquired: any units, with or without PD frames, breathing or not.
+        motion : {"auto", "on", "off"}
+            ``"auto"`` (the default) measures the heart's breathing displacement
+            (:func:`qperf.motion.detect.heart_shifts_mm`, tens of milliseconds) and corrects the
+            motion when it exceeds :data:`qperf.motion.detect.MOVING_MM` and the series is not
+            already corrected; ``"on"`` always corrects, ``"off"`` never does. The correction
+            registers a region of :data:`MOTION_RADIUS_MM` around the heart the network found
+            (:func:`qperf.motion.correct_series`); the network then segments the corrected
+            series and its labels and insertion points are carried back to every acquired frame.
+            Without correction the labels are repeated over the frames.
+
+        Returns
+        -------
+        SegmentationResult
+            ``qc.motion`` records the decision: measured displacement (mm), whether the series
+            was corrected, and the correction's quality score.
+        """
+        from qperf.motion.detect import MOVING_MM, heart_shifts_mm, motion_extent_mm
+
+        if motion not in ("auto", "on", "off"):
+            raise ValidationError(f"motion: expected 'auto', 'on' or 'off', found {motion!r}")
+        if not isinstance(series, PerfusionSeries):
+            raise ValidationError(f"series: expected a PerfusionSeries, found {type(series).__name__}")
+        timed = pre.normalise_timing(series)[0] if self.normalise_timing else series
+        temporal = pre.temporal_input(timed)
+        out, tf, heart = self._predict(timed, temporal)
+        centre = self._heart_centre(out, tf)
+        record: dict[str, Any] = {"mode": motion, "corrected": False}
+        correct = motion == "on"
+        if motion == "auto":
+            already = bool(series.metadata.get("motion_corrected", False))
+            extent = motion_extent_mm(heart_shifts_mm(series, centre, MOTION_RADIUS_MM))
+            record.update(displacement_mm=round(extent, 3), threshold_mm=MOVING_MM, already_corrected=already)
+            correct = extent >= MOVING_MM and not already
+        if not correct:
+            result = self._result(series, temporal, out, tf, heart, None)
+            result.qc.motion = record
+            return result
+        from qperf import motion as motion_mod
+
+        yy, xx = np.mgrid[0 : series.shape[0], 0 : series.shape[1]]
+        dist = np.hypot((yy - centre[0]) * series.spacing_mm[0], (xx - centre[1]) * series.spacing_mm[1])
+        margin = int(round(MOTION_MARGIN_MM / min(series.spacing_mm)))
+        moco = motion_mod.correct_series(series, heart_mask=dist <= MOTION_RADIUS_MM, margin_px=margin)
+        result = self(moco.corrected, motion=moco)
+        record.update(corrected=True, quality_score=round(float(moco.quality.get("score", float("nan"))), 4))
+        record["key_frame"] = int(moco.key_frame)
+        result.qc.motion = record
+        result.extras["motion"] = moco
+        return result
+
+    def _heart_centre(self, out: NDArray[np.float32], tf: pre.CropTransform) -> tuple[float, float]:
+        """Centre (y, x) of the heart the network found on its grid, in input pixels (the crop's
+        centre when it found none)."""
+        heart = np.isin(out[: self.network.config.n_classes].argmax(0), (1, 2, 3))
+        if heart.sum() < 20:
+            return tf.centre_yx
+        cv, cu = ndimage.center_of_mass(heart)
+        yx = tf.grid_to_original(np.array([cv]), np.array([cu]))[:, 0]
+        return float(yx[0]), float(yx[1])
+
+    def _result(
+        self,
+        series: PerfusionSeries,
+        temporal: pre.TemporalInput,
+        out: NDArray[np.float32],
+        tf: pre.CropTransform,
+        heart: dict[str, Any],
+        motion: Any | None,
+    ) -> SegmentationResult:
+        n_classes = self.network.config.n_classes
         logits = out[:n_classes]
         e = np.exp(logits - logits.max(0, keepdims=True))
         prob_grid = (e / e.sum(0, keepdims=True)).astype(np.float32)
@@ -235,6 +330,7 @@ class Segmenter:
             labels_ref = post.fill_pool_hull(labels_ref)
         confidence = prob.max(0).astype(np.float32)
         qc = post.quality(labels_ref, confidence, series.spacing_mm)
+        qc.heart = heart
         points, source, from_geometry = self._insertion_points(out[n_classes:], tf, labels_ref, series)
         qc.insertion_source = source
         qc.orientation_from_geometry = from_geometry

@@ -316,6 +316,8 @@ class QualityReport:
     orientation_from_geometry: bool = False
     insertion_source: str = "none"
     labels_per_frame: str = "repeated"
+    heart: dict[str, object] = field(default_factory=dict)
+    motion: dict[str, object] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -334,6 +336,8 @@ class QualityReport:
             "orientation_from_geometry": self.orientation_from_geometry,
             "insertion_source": self.insertion_source,
             "labels_per_frame": self.labels_per_frame,
+            "heart": dict(self.heart),
+            "motion": dict(self.motion),
         }
 
 

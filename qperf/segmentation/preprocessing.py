@@ -41,6 +41,8 @@ FOOT_CHANNEL = 6
 FIRST_PASS_END = FOOT_CHANNEL + 14
 #: Heart localisation: channels averaged (12 s after the arrival) and smoothing scale, mm.
 HEART_CHANNELS_END = FOOT_CHANNEL + 8
+#: Channels of the late level (30-45 s after the arrival) that the localisation discounts.
+LATE_CHANNELS = (FOOT_CHANNEL + 20, FOOT_CHANNEL + 30)
 HEART_SCALE_MM = 20.0
 #: Heart candidates: local maxima of the localisation score this far apart (mm) and scoring at
 #: least this fraction of the best.
@@ -237,10 +239,8 @@ def locate_heart(enhancement: NDArray[np.float32], spacing_mm: tuple[float, floa
     """Centre of the heart, in pixels ``(y, x)``, from the blood pools' enhancement.
 
     The ventricles fill first and together form the largest early-enhancing structure near the
-    centre of the field of view (the aorta fills later and is smaller): the mean enhancement of
-    the first 12 s after the bolus arrival is smoothed at the scale of the heart (20 mm),
-    weighted by a broad prior centred on the image, and its maximum taken. This is the first
-    of :func:`heart_candidates`.
+    centre of the field of view (the aorta fills later and is smaller): the maximum of
+    :func:`localisation_score`. This is the first of :func:`heart_candidates`.
 
     Parameters
     ----------
@@ -254,12 +254,41 @@ def locate_heart(enhancement: NDArray[np.float32], spacing_mm: tuple[float, floa
 def heart_candidates(
     enhancement: NDArray[np.float32], spacing_mm: tuple[float, float], *, max_candidates: int = 3
 ) -> list[tuple[float, float]]:
-    """Possible heart centres ``(y, x)`` in pixels, best first.
+    """Possible heart centres ``(y, x)`` in pixels, best first (see :func:`scored_heart_candidates`)."""
+    return [c for c, _ in scored_heart_candidates(enhancement, spacing_mm, max_candidates=max_candidates)]
 
-    The local maxima of the localisation score of :func:`locate_heart` (early enhancement at
-    the heart's scale times a central prior), at least :data:`CANDIDATE_SEPARATION_MM` apart and
-    scoring at least :data:`CANDIDATE_MIN_SCORE` of the best. A small heart (an apical slice)
-    can score below a large enhancing vessel; the segmenter then tries the next candidate.
+
+def localisation_score(enhancement: NDArray[np.float32], spacing_mm: tuple[float, float]) -> NDArray[np.float64]:
+    """Map (y, x) of how much each place looks like the centre of the heart, from the dynamics.
+
+    The blood pools enhance first and most, then wash out: the mean enhancement of the first
+    12 s after the bolus arrival, less half of the late level (30-45 s after it), so tissue that
+    enhances late and keeps rising (liver, spleen, chest-wall muscle) scores low, smoothed at the
+    heart's scale (20 mm) and weighted by a broad prior centred on the image.
+    """
+    dy, dx = spacing_mm
+    ny, nx = enhancement.shape[1:]
+    early = np.mean(enhancement[:HEART_CHANNELS_END], axis=0).astype(np.float64)
+    late = np.mean(enhancement[LATE_CHANNELS[0] : LATE_CHANNELS[1]], axis=0).astype(np.float64)
+    early = np.clip(early - 0.5 * np.clip(late, 0.0, None), 0.0, None)
+    early = np.clip(early, 0.0, np.percentile(early, 99.9))
+    sm = ndimage.gaussian_filter(early, sigma=(HEART_SCALE_MM / dy, HEART_SCALE_MM / dx))
+    yy = (np.arange(ny) - (ny - 1) / 2.0)[:, None] * dy
+    xx = (np.arange(nx) - (nx - 1) / 2.0)[None, :] * dx
+    sigma_mm = 0.3 * max(ny * dy, nx * dx)
+    prior = np.exp(-0.5 * (yy**2 + xx**2) / sigma_mm**2)
+    return np.asarray(sm * prior)
+
+
+def scored_heart_candidates(
+    enhancement: NDArray[np.float32], spacing_mm: tuple[float, float], *, max_candidates: int = 3
+) -> list[tuple[tuple[float, float], float]]:
+    """Possible heart centres ``(y, x)`` in pixels with their scores (the best 1), best first.
+
+    The local maxima of :func:`localisation_score`, at least :data:`CANDIDATE_SEPARATION_MM`
+    apart and scoring at least :data:`CANDIDATE_MIN_SCORE` of the best. A small heart (an
+    apical slice) can score below a large enhancing vessel; the segmenter then tries the next
+    candidate.
 
     Parameters
     ----------
@@ -270,34 +299,25 @@ def heart_candidates(
         Most centres returned (at least one).
     """
     dy, dx = spacing_mm
-    ny, nx = enhancement.shape[1:]
-    early = np.mean(enhancement[:HEART_CHANNELS_END], axis=0).astype(np.float64)
-    early = np.clip(early, 0.0, np.percentile(early, 99.9))
-    sm = ndimage.gaussian_filter(early, sigma=(HEART_SCALE_MM / dy, HEART_SCALE_MM / dx))
-    yy = (np.arange(ny) - (ny - 1) / 2.0)[:, None] * dy
-    xx = (np.arange(nx) - (nx - 1) / 2.0)[None, :] * dx
-    sigma_mm = 0.3 * max(ny * dy, nx * dx)
-    prior = np.exp(-0.5 * (yy**2 + xx**2) / sigma_mm**2)
-    score = sm * prior
+    score = localisation_score(enhancement, spacing_mm)
     best = int(np.argmax(score))
-    centres = [_refine(score, best)]
+    top = float(score.flat[best]) or 1.0
+    centres = [(_refine(score, best), 1.0)]
     if max_candidates <= 1:
         return centres
     size = (
         max(3, int(round(2 * CANDIDATE_SEPARATION_MM / dy)) | 1),
         max(3, int(round(2 * CANDIDATE_SEPARATION_MM / dx)) | 1),
     )
-    peaks = (score == ndimage.maximum_filter(score, size=size, mode="nearest")) & (
-        score >= CANDIDATE_MIN_SCORE * score.flat[best]
-    )
+    peaks = (score == ndimage.maximum_filter(score, size=size, mode="nearest")) & (score >= CANDIDATE_MIN_SCORE * top)
     order = np.argsort(score[peaks])[::-1]
     flat = np.flatnonzero(peaks)[order]
     for index in flat:
         if len(centres) >= max_candidates:
             break
         cy, cx = _refine(score, int(index))
-        if all(np.hypot((cy - py) * dy, (cx - px) * dx) >= CANDIDATE_SEPARATION_MM for py, px in centres):
-            centres.append((cy, cx))
+        if all(np.hypot((cy - py) * dy, (cx - px) * dx) >= CANDIDATE_SEPARATION_MM for (py, px), _ in centres):
+            centres.append(((cy, cx), float(score.flat[int(index)]) / top))
     return centres
 
 

@@ -110,6 +110,63 @@ def _slice_of_sample(sample: Any) -> AnnotatedSlice:
     return AnnotatedSlice(series, labels, points)
 
 
+def synth_slices(
+    seed: int = 0,
+    *,
+    cine_path: str | Path | None = None,
+    cine_cases: tuple[str, ...] | None = None,
+    cine_fraction: float = 0.35,
+    **synth_options: Any,
+) -> Iterator[AnnotatedSlice]:
+    """Endless stream of label-driven synthetic slices (:func:`qperf.segmentation.synth.synthesize`).
+
+    Label maps come from random phantom hearts and, with ``cine_path``, a fraction
+    ``cine_fraction`` from the real cine anatomy of ``cine_cases`` (default: the training
+    patients, :data:`qperf.phantom.cine.TRAINING_CASES`).
+    """
+    from qperf.phantom.cine import TRAINING_CASES
+    from qperf.segmentation.labelmaps import cine_label_maps, phantom_label_map
+    from qperf.segmentation.synth import SynthConfig, synthesize
+
+    cfg = SynthConfig(**synth_options)
+    cine = cine_label_maps(cine_path, cine_cases or TRAINING_CASES) if cine_path else []
+    rng = np.random.default_rng([int(seed), 31337])
+    i = 0
+    while True:
+        if cine and rng.random() < cine_fraction:
+            lm = cine[int(rng.integers(len(cine)))]
+        else:
+            lm = phantom_label_map(int(seed) * 1_000_003 + i)
+            i += 1
+        yield synthesize(lm, rng, cfg)
+
+
+def mixed_slices(
+    sources: list[Iterator[AnnotatedSlice]], weights: list[float], seed: int = 0
+) -> Iterator[AnnotatedSlice]:
+    """Draw from several streams at random with the given weights."""
+    rng = np.random.default_rng([int(seed), 2718])
+    w = np.asarray(weights, dtype=float)
+    w = w / w.sum()
+    while True:
+        yield next(sources[int(rng.choice(len(sources), p=w))])
+
+
+def real_like_slices(cine_path: str | Path, cases: tuple[str, ...], n: int, seed: int) -> list[AnnotatedSlice]:
+    """Slices simulated on real cine anatomy by :mod:`qperf.phantom.cine_perfusion` (a code path
+    independent of the synthesis), with the small residual motion of a corrected series."""
+    from qperf.phantom.cine import load_cine_frames
+    from qperf.phantom.cine_perfusion import simulate_scan
+
+    frames = [f for f in load_cine_frames(cine_path, cases, with_myocardium=True) if f.rv is not None]
+    out = []
+    for k in range(n if frames else 0):
+        rng = np.random.default_rng([int(seed), k])
+        scan = simulate_scan(frames[k % len(frames)], rng, breathing_mm=float(rng.uniform(0.0, 2.0)))
+        out.append(AnnotatedSlice(scan.series, scan.labels_ref, {}))
+    return out
+
+
 def annotated_folder(folder: str | Path) -> list[AnnotatedSlice]:
     """Real annotated cases: one sub-folder per slice with a series file and ``labels.nrrd``.
 

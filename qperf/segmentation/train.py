@@ -26,10 +26,17 @@ from numpy.typing import NDArray
 from torch.nn import functional as F
 
 from qperf.errors import NotAvailableError, ValidationError
+from qperf.phantom.cine import TRAINING_CASES
 from qperf.segmentation import preprocessing as pre
 from qperf.segmentation.augment import AnnotatedSlice, AugmentConfig, make_sample
 from qperf.segmentation.network import NetConfig, ResUNet
-from qperf.segmentation.sources import annotated_folder, phantom_slices
+from qperf.segmentation.sources import (
+    annotated_folder,
+    mixed_slices,
+    phantom_slices,
+    real_like_slices,
+    synth_slices,
+)
 
 
 @dataclass
@@ -54,6 +61,11 @@ class TrainConfig:
     init_from: str | None = None
     real_folder: str | None = None
     real_fraction: float = 0.3
+    synth_fraction: float = 0.7
+    cine_path: str | None = None
+    cine_fraction: float = 0.35
+    synth: dict[str, Any] = field(default_factory=dict)
+    n_val_real_like: int = 16
     phantom_options: dict[str, Any] = field(default_factory=dict)
     net: dict[str, Any] = field(default_factory=lambda: NetConfig().to_dict())
     augment: dict[str, Any] = field(default_factory=lambda: asdict(AugmentConfig()))
@@ -65,15 +77,47 @@ class TrainConfig:
         return cls(**d)
 
 
-def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """1 - mean soft Dice over the foreground classes (batch-pooled)."""
+def drawn_mask(drawn: list[frozenset[int]], n_classes: int) -> torch.Tensor:
+    """(b, n_classes) 1 where a sample's class was drawn (the background always is)."""
+    m = torch.zeros(len(drawn), n_classes)
+    m[:, 0] = 1.0
+    for i, classes in enumerate(drawn):
+        for c in classes:
+            if 0 < c < n_classes:
+                m[i, c] = 1.0
+    return m
+
+
+def partial_cross_entropy(logits: torch.Tensor, target: torch.Tensor, drawn: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy with partial labels (marginal loss, Shi et al., Med Image Anal 2021).
+
+    A pixel labelled 0 in a sample where class ``c`` was not drawn may be background or ``c``:
+    its likelihood is the sum of their probabilities. With every class drawn this is the plain
+    cross-entropy.
+    """
+    logp = torch.log_softmax(logits, dim=1)
+    merged = (drawn < 0.5).clone()
+    merged[:, 0] = True
+    background = torch.logsumexp(logp.masked_fill(~merged[:, :, None, None], float("-inf")), dim=1)
+    picked = logp.gather(1, target[:, None])[:, 0]
+    return -torch.where(target == 0, background, picked).mean()
+
+
+def soft_dice_loss(
+    logits: torch.Tensor, target: torch.Tensor, n_classes: int, drawn: torch.Tensor | None = None
+) -> torch.Tensor:
+    """1 - mean soft Dice over the foreground classes (batch-pooled over the samples that drew them)."""
     prob = torch.softmax(logits, dim=1)
     onehot = F.one_hot(target, n_classes).permute(0, 3, 1, 2).float()
-    dims = (0, 2, 3)
-    inter = (prob * onehot).sum(dims)
-    denom = prob.sum(dims) + onehot.sum(dims)
+    w = torch.ones(target.shape[0], n_classes, device=logits.device) if drawn is None else drawn.to(logits.device)
+    w = w[:, :, None, None]
+    inter = (w * prob * onehot).sum((0, 2, 3))
+    denom = (w * prob).sum((0, 2, 3)) + (w * onehot).sum((0, 2, 3))
     dice = (2 * inter + 1.0) / (denom + 1.0)
-    return 1.0 - dice[1:].mean()
+    present = w[:, 1:, 0, 0].sum(0) > 0
+    if not bool(present.any()):
+        return logits.sum() * 0.0
+    return 1.0 - dice[1:][present].mean()
 
 
 def point_loss(heat_logits: torch.Tensor, target: torch.Tensor, has: torch.Tensor) -> torch.Tensor:
@@ -85,11 +129,21 @@ def point_loss(heat_logits: torch.Tensor, target: torch.Tensor, has: torch.Tenso
 
 
 def compute_loss(
-    out: torch.Tensor, y: torch.Tensor, heat: torch.Tensor, has: torch.Tensor, cfg: TrainConfig, n_classes: int
+    out: torch.Tensor,
+    y: torch.Tensor,
+    heat: torch.Tensor,
+    has: torch.Tensor,
+    cfg: TrainConfig,
+    n_classes: int,
+    drawn: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy + soft Dice (partial labels when ``drawn`` is given) + insertion-point loss."""
     logits, heat_logits = out[:, :n_classes], out[:, n_classes:]
-    ce = F.cross_entropy(logits, y)
-    dl = soft_dice_loss(logits, y, n_classes)
+    if drawn is None:
+        ce = F.cross_entropy(logits, y)
+    else:
+        ce = partial_cross_entropy(logits, y, drawn.to(logits.device))
+    dl = soft_dice_loss(logits, y, n_classes, drawn)
     pl = point_loss(heat_logits, heat, has)
     total = ce + cfg.dice_weight * dl + cfg.point_weight * pl
     return total, {"ce": float(ce.detach()), "dice_loss": float(dl.detach()), "point_loss": float(pl.detach())}
@@ -121,20 +175,24 @@ class SamplePool:
 
 
 def make_batch(
-    pool: SamplePool, cfg: TrainConfig, aug: AugmentConfig, rng: np.random.Generator
+    pool: SamplePool, cfg: TrainConfig, aug: AugmentConfig, rng: np.random.Generator, n_classes: int = 4
 ) -> tuple[torch.Tensor, ...]:
-    xs, ys, hs, has = [], [], [], []
+    """Images, labels, heat maps, known points and drawn classes of one batch."""
+    xs, ys, hs, has, drawn = [], [], [], [], []
     for _ in range(cfg.batch_size):
-        x, y, h, k = make_sample(pool.draw(), rng, aug, size=cfg.crop_px)
+        item = pool.draw()
+        x, y, h, k = make_sample(item, rng, aug, size=cfg.crop_px)
         xs.append(x)
         ys.append(y)
         hs.append(h)
         has.append(k)
+        drawn.append(item.drawn)
     return (
         torch.from_numpy(np.stack(xs)),
         torch.from_numpy(np.stack(ys)),
         torch.from_numpy(np.stack(hs)),
         torch.from_numpy(np.stack(has)),
+        drawn_mask(drawn, n_classes),
     )
 
 
@@ -163,6 +221,35 @@ def validate(
         "val_dice_rv": float(dice[3]),
         "val_dice_myo_median": float(np.median(per_slice_myo)),
     }
+
+
+def _training_source(cfg: TrainConfig, seed: int) -> Iterator[AnnotatedSlice]:
+    """Physics-phantom slices (and AIF images) mixed with label-driven synthetic slices."""
+    phantom = phantom_slices(seed=seed, **cfg.phantom_options)
+    if cfg.synth_fraction <= 0:
+        return phantom
+    synth = synth_slices(seed, cine_path=cfg.cine_path, cine_fraction=cfg.cine_fraction, **cfg.synth)
+    if cfg.synth_fraction >= 1:
+        return synth
+    return mixed_slices([synth, phantom], [cfg.synth_fraction, 1.0 - cfg.synth_fraction], seed)
+
+
+def selection_score(record: dict[str, float]) -> float:
+    """The validation figure the best checkpoint is chosen by: myocardium Dice on the phantom,
+    averaged with that on the real-like slices when there are some."""
+    if "val_dice_myo_real_like" in record:
+        return 0.5 * (record["val_dice_myo"] + record["val_dice_myo_real_like"])
+    return record["val_dice_myo"]
+
+
+def _validate_all(
+    model: ResUNet, val: list[Any], val_real: list[Any], device: torch.device, n: int
+) -> dict[str, float]:
+    record = validate(model, val, device, n)
+    if val_real:
+        real = validate(model, val_real, device, n)
+        record.update({f"{k}_real_like": v for k, v in real.items()})
+    return record
 
 
 def _device() -> torch.device:
@@ -219,7 +306,7 @@ def train(
         log(f"initialised from the weights of {cfg.init_from} (step {state.get('step')})")
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     aug = AugmentConfig(**cfg.augment)
-    source = phantom_source or phantom_slices(seed=cfg.seed * 1000 + step, **cfg.phantom_options)
+    source = phantom_source or _training_source(cfg, cfg.seed * 1000 + step)
     real = annotated_folder(cfg.real_folder) if cfg.real_folder else []
     if cfg.real_folder and not real:
         raise NotAvailableError(f"real_folder: expected annotated cases in {cfg.real_folder}, found none")
@@ -228,6 +315,12 @@ def train(
         val_slices = [next(val_iter) for _ in range(cfg.n_val_slices)]
     vrng = np.random.default_rng(cfg.val_seed)
     val = [make_sample(v, vrng, aug, size=pre.CROP_PX, augment=False)[:2] for v in val_slices]
+    real_like = (
+        real_like_slices(cfg.cine_path, TRAINING_CASES, cfg.n_val_real_like, cfg.val_seed)
+        if cfg.cine_path and phantom_source is None
+        else []
+    )
+    val_real = [make_sample(v, vrng, aug, size=pre.CROP_PX, augment=False)[:2] for v in real_like]
     pool = SamplePool(source, real, cfg, rng)
     log(f"training on {device}, {sum(p.numel() for p in model.parameters())} parameters, from step {step}")
     t0 = time.monotonic()
@@ -260,9 +353,9 @@ def train(
                 g["lr"] = lr
             if step % cfg.refresh_every == 0:
                 pool.refresh()
-            x, y, heat, has = (v.to(device) for v in make_batch(pool, cfg, aug, rng))
+            x, y, heat, has, drawn = (v.to(device) for v in make_batch(pool, cfg, aug, rng, n_classes))
             outp = model(x)
-            loss, parts = compute_loss(outp, y, heat, has, cfg, n_classes)
+            loss, parts = compute_loss(outp, y, heat, has, cfg, n_classes, drawn)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -275,9 +368,9 @@ def train(
                 "elapsed_s": round(elapsed_before + time.monotonic() - t0, 1),
             }
             if step % cfg.val_every == 0 or step == cfg.max_steps:
-                record.update(validate(model, val, device, n_classes))
-                if record["val_dice_myo"] > best:
-                    best = record["val_dice_myo"]
+                record.update(_validate_all(model, val, val_real, device, n_classes))
+                if selection_score(record) > best:
+                    best = selection_score(record)
                     save(out / "best.pt")
                 log(json.dumps(record))
             log_file.write(json.dumps(record) + "\n")
@@ -285,9 +378,9 @@ def train(
             if (time.monotonic() - last_ckpt) / 60.0 >= cfg.checkpoint_minutes:
                 save(ckpt_path)
                 last_ckpt = time.monotonic()
-        record = {"step": step, **validate(model, val, device, n_classes)}
-        if record["val_dice_myo"] > best:
-            best = record["val_dice_myo"]
+        record = {"step": step, **_validate_all(model, val, val_real, device, n_classes)}
+        if selection_score(record) > best:
+            best = selection_score(record)
             save(out / "best.pt")
         log(json.dumps({"final": True, **record}))
         log_file.write(json.dumps({"final": True, **record}) + "\n")

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
 import numpy as np
 
 from qperf import io
 from qperf.cli.commands._options import add_series_options, series_options
-from qperf.errors import NotAvailableError, ValidationError
+from qperf.errors import ValidationError
 from qperf.io._atomic import atomic_dir
 from qperf.io.insertion import slice_record
 
@@ -22,8 +21,16 @@ shipped network (or --model). Writes, in DIR: labels.nrrd (one slice) or labels_
 of several): 2D+T labels on the input's frames, grid and geometry (0 background, 1 LV blood
 pool, 2 myocardium, 3 RV blood pool); confidence.nrrd / confidence_N.nrrd (y, x); and
 insertion.json: RV insertion points per slice and per frame, in pixels (y, x) and LPS mm, with
-the quality-control report. Without motion fields the reference-frame labels are repeated over
-frames (stated in insertion.json)."""
+the quality-control report (the heart centre chosen, its score and the runner-up; the motion
+decision).
+
+Labels follow the heart on every frame of an uncorrected, breathing series: with --motion auto
+(the default) the heart's breathing displacement is measured first (a fast correlation of every
+frame's edges against their temporal mean); when it exceeds 1.2 mm, respiratory motion is
+corrected around the heart (qperf moco's registration), the corrected series is segmented, and
+labels and insertion points are carried back to every acquired frame. Series already corrected
+by qperf (recorded in their metadata) and still series are segmented as they are, with the
+labels repeated over the frames. --motion on always corrects, --motion off never does."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -35,23 +42,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slice", type=int, metavar="N", help="segment only slice N (1-based)")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="torch threads")
     parser.add_argument(
-        "--motion-correct",
-        action="store_true",
-        help="correct respiratory motion first (qperf.motion); labels then follow every original frame",
+        "--motion",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="respiratory motion correction before segmentation: auto (when the heart moves more than "
+        "1.2 mm; default), on, off",
     )
+    parser.add_argument("--motion-correct", action="store_true", help="the same as --motion on")
     add_series_options(parser)
-
-
-def _segment(segmenter: Any, series: Any, motion_correct: bool) -> Any:
-    if not motion_correct:
-        return segmenter(series)
-    import importlib
-
-    motion: Any = importlib.import_module("qperf.motion")
-    if not all(hasattr(motion, f) for f in ("correct_series", "labels_to_original", "points_to_original")):
-        raise NotAvailableError("--motion-correct: expected qperf.motion with inverse mapping of labels, found none")
-    corrected = motion.correct_series(series)
-    return segmenter(corrected.corrected, motion=corrected)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     with atomic_dir(args.out, overwrite=args.overwrite, inputs=[args.series]) as tmp:
         for i in indices:
             series = study.slices[i]
-            result = _segment(segmenter, series, args.motion_correct)
+            result = segmenter.segment(series, motion="on" if args.motion_correct else args.motion)
             suffix = "" if len(indices) == 1 else f"_{i + 1}"
             io.write_image(
                 result.labels.astype(np.uint8),

@@ -1,0 +1,81 @@
+"""Does a slice move? A fast estimate of the heart's breathing displacement, frame by frame.
+
+The edges (gradient magnitude at 1 pixel) of every dynamic frame of a window around the heart
+are matched (cross-correlation, a quarter-pixel precision) against the temporal mean of the
+window's edges, which averages the motion out; edges stay where the anatomy is while the
+contrast changes, so the shifts are measured against the mean position without registering
+anything. A 3-frame running median removes single mismatched frames. It takes tens of
+milliseconds, against seconds for :func:`~qperf.motion.correct_series`, and decides whether the
+correction is needed.
+
+Measured on 12 series simulated on real cine anatomy (:mod:`qperf.phantom.cine_perfusion`) and 6
+phantom slices: still series 0-0.9 mm; breathing series whose heart moves 3-9 mm (90th
+percentile of the true displacement) 1.8-8.2 mm, so :data:`MOVING_MM` separates them (a heart
+moving 1.4-1.5 mm read 0.9 and 1.7).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from qperf.types import PerfusionSeries
+
+#: Displacement (mm) above which a slice is said to move: the 90th percentile over frames of
+#: each frame's shift from the median position (see the module docstring for the figures).
+MOVING_MM = 1.2
+
+
+def heart_shifts_mm(
+    series: PerfusionSeries, centre_yx: tuple[float, float], radius_mm: float = 50.0
+) -> NDArray[np.float64]:
+    """Shift ``(dy, dx)`` in mm of every dynamic frame of a window around ``centre_yx``.
+
+    Parameters
+    ----------
+    series : PerfusionSeries
+    centre_yx : (y, x)
+        Heart centre in pixels.
+    radius_mm : float
+        Half side of the square window.
+
+    Returns
+    -------
+    ndarray, float64, shape (t_dynamic, 2)
+        Displacement of each frame's content relative to the mean position, mm (3-frame
+        running median).
+    """
+    from skimage.registration import phase_cross_correlation
+
+    dyn = np.asarray(series.dynamic, dtype=np.float32)
+    dy, dx = series.spacing_mm
+    ny, nx = series.shape
+    cy, cx = centre_yx
+    hy, hx = max(8, int(round(radius_mm / dy))), max(8, int(round(radius_mm / dx)))
+    y0, y1 = int(max(0, round(cy) - hy)), int(min(ny, round(cy) + hy))
+    x0, x1 = int(max(0, round(cx) - hx)), int(min(nx, round(cx) + hx))
+    win = dyn[:, y0:y1, x0:x1]
+    if win.shape[0] < 4 or min(win.shape[1:]) < 8:
+        return np.zeros((win.shape[0], 2))
+    edges = np.stack([ndimage.gaussian_gradient_magnitude(f, 1.0) for f in win])
+    reference = edges.mean(axis=0)
+    taper = np.outer(np.hanning(win.shape[1]), np.hanning(win.shape[2])).astype(np.float32)
+    a = (reference - reference.mean()) * taper
+    shifts = np.zeros((win.shape[0], 2))
+    for k in range(win.shape[0]):
+        b = (edges[k] - edges[k].mean()) * taper
+        if not (np.any(a) and np.any(b)):
+            continue
+        shift, _, _ = phase_cross_correlation(a, b, upsample_factor=4, normalization=None)
+        shifts[k] = shift
+    shifts = ndimage.median_filter(shifts, size=(3, 1), mode="nearest")
+    return shifts * np.array([dy, dx])
+
+
+def motion_extent_mm(shifts_mm: NDArray[np.float64]) -> float:
+    """90th percentile over frames of the distance from the median position, mm."""
+    if shifts_mm.size == 0:
+        return 0.0
+    rel = shifts_mm - np.median(shifts_mm, axis=0)
+    return float(np.percentile(np.hypot(rel[:, 0], rel[:, 1]), 90))
