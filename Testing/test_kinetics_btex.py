@@ -171,7 +171,7 @@ def test_fit_maps_status_and_mask(grid):
     tissue = np.stack([curve, np.zeros(N_TIME), curve, curve])
     tissue[2, 10] = np.nan
     mask = np.array([True, True, True, False])
-    fit = model.fit(tissue, aif, time_s, mask=mask, hematocrit=0.45)
+    fit = model.bind(aif, time_s, hematocrit=0.45).fit(tissue, mask=mask)
     assert fit.status.tolist() == [FitStatus.OK, FitStatus.NO_SIGNAL, FitStatus.INVALID_INPUT, FitStatus.MASKED]
     maps = fit.maps()
     for name in ("fp_ml_min_g", "mbf_ml_min_g", "ps_ml_min_g", "vb_ml_g", "visf_ml_g", "delay_s", "nrmse"):
@@ -305,10 +305,11 @@ def test_fit_does_not_depend_on_chunks_or_threads(grid, monkeypatch):
     truth = _truth(rng, 90, (0.5, 3.6), np.arange(0, 6) * DT_S)
     clean = model.simulate(aif, time_s, **truth)
     tissue = clean + rng.normal(0.0, 0.02 * clean.max(), clean.shape)
-    whole = model.fit(tissue, aif, time_s)
+    bound = model.bind(aif, time_s)
+    whole = bound.fit(tissue)
     monkeypatch.setattr(_btex_fit, "CHUNK_PIXELS", 16)
     monkeypatch.setenv("QPERF_THREADS", "2")
-    parts = model.fit(tissue, aif, time_s)
+    parts = bound.fit(tissue)
     assert np.array_equal(parts.status, whole.status)
     # Equal up to float32 rounding, which differs with the sizes of the batched products
     # (and may, rarely, tip a near tie between two delays).

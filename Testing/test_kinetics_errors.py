@@ -53,7 +53,7 @@ def test_aif_shorter_than_tissue(name):
 @pytest.mark.parametrize("name", MODELS)
 def test_aif_without_bolus(name):
     with pytest.raises(ValidationError) as err:
-        kinetics.get_model(name).fit(_tissue(name), np.zeros(N), TIME_S)
+        kinetics.get_model(name).bind(np.zeros(N), TIME_S)
     _one_line(err, "aif_plasma_mmol_l", "bolus")
 
 
@@ -85,17 +85,32 @@ def test_bad_times(name, time_s, word):
 
 
 @pytest.mark.parametrize("name", MODELS)
+def test_bad_hematocrit(name):
+    for bad in (1.0, -0.1, float("nan"), "a lot"):
+        with pytest.raises(ValidationError) as err:
+            kinetics.get_model(name).bind(_aif(), TIME_S, hematocrit=bad)
+        _one_line(err, "hematocrit", "[0, 1)")
+    with pytest.raises(ValidationError) as err:
+        kinetics.get_model(name).fit(_tissue(name), _aif(), TIME_S, hematocrit=1.2)
+    _one_line(err, "hematocrit")
+
+
+@pytest.mark.parametrize("name", MODELS)
 def test_mismatched_shapes(name):
     model = kinetics.get_model(name)
+    bound = model.bind(_aif(), TIME_S)
+    with pytest.raises(ValidationError) as err:
+        bound.fit(np.zeros((3, N + 1)))
+    _one_line(err, "tissue_mmol_l", "last axis")
+    with pytest.raises(ValidationError) as err:
+        bound.fit(np.zeros((3, N)), mask=np.ones(4, dtype=bool))
+    _one_line(err, "mask")
+    with pytest.raises(ValidationError) as err:
+        bound.fit(np.zeros((3, N)), max_delay_s=-1.0)
+    _one_line(err, "max_delay_s")
     with pytest.raises(ValidationError) as err:
         model.fit(np.zeros((3, N + 1)), _aif(), TIME_S)
     _one_line(err, "tissue_mmol_l", "last axis")
-    with pytest.raises(ValidationError) as err:
-        model.fit(np.zeros((3, N)), _aif(), TIME_S, mask=np.ones(4, dtype=bool))
-    _one_line(err, "mask")
-    with pytest.raises(ValidationError) as err:
-        model.fit(np.zeros((3, N)), _aif(), TIME_S, max_delay_s=-1.0)
-    _one_line(err, "max_delay_s")
     with pytest.raises(ValidationError) as err:
         model.simulate(_aif()[:-1], TIME_S, **PARAMS[name])
     _one_line(err, "aif_plasma_mmol_l")
@@ -145,9 +160,9 @@ def test_per_pixel_status_for_bad_pixels(name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_all_masked_and_empty(name):
-    model = kinetics.get_model(name)
-    fit = model.fit(np.zeros((2, 3, N)), _aif(), TIME_S, mask=np.zeros((2, 3), dtype=bool))
+    bound = kinetics.get_model(name).bind(_aif(), TIME_S)
+    fit = bound.fit(np.zeros((2, 3, N)), mask=np.zeros((2, 3), dtype=bool))
     assert fit.shape == (2, 3)
     assert np.all(fit.status == FitStatus.MASKED)
-    empty = model.fit(np.zeros((0, N)), _aif(), TIME_S)
+    empty = bound.fit(np.zeros((0, N)))
     assert empty.shape == (0,)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 
 import h5py
@@ -36,7 +37,7 @@ def test_osipi_2cxm_within_osipi_tolerances(shared_data):
     tissue = np.stack([_series(r["C_t"]) for r in rows])
     aifs = np.stack([_series(r["cp_aif"]) for r in rows])
     assert np.allclose(aifs, aifs[0])  # one AIF for all cases: fit them as one image
-    fit = kinetics.get_model("2cxm").fit(tissue, aifs[0], time_s, max_delay_s=0.0)
+    fit = kinetics.get_model("2cxm").bind(aifs[0], time_s).fit(tissue, max_delay_s=0.0)
     assert np.all(fit.status == FitStatus.OK)
     for i, row in enumerate(rows):
         vp, ve, fp, ps = (float(row[k]) for k in ("vp", "ve", "fp", "ps"))
@@ -132,8 +133,9 @@ def test_uncertainty_scales_with_noise_and_maps_have_units():
     model = kinetics.get_model("tofts")
     clean = model.simulate(aif, time_s, Ktrans=0.4, Ve=0.25)
     noise = np.random.default_rng(8).normal(0.0, 0.01 * clean.max(), (300, time_s.size))
-    quiet = model.fit(clean + noise, aif, time_s, max_delay_s=0.0)
-    loud = model.fit(clean + 3.0 * noise, aif, time_s, max_delay_s=0.0)
+    bound = model.bind(aif, time_s)
+    quiet = bound.fit(clean + noise, max_delay_s=0.0)
+    loud = bound.fit(clean + 3.0 * noise, max_delay_s=0.0)
     ratio = np.median(loud.sd["Ktrans"]) / np.median(quiet.sd["Ktrans"])
     assert 2.4 < ratio < 3.6
     # The reported SD matches the spread of the estimates over noise realisations.
@@ -141,3 +143,41 @@ def test_uncertainty_scales_with_noise_and_maps_have_units():
     maps = quiet.maps()
     assert {"ktrans_per_min", "ve_ml_g", "delay_s", "nrmse", "ktrans_per_min_sd"} <= set(maps)
     assert quiet.units["Ktrans"] == "1/min"
+
+
+INTERFACE_PARAMS = {
+    "btex": {"Fp": 1.0, "PS": 1.3, "Vp": 0.05, "Visf": 0.2},
+    "2cxm": {"Fp": 1.0, "PS": 1.0, "Vp": 0.05, "Ve": 0.2},
+    "tofts": {"Ktrans": 0.5, "Ve": 0.2},
+    "extended_tofts": {"Ktrans": 0.5, "Ve": 0.2, "Vp": 0.05},
+    "fermi": {"F": 1.0, "k": 0.2, "tau": 2.0},
+}
+
+
+@pytest.mark.parametrize("name", sorted(INTERFACE_PARAMS))
+def test_every_model_binds_an_acquisition_and_fits_with_one_signature(name):
+    """DIPY's pattern: the model bound to the AIF, its grid and the haematocrit fits curves;
+    every model takes the same arguments, and the one-call fit gives the same result."""
+    assert set(INTERFACE_PARAMS) == set(kinetics.available_models())
+    time_s = np.arange(0.0, 90.0, 0.5)
+    aif = _aif(time_s)
+    model = kinetics.get_model(name)
+    bound = model.bind(aif, time_s, hematocrit=0.45)
+    assert isinstance(bound, kinetics.BoundModel)
+    assert bound.name == name and bound.parameters == model.parameters
+    assert bound.acquisition.hematocrit == 0.45 and bound.acquisition.dt_s == pytest.approx(0.5)
+    delays = np.array([1.0, 0.0])
+    tissue = bound.simulate(delay_s=delays, **INTERFACE_PARAMS[name])
+    assert np.array_equal(tissue, model.simulate(aif, time_s, delay_s=delays, **INTERFACE_PARAMS[name]))
+    mask = np.array([True, False])
+    fit = bound.fit(tissue, mask=mask, max_delay_s=2.0)
+    assert isinstance(fit, kinetics.FitResult) and fit.model == name
+    assert fit.status.tolist() == [FitStatus.OK, FitStatus.MASKED]
+    assert fit.params["delay_s"][0] == pytest.approx(1.0)
+    assert fit.nrmse[0] < 1e-3 and np.isnan(fit.nrmse[1])
+    one_call = model.fit(tissue, aif, time_s, mask, 2.0, 0.45)
+    assert list(fit.maps()) == list(one_call.maps())
+    for key, value in fit.maps().items():
+        assert np.array_equal(value, one_call.maps()[key], equal_nan=True), key
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fit.status = np.zeros(2, dtype=np.int8)  # type: ignore[misc]

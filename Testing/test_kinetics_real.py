@@ -37,7 +37,7 @@ def test_rest_case_matches_published_map(shared_data):
     myocardium = decoded & (published > 0.3) & (published < 3.0)
     assert myocardium.sum() > 300
 
-    fit = kinetics.get_model("btex").fit(data, aif_plasma, time_s, mask=myocardium, hematocrit=hct)
+    fit = kinetics.get_model("btex").bind(aif_plasma, time_s, hematocrit=hct).fit(data, mask=myocardium)
     assert np.all(fit.status[myocardium] == FitStatus.OK)
     assert np.all(fit.status[~myocardium] == FitStatus.MASKED)
     # Myocardial blood flow = plasma flow / (1 - Hct); the published map is about 1 ml/min/g.

@@ -1,12 +1,19 @@
 """Tracer-kinetic models for pixel-wise myocardial perfusion quantification.
 
-One interface for all models::
+One interface for all models, in the manner of DIPY (``Model(acquisition).fit(data) -> Fit``)::
 
     from qperf import kinetics
     model = kinetics.get_model("btex")   # "btex", "fermi", "2cxm", "tofts", "extended_tofts"
     curve = model.simulate(aif_plasma_mmol_l, time_s, Fp=1.0, PS=1.3, Vp=0.05, Visf=0.2)
-    fit = model.fit(tissue_mmol_l, aif_plasma_mmol_l, time_s, mask=None, max_delay_s=3.0)
+    bound = model.bind(aif_plasma_mmol_l, time_s, hematocrit=0.42)
+    fit = bound.fit(tissue_mmol_l, mask=None, max_delay_s=3.0)
     fit.params["Fp"], fit.status, fit.nrmse, fit.maps()
+
+``model.fit(tissue_mmol_l, aif_plasma_mmol_l, time_s, mask, max_delay_s, hematocrit)`` does
+both steps in one call. Every model takes the same arguments (a model without whole-blood
+quantities ignores the haematocrit). A new model subclasses :class:`KineticModel` (or
+:class:`LeastSquaresModel`, which needs only its curves and start values) and can be passed
+wherever :func:`qperf.flow.compute_flow_maps` takes a model name.
 
 Units: Fp, PS ml/min/g; Vp, Visf, Ve ml/g; Ktrans /min; delay_s s; concentrations mmol/L
 (plasma AIF). Tissue density is taken as 1 g/ml (ml/g = ml/ml). See :mod:`qperf.kinetics.base`.
@@ -17,7 +24,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from qperf.errors import ValidationError
-from qperf.kinetics.base import FitResult, FitStatus, KineticModel, ParameterInfo
+from qperf.kinetics._lsq_model import LeastSquaresModel
+from qperf.kinetics.base import Acquisition, BoundModel, FitResult, FitStatus, KineticModel, ParameterInfo
 from qperf.kinetics.btex import BtexModel
 from qperf.kinetics.compartment import ExtendedToftsModel, ToftsModel, TwoCompartmentExchangeModel
 from qperf.kinetics.fermi import FermiModel
@@ -56,6 +64,8 @@ def get_model(name: str) -> KineticModel:
 
 
 __all__ = [
+    "Acquisition",
+    "BoundModel",
     "BtexModel",
     "ExtendedToftsModel",
     "FermiModel",
@@ -64,6 +74,7 @@ __all__ = [
     "FitResult",
     "FitStatus",
     "KineticModel",
+    "LeastSquaresModel",
     "ParameterInfo",
     "available_models",
     "get_model",

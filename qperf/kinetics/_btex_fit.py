@@ -1,28 +1,20 @@
-"""Pixel-wise BTEX fit: validation, per-pixel status, the table search in chunks, maps."""
+"""Pixel-wise BTEX fit: validation, per-pixel status, the table search in chunks."""
 
 from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from qperf.kinetics._btex_lut import build_table, coarse_candidates, grid_axes, rates_to_params
-from qperf.kinetics._btex_search import N_FITTED, locate, prepare_search, rates_at
-from qperf.kinetics.base import (
-    FitResult,
-    FitStatus,
-    FloatArray,
-    check_mask,
-    check_max_delay,
-    check_tissue,
-)
+from qperf.kinetics._btex_lut import TransferModel, build_table, coarse_candidates, grid_axes, rates_to_params
+from qperf.kinetics._btex_search import N_FITTED, SearchTable, locate, prepare_search, rates_at
+from qperf.kinetics.base import Acquisition, FitStatus, FloatArray
+from qperf.kinetics.fitting import select_pixels
 
-if TYPE_CHECKING:
-    from qperf.kinetics.btex import BtexModel
-
+#: Parameters of a BTEX fit, in the order of the result.
+PARAMETER_NAMES = ("Fp", "PS", "Vp", "Visf", "delay_s")
 CHUNK_PIXELS = 8192  # large enough to amortise numpy's per-call overhead, small enough for the cache
 
 
@@ -66,60 +58,46 @@ def _threads() -> int:
     return 1
 
 
+def _fit_chunk(
+    search: SearchTable, y64: FloatArray, n_time: int, dt_s: float
+) -> tuple[dict[str, FloatArray], dict[str, FloatArray], FloatArray, NDArray[np.bool_]]:
+    """Parameters, their SDs, the NRMSE and success of the curves ``y64`` ``(P, t)``."""
+    a = y64.astype(np.float32) @ search.table.basis
+    pos, fp, resid2, cov = locate(search, a)
+    ynorm2 = np.sum(y64 * y64, axis=1)
+    a64 = a.astype(np.float64)
+    err2 = np.maximum(ynorm2 - np.sum(a64 * a64, axis=1), 0.0) + resid2
+    sigma2 = err2 / max(n_time - N_FITTED - 1, 1)
+    values, sd = _parameters_and_sd(pos, fp, cov, sigma2, dt_s)
+    ok = np.all(np.isfinite(pos), axis=1) & np.isfinite(err2) & np.isfinite(fp)
+    nrmse = np.sqrt(err2 / np.maximum(ynorm2, 1e-30))
+    return values, sd, nrmse, ok
+
+
 def fit_btex(
-    model: BtexModel,
-    tissue_mmol_l: ArrayLike,
-    aif: FloatArray,
-    time_s: FloatArray,
-    dt_s: float,
-    mask: ArrayLike | None,
-    max_delay_s: float,
-    hematocrit: float,
-) -> FitResult:
-    """Pixel-wise BTEX fit; see :meth:`qperf.kinetics.btex.BtexModel.fit`."""
-    n = time_s.shape[0]
-    tissue = check_tissue(tissue_mmol_l, n)
-    pix_shape = tuple(tissue.shape[:-1])
-    fit_mask = check_mask(mask, pix_shape)
-    max_delay = check_max_delay(max_delay_s)
-    n_delays = int(np.floor(max_delay / dt_s + 1e-9)) + 1
-    n_delays = max(1, min(n_delays, n - 2))
+    model: TransferModel, acquisition: Acquisition, tissue_mmol_l: ArrayLike, mask: ArrayLike | None, max_delay_s: float
+) -> tuple[dict[str, FloatArray], dict[str, FloatArray], NDArray[np.int8], FloatArray, tuple[int, ...]]:
+    """Pixel-wise BTEX fit; see :meth:`qperf.kinetics.btex.BtexModel.fit_acquisition`.
 
-    flat = tissue.reshape(-1, n)
-    status = np.full(flat.shape[0], FitStatus.MASKED, dtype=np.int8)
-    finite = np.all(np.isfinite(flat), axis=1)
-    clean = np.where(np.isfinite(flat), flat, 0.0)
-    peak = np.max(np.abs(clean), axis=1)
-    spread = np.ptp(clean, axis=1)
-    m = fit_mask.reshape(-1)
-    status[m & ~finite] = FitStatus.INVALID_INPUT
-    flat_signal = ~(spread > 1e-9 * np.maximum(peak, 1e-30)) | ~(peak > 0)
-    status[m & finite & flat_signal] = FitStatus.NO_SIGNAL
-    todo = np.nonzero(m & finite & ~flat_signal)[0]
-
-    names = ("Fp", "PS", "Vp", "Visf", "delay_s")
-    params = {k: np.full(flat.shape[0], np.nan) for k in names}
-    sds = {k: np.full(flat.shape[0], np.nan) for k in ("Fp", "PS", "Vp", "Visf")}
+    Returns the parameters (``delay_s`` included) and their SDs as flat arrays, the status,
+    the NRMSE and the pixel shape.
+    """
+    pixels = select_pixels(tissue_mmol_l, mask, max_delay_s, acquisition)
+    flat, status, todo, dt_s = pixels.flat, pixels.status, pixels.todo, acquisition.dt_s
+    params = {k: np.full(flat.shape[0], np.nan) for k in PARAMETER_NAMES}
+    sds = {k: np.full(flat.shape[0], np.nan) for k in PARAMETER_NAMES[:-1]}
     nrmse = np.full(flat.shape[0], np.nan)
     if todo.size:
-        table = build_table(model, aif, dt_s, n_delays)
+        table = build_table(model, acquisition.aif_plasma_mmol_l, dt_s, pixels.n_delays)
         search = prepare_search(table, coarse_candidates(table.shape))
 
         def run(chunk: NDArray[np.intp]) -> None:
-            y64 = flat[chunk]
-            a = y64.astype(np.float32) @ table.basis
-            pos, fp, resid2, cov = locate(search, a)
-            ynorm2 = np.sum(y64 * y64, axis=1)
-            a64 = a.astype(np.float64)
-            err2 = np.maximum(ynorm2 - np.sum(a64 * a64, axis=1), 0.0) + resid2
-            sigma2 = err2 / max(n - N_FITTED - 1, 1)
-            values, sd = _parameters_and_sd(pos, fp, cov, sigma2, dt_s)
-            ok = np.all(np.isfinite(pos), axis=1) & np.isfinite(err2) & np.isfinite(fp)
-            for name in names:
+            values, sd, error, ok = _fit_chunk(search, flat[chunk], acquisition.n_time, dt_s)
+            for name in params:
                 params[name][chunk] = np.where(ok, values[name], np.nan)
             for name in sds:
                 sds[name][chunk] = np.where(ok, sd[name], np.nan)
-            nrmse[chunk] = np.where(ok, np.sqrt(err2 / np.maximum(ynorm2, 1e-30)), np.nan)
+            nrmse[chunk] = np.where(ok, error, np.nan)
             status[chunk] = np.where(ok, FitStatus.OK, FitStatus.FAILED)
 
         threads = _threads()
@@ -134,17 +112,4 @@ def fit_btex(
             # numpy releases the GIL in its array loops: chunks run in parallel threads.
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 list(pool.map(run, chunks))
-
-    out_params = {k: params[k].reshape(pix_shape) for k in names}
-    # reported blood volume and myocardial (whole-)blood flow, from the plasma quantities
-    vb = out_params["Vp"] / (1.0 - hematocrit)
-    return FitResult(
-        model=model.name,
-        params=out_params,
-        status=status.reshape(pix_shape),
-        nrmse=nrmse.reshape(pix_shape),
-        units=model.units,
-        map_names=model._map_names(),
-        sd={k: v.reshape(pix_shape) for k, v in sds.items()},
-        derived={"vb_ml_g": vb, "mbf_ml_min_g": out_params["Fp"] / (1.0 - hematocrit)},
-    )
+    return params, sds, status, nrmse, pixels.shape

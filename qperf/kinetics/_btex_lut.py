@@ -24,16 +24,13 @@ of the curves themselves. The search over the table is in :mod:`qperf.kinetics._
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from qperf.kinetics import _spectral
 from qperf.kinetics.base import FloatArray
-
-if TYPE_CHECKING:
-    from qperf.kinetics.btex import BtexModel
 
 FP_RANGE = (0.1, 6.0)
 PS_RANGE = (0.35, 4.0)
@@ -55,6 +52,24 @@ _COARSE_STEP = (2, 3, 3)  # u, a, b
 #: Grid lengths of the cached transfer-function basis are multiples of this (samples).
 BASIS_LENGTH_STEP = 32
 _BASIS_CACHE: dict[tuple[object, ...], tuple[NDArray[np.complex64], int, float]] = {}
+
+
+class TransferModel(Protocol):
+    """What the table needs of the BTEX model: its constants and tissue transfer function."""
+
+    length_cm: float
+    dp_cm2_s: float
+    disf_cm2_s: float
+
+    def transfer(
+        self,
+        fp: FloatArray,
+        ps: FloatArray,
+        vp: FloatArray,
+        visf: FloatArray,
+        s: _spectral.ComplexArray,
+        delay_s: FloatArray | None = None,
+    ) -> _spectral.ComplexArray: ...
 
 
 def grid_axes() -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -96,7 +111,7 @@ def rates_to_params(u: FloatArray, a: FloatArray, b: FloatArray, fp: FloatArray)
     return {"Fp": fp, "PS": ps, "Vp": vp, "Visf": ps / (60.0 * b)}
 
 
-def transfer_basis(model: BtexModel, n_time: int, dt_s: float) -> tuple[NDArray[np.complex64], int, float]:
+def transfer_basis(model: TransferModel, n_time: int, dt_s: float) -> tuple[NDArray[np.complex64], int, float]:
     """Transfer functions of ``q`` (unit flow) for all table entries, shape ``(n_entries, F)`` (cached).
 
     Evaluated on the time grid refined ``LUT_UPSAMPLE`` times (accuracy of the curves).
@@ -155,7 +170,7 @@ def basis_length(n_time: int) -> int:
     return -(-int(n_time) // BASIS_LENGTH_STEP) * BASIS_LENGTH_STEP
 
 
-def build_table(model: BtexModel, aif: FloatArray, dt_s: float, n_delays: int) -> BtexTable:
+def build_table(model: TransferModel, aif: FloatArray, dt_s: float, n_delays: int) -> BtexTable:
     """Table of curves for a plasma AIF with delays of ``0 .. n_delays - 1`` samples."""
     n = aif.shape[0]
     # The basis is computed for the grid length rounded up to BASIS_LENGTH_STEP samples, so

@@ -10,6 +10,7 @@ from numpy.typing import ArrayLike
 
 from qperf.errors import ValidationError
 from qperf.kinetics.base import (
+    Acquisition,
     FitResult,
     FloatArray,
     KineticModel,
@@ -88,24 +89,11 @@ class LeastSquaresModel(KineticModel):
             out[sel] = self.curves(shifted, dt, x[sel])
         return out.reshape(shape + (time.shape[0],))
 
-    def fit(
-        self,
-        tissue_mmol_l: ArrayLike,
-        aif_plasma_mmol_l: ArrayLike,
-        time_s: ArrayLike,
-        mask: ArrayLike | None = None,
-        max_delay_s: float = 3.0,
+    def fit_acquisition(
+        self, acquisition: Acquisition, tissue_mmol_l: ArrayLike, mask: ArrayLike | None, max_delay_s: float
     ) -> FitResult:
         """Fit pixel-wise: for each whole-sample delay up to ``max_delay_s``, a grid search
         then bounded Levenberg-Marquardt; the delay with the smallest residual wins.
-
-        Parameters
-        ----------
-        tissue_mmol_l : array_like of float, shape ``(..., t)``
-        aif_plasma_mmol_l : array_like of float, shape ``(t,)``
-        time_s : array_like of float, shape ``(t,)``
-        mask : array_like of bool, shape ``(...)``, optional
-        max_delay_s : float
 
         Returns
         -------
@@ -114,7 +102,7 @@ class LeastSquaresModel(KineticModel):
             Jacobian at the solution, ``delay_s``, ``status`` and ``nrmse``.
         """
         params, sds, status, nrmse, shape = fit_least_squares(
-            self, self._spec(), tissue_mmol_l, aif_plasma_mmol_l, time_s, mask, max_delay_s
+            self._spec(), acquisition, tissue_mmol_l, mask, max_delay_s
         )
         params.update(self.derived_maps(params))
         return make_result(self, params, sds, status, nrmse, shape)

@@ -1,5 +1,11 @@
 """Common interface of the tracer-kinetic models and their fit results.
 
+A model (:class:`KineticModel`) bound to an acquisition (:class:`Acquisition`: the plasma
+AIF, its time grid and the haematocrit) is a :class:`BoundModel`, whose ``fit(curves)``
+returns a :class:`FitResult`, in the manner of DIPY's ``Model(gtab).fit(data) -> Fit``.
+Every model has the same signatures, so models are interchangeable and a new one plugs in
+by implementing :meth:`KineticModel.simulate` and :meth:`KineticModel.fit_acquisition`.
+
 Conventions
 -----------
 - Concentrations are mmol/L. The AIF is the *plasma* concentration (blood AIF divided by
@@ -23,6 +29,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from qperf.errors import ValidationError, describe
+from qperf.types import DEFAULT_HEMATOCRIT
 
 FloatArray = NDArray[np.float64]
 
@@ -51,9 +58,9 @@ class ParameterInfo:
     upper: float
 
 
-@dataclass(eq=False)
+@dataclass(frozen=True, eq=False)
 class FitResult:
-    """Per-pixel parameters of a kinetic model fit.
+    """Per-pixel parameters of a kinetic model fit (DIPY's ``Fit``).
 
     Attributes
     ----------
@@ -65,7 +72,7 @@ class FitResult:
     status : ndarray of int8, shape ``(...)``
         :class:`FitStatus` codes.
     nrmse : ndarray of float64, shape ``(...)``
-        ``||fit - data|| / ||data||`` per pixel (NaN where not fitted).
+        The residual, ``||fit - data|| / ||data||`` per pixel (NaN where not fitted).
     sd : dict of str to ndarray of float64
         Approximate parameter standard deviations from the Jacobian at the solution (only
         the models and parameters for which it is cheap); may be empty.
@@ -234,6 +241,17 @@ def check_max_delay(max_delay_s: float) -> float:
     return value
 
 
+def check_hematocrit(hematocrit: float) -> float:
+    """Check the haematocrit: a fraction in ``[0, 1)``."""
+    try:
+        value = float(hematocrit)
+    except (TypeError, ValueError):
+        raise ValidationError(f"hematocrit: expected a fraction in [0, 1), found {hematocrit!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise ValidationError(f"hematocrit: expected a fraction in [0, 1), found {hematocrit!r}")
+    return value
+
+
 def broadcast_params(
     params: Mapping[str, Any], infos: tuple[ParameterInfo, ...], defaults: Mapping[str, float] | None = None
 ) -> tuple[dict[str, FloatArray], tuple[int, ...]]:
@@ -287,10 +305,57 @@ def delay_curve(aif: FloatArray, dt_s: float, delay_s: FloatArray) -> FloatArray
     return result
 
 
+@dataclass(frozen=True, eq=False)
+class Acquisition:
+    """What a model is fitted against: the plasma AIF on a regular time grid, and the haematocrit.
+
+    Build it with :meth:`create`, which checks the inputs.
+
+    Attributes
+    ----------
+    aif_plasma_mmol_l : ndarray of float64, shape ``(t,)``
+        Plasma AIF (mmol/L), piecewise linear between samples.
+    time_s : ndarray of float64, shape ``(t,)``
+        Regular, strictly increasing time grid (s).
+    dt_s : float
+        Its sampling interval (s).
+    hematocrit : float
+        Fraction of blood volume taken by cells, for the whole-blood quantities (``Vb``, MBF)
+        of the models that report them; the others ignore it.
+    """
+
+    aif_plasma_mmol_l: FloatArray
+    time_s: FloatArray
+    dt_s: float
+    hematocrit: float
+
+    @classmethod
+    def create(
+        cls, aif_plasma_mmol_l: ArrayLike, time_s: ArrayLike, hematocrit: float = DEFAULT_HEMATOCRIT
+    ) -> Acquisition:
+        """Check and hold an AIF, its time grid and the haematocrit.
+
+        Raises
+        ------
+        ValidationError
+            On a bad grid (:func:`regular_time_grid`), a bad AIF (:func:`check_aif`) or a
+            haematocrit outside ``[0, 1)``.
+        """
+        time, dt = regular_time_grid(time_s)
+        aif = check_aif(aif_plasma_mmol_l, time.shape[0])
+        return cls(aif, time, dt, check_hematocrit(hematocrit))
+
+    @property
+    def n_time(self) -> int:
+        """Number of samples ``t``."""
+        return int(self.time_s.shape[0])
+
+
 class KineticModel(abc.ABC):
     """A tracer-kinetic model: simulate tissue curves and fit them pixel-wise.
 
-    Subclasses define ``name``, ``parameters`` and implement :meth:`simulate` and :meth:`fit`.
+    Subclasses define ``name`` and ``parameters`` and implement :meth:`simulate` and
+    :meth:`fit_acquisition`; :meth:`bind` and :meth:`fit` then come for free.
     """
 
     name: str = ""
@@ -318,6 +383,39 @@ class KineticModel(abc.ABC):
         """Tissue curves (mmol/L), shape ``(P..., t)`` for parameters broadcasting to ``(P...)``."""
 
     @abc.abstractmethod
+    def fit_acquisition(
+        self, acquisition: Acquisition, tissue_mmol_l: ArrayLike, mask: ArrayLike | None, max_delay_s: float
+    ) -> FitResult:
+        """Fit tissue curves of shape ``(..., t)`` against a checked acquisition.
+
+        Every model implements this one signature; use :meth:`BoundModel.fit` to call it.
+        """
+
+    def bind(
+        self, aif_plasma_mmol_l: ArrayLike, time_s: ArrayLike, hematocrit: float = DEFAULT_HEMATOCRIT
+    ) -> BoundModel:
+        """The model bound to an AIF, its time grid and the haematocrit, ready to fit curves.
+
+        Parameters
+        ----------
+        aif_plasma_mmol_l : array_like of float, shape ``(t,)``
+            Plasma AIF (mmol/L) on ``time_s``.
+        time_s : array_like of float, shape ``(t,)``
+            Regular time grid (s).
+        hematocrit : float
+            In ``[0, 1)``; models without whole-blood quantities ignore it.
+
+        Returns
+        -------
+        BoundModel
+
+        Raises
+        ------
+        ValidationError
+            On a bad grid, AIF or haematocrit (see :meth:`Acquisition.create`).
+        """
+        return BoundModel(self, Acquisition.create(aif_plasma_mmol_l, time_s, hematocrit))
+
     def fit(
         self,
         tissue_mmol_l: ArrayLike,
@@ -325,8 +423,66 @@ class KineticModel(abc.ABC):
         time_s: ArrayLike,
         mask: ArrayLike | None = None,
         max_delay_s: float = 3.0,
+        hematocrit: float = DEFAULT_HEMATOCRIT,
     ) -> FitResult:
-        """Fit tissue curves of shape ``(..., t)``; returns per-pixel parameters."""
+        """Fit tissue curves in one call: ``bind(aif_plasma_mmol_l, time_s, hematocrit).fit(...)``."""
+        return self.bind(aif_plasma_mmol_l, time_s, hematocrit).fit(tissue_mmol_l, mask, max_delay_s)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+@dataclass(frozen=True, eq=False)
+class BoundModel:
+    """A kinetic model bound to an acquisition: ``fit(curves)`` gives per-pixel parameter maps.
+
+    Made by :meth:`KineticModel.bind`. The same AIF and grid serve every fit, so one bound
+    model fits the curves of many slices or regions.
+
+    Attributes
+    ----------
+    model : KineticModel
+    acquisition : Acquisition
+    """
+
+    model: KineticModel
+    acquisition: Acquisition
+
+    @property
+    def name(self) -> str:
+        """The model's name."""
+        return self.model.name
+
+    @property
+    def parameters(self) -> tuple[ParameterInfo, ...]:
+        """The model's parameters (names, units, map names, bounds)."""
+        return self.model.parameters
+
+    def fit(self, tissue_mmol_l: ArrayLike, mask: ArrayLike | None = None, max_delay_s: float = 3.0) -> FitResult:
+        """Fit tissue curves pixel-wise.
+
+        Parameters
+        ----------
+        tissue_mmol_l : array_like of float, shape ``(..., t)``
+            Tissue curves (mmol/L) on the acquisition's grid; NaN values are flagged per pixel.
+        mask : array_like of bool, shape ``(...)``, optional
+            Pixels to fit (default all).
+        max_delay_s : float
+            Largest delay of the tissue behind the AIF searched (s); delays are whole
+            samples ``0, dt, ..., floor(max_delay_s / dt) dt``.
+
+        Returns
+        -------
+        FitResult
+            Parameters (NaN where ``status != 0``), ``delay_s``, ``status`` and ``nrmse``.
+
+        Raises
+        ------
+        ValidationError
+            On curves of another length, a mask of another shape or a negative delay bound.
+        """
+        return self.model.fit_acquisition(self.acquisition, tissue_mmol_l, mask, max_delay_s)
+
+    def simulate(self, **params: Any) -> FloatArray:
+        """Tissue curves (mmol/L) of the model for given parameters, on the acquisition's grid."""
+        return self.model.simulate(self.acquisition.aif_plasma_mmol_l, self.acquisition.time_s, **params)

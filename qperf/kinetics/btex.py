@@ -32,15 +32,15 @@ from qperf.kinetics._btex_solver import (
     outflow_transfer,
 )
 from qperf.kinetics.base import (
+    Acquisition,
     FitResult,
     FloatArray,
     KineticModel,
     ParameterInfo,
     broadcast_params,
-    check_aif,
-    regular_time_grid,
     simulation_inputs,
 )
+from qperf.kinetics.fitting import make_result
 
 _BLOCK_ELEMENTS = 1 << 15  # parameter sets x frequencies per block (cache-friendly)
 
@@ -201,32 +201,22 @@ class BtexModel(KineticModel):
         )
         return out.reshape(shape + (n,))
 
-    def fit(
-        self,
-        tissue_mmol_l: ArrayLike,
-        aif_plasma_mmol_l: ArrayLike,
-        time_s: ArrayLike,
-        mask: ArrayLike | None = None,
-        max_delay_s: float = 3.0,
-        hematocrit: float = 0.42,
+    def fit_acquisition(
+        self, acquisition: Acquisition, tissue_mmol_l: ArrayLike, mask: ArrayLike | None, max_delay_s: float
     ) -> FitResult:
         """Fit BTEX pixel-wise by look-up table search and local refinement.
 
         Parameters
         ----------
+        acquisition : Acquisition
+            Plasma AIF (mmol/L), its regular time grid (s) and the haematocrit.
         tissue_mmol_l : array_like of float, shape ``(..., t)``
             Tissue curves (mmol/L).
-        aif_plasma_mmol_l : array_like of float, shape ``(t,)``
-            Plasma AIF (mmol/L) on ``time_s``.
-        time_s : array_like of float, shape ``(t,)``
-            Regular time grid (s).
         mask : array_like of bool, shape ``(...)``, optional
             Pixels to fit (default all).
         max_delay_s : float
             Largest delay of the tissue behind the AIF searched (s); delays are whole
             samples ``0, dt, ..., floor(max_delay_s / dt) dt``.
-        hematocrit : float
-            For the reported blood volume ``vb_ml_g = Vp / (1 - hematocrit)``.
 
         Returns
         -------
@@ -249,9 +239,8 @@ class BtexModel(KineticModel):
         about 1.5 s on one core. Chunks of pixels are fitted in parallel threads when
         ``QPERF_THREADS`` asks for more than one.
         """
-        time, dt = regular_time_grid(time_s)
-        aif = check_aif(aif_plasma_mmol_l, time.shape[0])
-        hct = float(hematocrit)
-        if not 0.0 <= hct < 1.0:
-            raise ValidationError(f"hematocrit: expected a fraction in [0, 1), found {hematocrit!r}")
-        return _btex_fit.fit_btex(self, tissue_mmol_l, aif, time, dt, mask, max_delay_s, hct)
+        params, sds, status, nrmse, shape = _btex_fit.fit_btex(self, acquisition, tissue_mmol_l, mask, max_delay_s)
+        # reported blood volume and myocardial (whole-)blood flow, from the plasma quantities
+        plasma_fraction = 1.0 - acquisition.hematocrit
+        derived = {"vb_ml_g": params["Vp"] / plasma_fraction, "mbf_ml_min_g": params["Fp"] / plasma_fraction}
+        return make_result(self, params, sds, status, nrmse, shape, derived)

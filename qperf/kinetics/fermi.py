@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike
 
 from qperf.errors import ValidationError
 from qperf.kinetics._lsq_model import LeastSquaresModel
-from qperf.kinetics.base import FitResult, FloatArray, ParameterInfo, check_aif, check_tissue, regular_time_grid
+from qperf.kinetics.base import Acquisition, FitResult, FloatArray, ParameterInfo, check_tissue
 from qperf.kinetics.fitting import kernel_convolve
 
 
@@ -76,25 +76,20 @@ class FermiModel(LeastSquaresModel):
         foot = int(below[-1]) if below.size else 0
         return int(min(aif.shape[0], peak + max(2 * (peak - foot), 10) + 1))
 
-    def fit(
-        self,
-        tissue_mmol_l: ArrayLike,
-        aif_plasma_mmol_l: ArrayLike,
-        time_s: ArrayLike,
-        mask: ArrayLike | None = None,
-        max_delay_s: float = 3.0,
+    def fit_acquisition(
+        self, acquisition: Acquisition, tissue_mmol_l: ArrayLike, mask: ArrayLike | None, max_delay_s: float
     ) -> FitResult:
         """Fit pixel-wise (first pass only unless configured otherwise); see the base class.
 
         ``nrmse`` is computed over the fitted frames.
         """
-        time, _ = regular_time_grid(time_s)
-        aif = check_aif(aif_plasma_mmol_l, time.shape[0])
-        tissue = check_tissue(tissue_mmol_l, time.shape[0])
-        end = self.first_pass_end(aif) if self.first_pass_only else time.shape[0]
+        tissue = check_tissue(tissue_mmol_l, acquisition.n_time)
+        aif, time = acquisition.aif_plasma_mmol_l, acquisition.time_s
+        end = self.first_pass_end(aif) if self.first_pass_only else acquisition.n_time
         if end < 6:
             raise ValidationError(f"aif_plasma_mmol_l: expected a first pass of at least 6 frames, found {end}")
-        return super().fit(tissue[..., :end], aif[:end], time[:end], mask, max_delay_s)
+        first_pass = Acquisition.create(aif[:end], time[:end], acquisition.hematocrit)
+        return super().fit_acquisition(first_pass, tissue[..., :end], mask, max_delay_s)
 
     def curves(self, aif: FloatArray, dt_s: float, params: FloatArray) -> FloatArray:
         """Tissue curves (P, t) for rows (F, k, tau)."""

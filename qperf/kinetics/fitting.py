@@ -12,15 +12,14 @@ import scipy.signal
 from numpy.typing import ArrayLike, NDArray
 
 from qperf.kinetics.base import (
+    Acquisition,
     FitResult,
     FitStatus,
     FloatArray,
     KineticModel,
-    check_aif,
     check_mask,
     check_max_delay,
     check_tissue,
-    regular_time_grid,
 )
 
 #: ``curves(aif (t,), dt_s, params (P, n)) -> (P, t)``
@@ -170,12 +169,95 @@ def grid_costs(y: FloatArray, aif: FloatArray, dt_s: float, spec: LeastSquaresSp
     return result
 
 
+@dataclass(frozen=True, eq=False)
+class PixelSelection:
+    """Tissue curves as rows, their per-pixel status before the fit, and the pixels to fit.
+
+    Attributes
+    ----------
+    flat : ndarray of float64, shape ``(P, t)``
+        The curves, one row per pixel.
+    shape : tuple of int
+        Pixel shape ``(...)`` of the input.
+    status : ndarray of int8, shape ``(P,)``
+        MASKED, INVALID_INPUT or NO_SIGNAL; the rows in ``todo`` are set by the fit.
+    todo : ndarray of intp
+        Rows to fit: in the mask, finite and not flat.
+    n_delays : int
+        Whole-sample delays searched, ``0 .. n_delays - 1``.
+    """
+
+    flat: FloatArray
+    shape: tuple[int, ...]
+    status: NDArray[np.int8]
+    todo: NDArray[np.intp]
+    n_delays: int
+
+
+def select_pixels(
+    tissue_mmol_l: ArrayLike, mask: ArrayLike | None, max_delay_s: float, acquisition: Acquisition
+) -> PixelSelection:
+    """Check the curves, the mask and the delay bound; flag the pixels that cannot be fitted.
+
+    Raises
+    ------
+    ValidationError
+        On curves of another length, a mask of another shape or a negative delay bound.
+    """
+    n = acquisition.n_time
+    tissue = check_tissue(tissue_mmol_l, n)
+    pix_shape = tuple(tissue.shape[:-1])
+    fit_mask = check_mask(mask, pix_shape).reshape(-1)
+    max_delay = check_max_delay(max_delay_s)
+    n_delays = max(1, min(int(np.floor(max_delay / acquisition.dt_s + 1e-9)) + 1, n - 2))
+    flat = tissue.reshape(-1, n)
+    status = np.full(flat.shape[0], FitStatus.MASKED, dtype=np.int8)
+    finite = np.all(np.isfinite(flat), axis=1)
+    clean = np.where(np.isfinite(flat), flat, 0.0)
+    peak = np.max(np.abs(clean), axis=1)
+    flat_signal = ~(np.ptp(clean, axis=1) > 1e-9 * np.maximum(peak, 1e-30)) | ~(peak > 0)
+    status[fit_mask & ~finite] = FitStatus.INVALID_INPUT
+    status[fit_mask & finite & flat_signal] = FitStatus.NO_SIGNAL
+    todo = np.nonzero(fit_mask & finite & ~flat_signal)[0]
+    return PixelSelection(flat, pix_shape, status, todo, n_delays)
+
+
+def _best_of_starts(
+    y: FloatArray, shifted: list[FloatArray], dt_s: float, spec: LeastSquaresSpec, n_starts: int
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Levenberg-Marquardt from the best (delay, candidate) pairs of the grid search.
+
+    Returns the best parameters ``(P, n)``, cost ``(P,)``, Jacobian ``(P, n, t)`` and delay (s).
+    """
+    n_par, n_delays, n_grid = len(spec.names), len(shifted), spec.grid.shape[0]
+    best_x = np.zeros((y.shape[0], n_par))
+    best_cost = np.full(y.shape[0], np.inf)
+    best_jac = np.zeros((y.shape[0], n_par, y.shape[1]))
+    best_delay = np.zeros(y.shape[0])
+    costs = np.concatenate([grid_costs(y, shifted[d], dt_s, spec) for d in range(n_delays)], axis=1)
+    order = np.argsort(costs, axis=1)[:, : min(n_starts, costs.shape[1])]
+    if n_delays > 1:  # also the best candidate of every delay
+        per_delay = np.argmin(costs.reshape(y.shape[0], n_delays, n_grid), axis=2)
+        order = np.concatenate([order, per_delay + np.arange(n_delays) * n_grid], axis=1)
+    for rank in range(order.shape[1]):
+        delay_idx = order[:, rank] // n_grid
+        start = spec.grid[order[:, rank] % n_grid]
+        for d in np.unique(delay_idx):
+            sel = np.nonzero(delay_idx == d)[0]
+            x, cost, jac = levenberg_marquardt(y[sel], shifted[d], dt_s, spec, start[sel])
+            better = cost < best_cost[sel]
+            rows = sel[better]
+            best_x[rows] = x[better]
+            best_cost[rows] = cost[better]
+            best_jac[rows] = jac[better]
+            best_delay[rows] = d * dt_s
+    return best_x, best_cost, best_jac, best_delay
+
+
 def fit_least_squares(
-    model: KineticModel,
     spec: LeastSquaresSpec,
+    acquisition: Acquisition,
     tissue_mmol_l: ArrayLike,
-    aif_plasma_mmol_l: ArrayLike,
-    time_s: ArrayLike,
     mask: ArrayLike | None,
     max_delay_s: float,
     n_starts: int = 5,
@@ -188,56 +270,17 @@ def fit_least_squares(
     Returns parameters (delay_s included) and their standard deviations as flat arrays,
     the status, the NRMSE and the pixel shape.
     """
-    time, dt = regular_time_grid(time_s)
-    n = time.shape[0]
-    aif = check_aif(aif_plasma_mmol_l, n)
-    tissue = check_tissue(tissue_mmol_l, n)
-    pix_shape = tuple(tissue.shape[:-1])
-    fit_mask = check_mask(mask, pix_shape).reshape(-1)
-    max_delay = check_max_delay(max_delay_s)
-    n_delays = max(1, min(int(np.floor(max_delay / dt + 1e-9)) + 1, n - 2))
-
-    flat = tissue.reshape(-1, n)
-    status = np.full(flat.shape[0], FitStatus.MASKED, dtype=np.int8)
-    finite = np.all(np.isfinite(flat), axis=1)
-    clean = np.where(np.isfinite(flat), flat, 0.0)
-    peak = np.max(np.abs(clean), axis=1)
-    flat_signal = ~(np.ptp(clean, axis=1) > 1e-9 * np.maximum(peak, 1e-30)) | ~(peak > 0)
-    status[fit_mask & ~finite] = FitStatus.INVALID_INPUT
-    status[fit_mask & finite & flat_signal] = FitStatus.NO_SIGNAL
-    todo = np.nonzero(fit_mask & finite & ~flat_signal)[0]
-
+    pixels = select_pixels(tissue_mmol_l, mask, max_delay_s, acquisition)
+    flat, status, todo, n = pixels.flat, pixels.status, pixels.todo, acquisition.n_time
     names = spec.names
     params = {k: np.full(flat.shape[0], np.nan) for k in (*names, "delay_s")}
     sds = {k: np.full(flat.shape[0], np.nan) for k in names}
     nrmse = np.full(flat.shape[0], np.nan)
-    for start in range(0, todo.size, chunk_pixels):
-        idx = todo[start : start + chunk_pixels]
+    shifted = [shift_curve(acquisition.aif_plasma_mmol_l, d) for d in range(pixels.n_delays)]
+    for first in range(0, todo.size, chunk_pixels):
+        idx = todo[first : first + chunk_pixels]
         y = flat[idx]
-        best_x = np.zeros((idx.size, len(names)))
-        best_cost = np.full(idx.size, np.inf)
-        best_jac = np.zeros((idx.size, len(names), n))
-        best_delay = np.zeros(idx.size)
-        # Grid search over all delays; Levenberg-Marquardt from the best (delay, start) pairs.
-        shifted = [shift_curve(aif, d) for d in range(n_delays)]
-        costs = np.concatenate([grid_costs(y, shifted[d], dt, spec) for d in range(n_delays)], axis=1)
-        n_grid = spec.grid.shape[0]
-        order = np.argsort(costs, axis=1)[:, : min(n_starts, costs.shape[1])]
-        if n_delays > 1:  # also the best candidate of every delay
-            per_delay = np.argmin(costs.reshape(y.shape[0], n_delays, n_grid), axis=2)
-            order = np.concatenate([order, per_delay + np.arange(n_delays) * n_grid], axis=1)
-        for rank in range(order.shape[1]):
-            delay_idx = order[:, rank] // n_grid
-            start = spec.grid[order[:, rank] % n_grid]
-            for d in np.unique(delay_idx):
-                sel = np.nonzero(delay_idx == d)[0]
-                x, cost, jac = levenberg_marquardt(y[sel], shifted[d], dt, spec, start[sel])
-                better = cost < best_cost[sel]
-                rows = sel[better]
-                best_x[rows] = x[better]
-                best_cost[rows] = cost[better]
-                best_jac[rows] = jac[better]
-                best_delay[rows] = d * dt
+        best_x, best_cost, best_jac, best_delay = _best_of_starts(y, shifted, acquisition.dt_s, spec, n_starts)
         ok = np.all(np.isfinite(best_x), axis=1) & np.isfinite(best_cost)
         ynorm2 = np.sum(y * y, axis=1)
         sigma2 = best_cost / max(n - len(names) - 1, 1)
@@ -250,7 +293,7 @@ def fit_least_squares(
         params["delay_s"][idx] = np.where(ok, best_delay, np.nan)
         nrmse[idx] = np.where(ok, np.sqrt(best_cost / np.maximum(ynorm2, 1e-300)), np.nan)
         status[idx] = np.where(ok, FitStatus.OK, FitStatus.FAILED)
-    return params, sds, status, nrmse, pix_shape
+    return params, sds, status, nrmse, pixels.shape
 
 
 def make_result(
