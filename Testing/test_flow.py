@@ -23,6 +23,7 @@ from qperf.flow import (
     smooth_within,
 )
 from qperf.gd import SrSequence, pd_signal, sr_signal
+from qperf.kinetics.fitting import exp_convolve
 from qperf.types import AifCurve, PerfusionSeries, SliceGeometry
 
 HCT = 0.42
@@ -101,7 +102,7 @@ def test_regular_frames_give_the_direct_fit() -> None:
     tissue = np.stack([np.interp(times, fine, c) for c in curves.reshape(-1, fine.size)]).reshape(2, 2, -1)
     series = PerfusionSeries(np.moveaxis(tissue, -1, 0), times, units="gd_mmol_l")
     result = compute_flow_maps(series, AifCurve(blood_aif(times), times), hematocrit=HCT)
-    direct = model.fit(tissue, blood_aif(times) / (1.0 - HCT), times)
+    direct = model.bind(blood_aif(times) / (1.0 - HCT), times, HCT).fit(tissue)
     np.testing.assert_allclose(result.maps["fp_ml_min_g"], direct.params["Fp"], rtol=1e-3)
     np.testing.assert_allclose(result.maps["mbf_ml_min_g"], fp / (1.0 - HCT), rtol=0.08)
 
@@ -474,3 +475,43 @@ def test_outlying_frames_are_the_frames_of_a_gasp() -> None:
         np.testing.assert_array_equal(np.nonzero(outlying_frames(gasp))[0], [31, 32])
     assert not outlying_frames(np.zeros((60, 10))).any()
     assert not outlying_frames(np.ones((5, 10))).any()  # too few frames to judge
+
+
+class KetyModel(kinetics.LeastSquaresModel):
+    """One well-mixed compartment, ``C = Fp Cp (x) exp(-Fp t / V)``: a model QPerf does not ship."""
+
+    name = "kety"
+    parameters = (
+        kinetics.ParameterInfo("Fp", "ml/min/g", "fp_ml_min_g", 1e-3, 8.0),
+        kinetics.ParameterInfo("V", "ml/g", "v_ml_g", 1e-3, 1.0),
+    )
+
+    def curves(self, aif: np.ndarray, dt_s: float, params: np.ndarray) -> np.ndarray:
+        flow = params[:, 0] / 60.0
+        return flow[:, None] * exp_convolve(aif, dt_s, flow / np.maximum(params[:, 1], 1e-9))
+
+    def start_grid(self) -> np.ndarray:
+        axes = np.meshgrid(np.geomspace(0.1, 6.0, 12), np.geomspace(0.05, 0.8, 8), indexing="ij")
+        return np.stack([a.reshape(-1) for a in axes], axis=1)
+
+
+def test_a_new_model_plugs_into_the_flow_maps() -> None:
+    """A model written outside QPerf is fitted by the same workflow, its flow read as MBF."""
+    model = KetyModel()
+    fine = np.arange(0.0, 60.0, 0.1)
+    fp = np.array([[0.6, 1.2], [2.0, 3.0]])
+    curves = model.simulate(blood_aif(fine) / (1.0 - HCT), fine, Fp=fp, V=0.3, delay_s=1.0)
+    times = np.arange(0.0, 50.0, 0.5)
+    tissue = np.stack([np.interp(times, fine, c) for c in curves.reshape(-1, fine.size)]).reshape(2, 2, -1)
+    series = PerfusionSeries(np.moveaxis(tissue, -1, 0), times, units="gd_mmol_l")
+    aif = AifCurve(blood_aif(times), times)
+    result = compute_flow_maps(series, aif, model=model, hematocrit=HCT, delay_mask=np.ones(fp.shape, bool))
+    assert result.model == "kety" and np.all(result.status == 0)
+    assert {"fp_ml_min_g", "mbf_ml_min_g", "v_ml_g", "delay_s", "nrmse"} <= set(result.maps)
+    np.testing.assert_allclose(result.maps["fp_ml_min_g"], fp, rtol=0.08)
+    np.testing.assert_allclose(result.maps["mbf_ml_min_g"], fp / (1.0 - HCT), rtol=0.08)
+    np.testing.assert_allclose(result.maps["v_ml_g"], 0.3, rtol=0.08)
+    assert not flow_at_upper_bound(result, model=model).any()
+    delay_s = mean_curve_delay(series, aif, np.ones(fp.shape, bool), model=model, hematocrit=HCT)
+    assert delay_s is not None and abs(delay_s - 1.0) <= 0.5  # simulated 1 s behind the AIF
+    np.testing.assert_allclose(result.maps["delay_s"], delay_s + result.delay.shift_s)

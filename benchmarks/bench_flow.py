@@ -105,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     n = size * size
     t_total, result = timed(lambda: compute_flow_maps(series, curve), repeat=2)
     fit_time, _ = timed(
-        lambda: kinetics.get_model("btex").fit(
-            np.moveaxis(result.tissue_mmol_l, 0, -1), result.aif.values, result.time_s - result.time_s[0]
+        lambda: (
+            kinetics.get_model("btex")
+            .bind(result.aif.values, result.time_s - result.time_s[0])
+            .fit(np.moveaxis(result.tissue_mmol_l, 0, -1))
         ),
         repeat=2,
     )
