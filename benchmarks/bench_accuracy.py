@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from qperf import phantom
-from qperf.pipeline import AnalysisOptions, analyze_study
+from qperf.workflow import AnalysisOptions, analyze_study
 
 
 def _errors(report: dict, truth: dict, statistic: str = "mean") -> tuple[np.ndarray, float]:
@@ -52,7 +52,8 @@ def main() -> None:
             else:
                 options = AnalysisOptions(
                     delay=args.delay,
-                    motion_correction=False,
+                    motion="off",
+                    aif_motion_correction=False,
                     labels=[t.labels_moving for t in ps.truth.slices],
                     insertion_points_yx=[phantom.insertion_points_over_frames(t) for t in ps.truth.slices],
                 )

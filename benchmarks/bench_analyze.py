@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from qperf import phantom
-from qperf.pipeline import AnalysisOptions, analyze_study
+from qperf.workflow import AnalysisOptions, analyze_study
 
 
 def main() -> None:

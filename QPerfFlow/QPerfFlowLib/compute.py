@@ -5,7 +5,7 @@ motion-corrected sequences that QPerf Seg recorded on the study browser, else th
 ones), the reference-frame labels (QPerf Seg's, or any segmentation per slice with segments
 named "LV blood pool", "Myocardium", "RV blood pool"), the anterior RV insertion point (a point
 list per slice with a control point "anterior", or the first point), and the AIF (a table
-node, or the AIF images). :func:`computeFlow` runs ``qperf.pipeline.analyze_study`` on them
+node, or the AIF images). :func:`computeFlow` runs ``qperf.workflow.analyze_study`` on them
 (no second motion correction; labels and points supplied) with the chosen kinetic model and
 hematocrit, reporting progress and checking a cancel flag at every progress step. This file
 imports ``slicer`` but never ``qt``.
@@ -136,7 +136,7 @@ def computeFlow(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> Any:
-    """Parameter maps, AHA segments and report of the inputs (``qperf.pipeline.analyze_study``).
+    """Parameter maps, AHA segments and report of the inputs (``qperf.workflow.analyze_study``).
 
     Parameters
     ----------
@@ -148,20 +148,20 @@ def computeFlow(
 
     Returns
     -------
-    qperf.pipeline.AnalysisResult
+    qperf.workflow.StudyAnalysis
 
     Raises
     ------
     AnalysisCancelled
         When ``cancel`` was set.
     """
-    from qperf.pipeline import AnalysisOptions, analyze_study
+    from qperf.workflow import AnalysisOptions, analyze_study
 
     if model not in MODELS:
         raise ValidationError(f"model: expected one of {', '.join(MODELS)}, found {model!r}")
     options = AnalysisOptions(
         model=model,
-        motion_correction=False,
+        motion="off",
         labels=[np.asarray(lab, dtype=np.uint8) for lab in inputs.labels],
         insertion_points_yx=[tuple(p) for p in inputs.insertionPoints],
         aif=inputs.aif,

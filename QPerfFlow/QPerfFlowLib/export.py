@@ -2,7 +2,7 @@
 
 :func:`exportReport` writes the core library's report (``report.json``, ``report.csv``,
 ``report.html``, bull's-eye and flow-map figures; ``qperf.report.write_report``) and, with
-``withMaps=True``, the whole analysis folder (``qperf.pipeline.write_analysis``: corrected
+``withMaps=True``, the whole analysis folder (``qperf.workflow.write_analysis``: corrected
 series, labels, segments, maps and insertion points per slice). :func:`saveScene` does what
 Slicer's "Save" does: every storable node writes its data file into a folder, then the scene
 its ``.mrml`` file, which Slicer (or ``vtkMRMLScene.Connect``) opens again. This file imports
@@ -21,13 +21,13 @@ from qperf.errors import OutputExistsError, ValidationError
 
 
 def exportReport(result: Any, folder: str | os.PathLike, overwrite: bool = False, withMaps: bool = False) -> Path:
-    """Write the report of a flow result (``qperf.pipeline.AnalysisResult``) into ``folder``.
+    """Write the report of a flow result (``qperf.workflow.StudyAnalysis``) into ``folder``.
 
     Returns the folder. Raises ``OutputExistsError`` when report files exist and ``overwrite``
     is False.
     """
-    from qperf.pipeline import write_analysis
     from qperf.report import write_report
+    from qperf.workflow import write_analysis
 
     folder = Path(folder)
     if withMaps:

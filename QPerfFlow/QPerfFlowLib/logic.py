@@ -88,7 +88,7 @@ class FlowLogic:
     ) -> Any:
         """Flow maps and report of a study; the output nodes replace earlier ones under its browser.
 
-        Returns the ``qperf.pipeline.AnalysisResult``; the nodes are in ``self.nodes[browserID]``.
+        Returns the ``qperf.workflow.StudyAnalysis``; the nodes are in ``self.nodes[browserID]``.
         :meth:`cancel` stops it (``AnalysisCancelled``, nothing added).
         """
         self.settings[browserNode.GetID()] = {

@@ -1,6 +1,6 @@
 """Flow results in the scene: maps, AHA contours, segment table, curves and bull's-eye.
 
-:func:`addFlowOutputs` turns a ``qperf.pipeline.AnalysisResult`` into nodes, recorded on the
+:func:`addFlowOutputs` turns a ``qperf.workflow.StudyAnalysis`` into nodes, recorded on the
 study browser (ordered node references) so a new computation replaces them:
 
 - ``QPerfMaps``: one ``vtkMRMLScalarVolumeNode`` per slice and parameter map (``"<slice>

@@ -205,6 +205,7 @@ def runSegmentCommand(
         outPath = Path(folder) / "out"
         io.write_series(series, seriesPath)
         command = [python, "-m", "qperf.cli", "segment", str(seriesPath), "--out", str(outPath), "--quiet"]
+        command += ["--motion", "off"]  # the caller corrected the series already
         command += ["--threads", str(int(threads))]
         if model is not None:
             command += ["--model", str(model)]

@@ -47,6 +47,7 @@ from qperf.aha.sectors import (
     wrap_deg,
 )
 from qperf.aha.stats import RegionStats, SegmentStats, perfusion_reserve, segment_stats
+from qperf.aha.study import StudySectors, sectorise
 from qperf.aha.table import (
     ANTERIOR_LPS,
     APEX_DIRECTION_LPS,
@@ -60,6 +61,8 @@ from qperf.aha.table import (
 )
 
 __all__ = [
+    "StudySectors",
+    "sectorise",
     "ANTERIOR_LPS",
     "APEX_DIRECTION_LPS",
     "LAYER_ENDO",

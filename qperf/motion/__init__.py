@@ -67,7 +67,15 @@ Known limits
 
 from qperf.motion.driver import DEFAULT_RANKS, MotionResult, correct_series
 from qperf.motion.fields import compose, invert, jacobian_determinant, warp_images, warp_labels
-from qperf.motion.propagate import labels_to_corrected, labels_to_original, points_to_original
+from qperf.motion.propagate import (
+    frame_labels_to_reference,
+    frame_point_to_reference,
+    labels_over_frames,
+    labels_to_corrected,
+    labels_to_original,
+    point_over_frames,
+    points_to_original,
+)
 from qperf.motion.simulate import MovingSeriesTruth, simulate_moving_series
 
 __all__ = [
@@ -80,6 +88,10 @@ __all__ = [
     "jacobian_determinant",
     "labels_to_corrected",
     "labels_to_original",
+    "labels_over_frames",
+    "point_over_frames",
+    "frame_labels_to_reference",
+    "frame_point_to_reference",
     "points_to_original",
     "simulate_moving_series",
     "warp_images",

@@ -95,3 +95,51 @@ def points_to_original(points_yx: ArrayLike, result: MotionResult) -> NDArray[np
         pts = pts[None]
     disp = sample_field(result.forward_px, pts)
     return (pts[None] + disp).astype(np.float32)
+
+
+def labels_over_frames(labels_ref: ArrayLike, result: MotionResult | None, n_frames: int) -> NDArray[np.uint8]:
+    """Reference-grid labels ``(y, x)`` on every acquired frame, ``(t, y, x)`` uint8.
+
+    Without a motion result (a series that was not corrected) the map is repeated.
+    """
+    lab = np.asarray(labels_ref, dtype=np.uint8)
+    if result is None:
+        return np.repeat(lab[None], int(n_frames), axis=0)
+    return np.asarray(labels_to_original(lab, result), dtype=np.uint8)
+
+
+def point_over_frames(point_yx: ArrayLike, result: MotionResult | None, n_frames: int) -> NDArray[np.float64]:
+    """A reference-grid point ``(y, x)`` on every acquired frame, ``(t, 2)`` float64 pixels."""
+    point = np.asarray(point_yx, dtype=np.float64).reshape(1, 2)
+    if result is None:
+        return np.repeat(point, int(n_frames), axis=0)
+    return np.asarray(points_to_original(point, result), dtype=np.float64)[:, 0, :]
+
+
+def frame_labels_to_reference(
+    labels_frame: ArrayLike, frame_index: int, result: MotionResult | None
+) -> NDArray[np.uint8]:
+    """Labels ``(y, x)`` drawn on acquired frame ``frame_index``, on the reference grid."""
+    lab = np.asarray(labels_frame, dtype=np.uint8)
+    if result is None:
+        return lab.copy()
+    return np.asarray(labels_to_corrected(lab, frame_index, result), dtype=np.uint8)
+
+
+def frame_point_to_reference(point_yx: ArrayLike, frame_index: int, result: MotionResult | None) -> tuple[float, float]:
+    """A point ``(y, x)`` placed on acquired frame ``frame_index``, in reference-grid pixels.
+
+    The inverse of :func:`points_to_original` at that frame: ``p = q + inverse_px[frame](q)``.
+    """
+    point = np.asarray(point_yx, dtype=np.float64).reshape(1, 2)
+    if result is None:
+        return (float(point[0, 0]), float(point[0, 1]))
+    result = _check_result(result)
+    t = result.inverse_px.shape[0]
+    if not isinstance(frame_index, (int, np.integer)) or not 0 <= frame_index < t:
+        raise ValidationError(f"frame_index: expected an integer in [0, {t - 1}], found {frame_index!r}")
+    moved = (
+        point[0]
+        + np.asarray(sample_field(result.inverse_px[frame_index : frame_index + 1], point), dtype=np.float64)[0, 0]
+    )
+    return (float(moved[0]), float(moved[1]))

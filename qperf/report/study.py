@@ -13,18 +13,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from qperf.aha.levels import slice_levels
-from qperf.aha.sectors import analyse_slice, septum_clockwise_from_rv
+from qperf.aha.study import sectorise
 from qperf.errors import ValidationError, describe
 from qperf.report.build import SliceResult, build_report
-from qperf.types import LABEL_RV, PerfusionSeries
+from qperf.types import PerfusionSeries
 
 __all__ = ["report_study"]
 
 
 def _per_slice(name: str, value: Any, n: int) -> list[Any]:
-    if isinstance(value, (str, bool)) or value is None:
-        return [value] * n
     items = list(value)
     if len(items) != n:
         raise ValidationError(f"{name}: expected one value per slice ({n}), found {len(items)}")
@@ -64,9 +61,10 @@ def report_study(
         Override of the slice levels (see :func:`qperf.aha.slice_levels`).
     base_first : bool
         When neither positions nor geometry order the slices: whether the first is basal.
-    septum_clockwise : bool, "rv", None, or one of these per slice
-        Septal sense override (:func:`qperf.aha.sector_frame`); ``"rv"`` takes it from the
-        side of the RV label; None takes it from the geometry (an error without geometry).
+    septum_clockwise : bool, "rv", "auto", None, or one of these per slice
+        Septal sense (:func:`qperf.aha.sectorise`); ``"rv"`` takes it from the side of the RV
+        label; None from the geometry (an error without geometry); "auto" from the geometry,
+        else the RV label.
     study_name, condition, qc, timings_s, extra_versions
         As :func:`qperf.report.build_report`.
 
@@ -83,43 +81,24 @@ def report_study(
     n = len(series)
     if n == 0 or not all(isinstance(s, PerfusionSeries) for s in series):
         raise ValidationError(f"series: expected a non-empty list of PerfusionSeries, found {describe(series)}")
-    labels_l = _per_slice("labels", labels, n)
-    ins_l = _per_slice("insertion_yx", insertion_yx, n)
     maps_l = _per_slice("maps", maps, n)
-    sense_l = _per_slice("septum_clockwise", septum_clockwise, n)
-    assignment = slice_levels(series, levels=levels, base_first=base_first)
-    results: list[SliceResult] = []
-    warnings: list[str] = []
-    for i, s in enumerate(series):
-        lab = np.asarray(labels_l[i])
-        if lab.shape != s.shape:
-            raise ValidationError(f"labels[{i}]: expected shape {s.shape} (as slice {i}), found {lab.shape}")
-        lab = lab.astype(np.int16)
-        sense = sense_l[i]
-        has_rv = bool(np.any(lab == LABEL_RV))
-        if isinstance(sense, str):
-            if sense != "rv":
-                raise ValidationError(f"septum_clockwise[{i}]: expected True, False, 'rv' or None, found {sense!r}")
-            sense = septum_clockwise_from_rv(lab, ins_l[i], spacing_mm=s.spacing_mm)
-        sectors = analyse_slice(
-            lab, ins_l[i], assignment.levels[i], spacing_mm=s.spacing_mm, geometry=s.geometry, septum_clockwise=sense
+    table = sectorise(
+        series, labels, insertion_yx, levels=levels, base_first=base_first, septum_clockwise=septum_clockwise
+    )
+    results = [
+        SliceResult(
+            sectors, dict(maps_l[i]), np.asarray(labels[i]).astype(np.int16), s.name or f"slice {i + 1}", s.geometry
         )
-        name = s.name or f"slice {i + 1}"
-        if sectors.frame.sense_source == "geometry" and has_rv:
-            by_rv = septum_clockwise_from_rv(lab, ins_l[i], spacing_mm=s.spacing_mm, center_yx=sectors.frame.center_yx)
-            if by_rv != sectors.frame.septum_clockwise:
-                warnings.append(
-                    f"{name}: the RV label lies on the side opposite to the septum given by the geometry; "
-                    "check the labels, the insertion point and the image orientation"
-                )
-        results.append(SliceResult(sectors, dict(maps_l[i]), lab, name, s.geometry))
+        for i, (s, sectors) in enumerate(zip(series, table.slices, strict=True))
+    ]
+    warnings = list(table.warnings)
     merged = dict(qc or {})
     merged["warnings"] = [*[str(w) for w in merged.get("warnings", [])], *warnings]
     report = build_report(
         results,
         study_name=study_name,
         condition=condition,
-        level_source=assignment.source,
+        level_source=table.level_source,
         qc=merged,
         timings_s=timings_s,
         extra_versions=extra_versions,

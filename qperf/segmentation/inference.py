@@ -36,10 +36,11 @@ MIN_HEART_SCORE = 0.75
 MAX_CANDIDATES = 3
 #: Fewest network-grid pixels (1.5 mm) of LV blood pool and of myocardium in a heart.
 MIN_POOL_GRID_PX = 10
-#: Motion correction of :meth:`Segmenter.segment` registers the heart within this radius (mm)
-#: plus a margin: the breathing heart, not the chest wall that moves differently.
-MOTION_RADIUS_MM = 60.0
-MOTION_MARGIN_MM = 20.0
+#: Motion correction of :meth:`Segmenter.segment` registers the heart the network found plus
+#: this margin (mm): the breathing heart, not the chest wall that moves differently; a disc of
+#: MOTION_FALLBACK_RADIUS_MM around the crop centre when it found none.
+MOTION_MARGIN_MM = 40.0
+MOTION_FALLBACK_RADIUS_MM = 60.0
 
 
 @dataclass
@@ -249,7 +250,8 @@ class Segmenter:
             (:func:`qperf.motion.detect.heart_shifts_mm`, tens of milliseconds) and corrects the
             motion when it exceeds :data:`qperf.motion.detect.MOVING_MM` and the series is not
             already corrected; ``"on"`` always corrects, ``"off"`` never does. The correction
-            registers a region of :data:`MOTION_RADIUS_MM` around the heart the network found
+            registers the heart the network found on the acquired series (blurred by the motion,
+            but where the heart is) plus :data:`MOTION_MARGIN_MM`
             (:func:`qperf.motion.correct_series`); the network then segments the corrected
             series and its labels and insertion points are carried back to every acquired frame.
             Without correction the labels are repeated over the frames.
@@ -269,40 +271,33 @@ class Segmenter:
         timed = pre.normalise_timing(series)[0] if self.normalise_timing else series
         temporal = pre.temporal_input(timed)
         out, tf, heart = self._predict(timed, temporal)
-        centre = self._heart_centre(out, tf)
+        first = self._result(series, temporal, out, tf, heart, None)
+        region = np.isin(first.labels_ref, (1, 2, 3))
+        centre = tuple(float(c) for c in np.argwhere(region).mean(axis=0)) if region.any() else tf.centre_yx
         record: dict[str, Any] = {"mode": motion, "corrected": False}
         correct = motion == "on"
         if motion == "auto":
             already = bool(series.metadata.get("motion_corrected", False))
-            extent = motion_extent_mm(heart_shifts_mm(series, centre, MOTION_RADIUS_MM))
+            extent = motion_extent_mm(heart_shifts_mm(series, (centre[0], centre[1])))
             record.update(displacement_mm=round(extent, 3), threshold_mm=MOVING_MM, already_corrected=already)
             correct = extent >= MOVING_MM and not already
         if not correct:
-            result = self._result(series, temporal, out, tf, heart, None)
-            result.qc.motion = record
-            return result
+            first.qc.motion = record
+            return first
         from qperf import motion as motion_mod
 
-        yy, xx = np.mgrid[0 : series.shape[0], 0 : series.shape[1]]
-        dist = np.hypot((yy - centre[0]) * series.spacing_mm[0], (xx - centre[1]) * series.spacing_mm[1])
-        margin = int(round(MOTION_MARGIN_MM / min(series.spacing_mm)))
-        moco = motion_mod.correct_series(series, heart_mask=dist <= MOTION_RADIUS_MM, margin_px=margin)
+        if not region.any():
+            yy, xx = np.mgrid[0 : series.shape[0], 0 : series.shape[1]]
+            dy, dx = series.spacing_mm
+            region = np.hypot((yy - centre[0]) * dy, (xx - centre[1]) * dx) <= MOTION_FALLBACK_RADIUS_MM
+        margin = int(np.ceil(MOTION_MARGIN_MM / min(series.spacing_mm)))
+        moco = motion_mod.correct_series(series, heart_mask=region, margin_px=margin)
         result = self(moco.corrected, motion=moco)
         record.update(corrected=True, quality_score=round(float(moco.quality.get("score", float("nan"))), 4))
         record["key_frame"] = int(moco.key_frame)
         result.qc.motion = record
         result.extras["motion"] = moco
         return result
-
-    def _heart_centre(self, out: NDArray[np.float32], tf: pre.CropTransform) -> tuple[float, float]:
-        """Centre (y, x) of the heart the network found on its grid, in input pixels (the crop's
-        centre when it found none)."""
-        heart = np.isin(out[: self.network.config.n_classes].argmax(0), (1, 2, 3))
-        if heart.sum() < 20:
-            return tf.centre_yx
-        cv, cu = ndimage.center_of_mass(heart)
-        yx = tf.grid_to_original(np.array([cv]), np.array([cu]))[:, 0]
-        return float(yx[0]), float(yx[1])
 
     def _result(
         self,
@@ -396,22 +391,12 @@ class Segmenter:
         motion: Any | None,
         qc: post.QualityReport,
     ) -> tuple[NDArray[np.uint8], dict[str, NDArray[np.float64]]]:
-        t = series.n_frames
-        if motion is not None:
-            from qperf import motion as motion_mod
+        from qperf.motion.propagate import labels_over_frames, point_over_frames
 
-            to_original: Any = motion_mod.__dict__["labels_to_original"]
-            points_to_original: Any = motion_mod.__dict__["points_to_original"]
-            labels = np.asarray(to_original(labels_ref, motion)).astype(np.uint8)
-            per_frame = {
-                k: np.asarray(points_to_original(np.asarray([p]), motion), dtype=np.float64).reshape(t, 2)
-                for k, p in points.items()
-            }
-            qc.labels_per_frame = "motion_fields"
-            return labels, per_frame
-        labels = np.repeat(labels_ref[None], t, axis=0)
-        per_frame = {k: np.repeat(np.asarray([p], dtype=np.float64), t, axis=0) for k, p in points.items()}
-        qc.labels_per_frame = "repeated"
+        t = series.n_frames
+        labels = labels_over_frames(labels_ref, motion, t)
+        per_frame = {k: point_over_frames(p, motion, t) for k, p in points.items()}
+        qc.labels_per_frame = "repeated" if motion is None else "motion_fields"
         return labels, per_frame
 
 

@@ -8,13 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from qperf import io
 from qperf.cli.commands._options import add_series_options, series_options
 from qperf.errors import ValidationError
-from qperf.io._atomic import check_output
-from qperf.io.insertion import read_anterior_point
-from qperf.pipeline import AnalysisOptions, analyze_study, write_analysis
-from qperf.progress import TerminalProgress
 
 NAME = "analyze"
 ORDER = 1
@@ -42,7 +37,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--segmenter", metavar="MODEL", help="segmentation model file instead of the shipped one")
     parser.add_argument("--levels", nargs="+", choices=["basal", "mid", "apical"], help="slice levels, in slice order")
-    parser.add_argument("--no-moco", action="store_true", help="skip motion correction (series already corrected)")
+    parser.add_argument(
+        "--motion",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="respiratory motion correction of the slices: when the heart moves (auto, default), always, never",
+    )
+    parser.add_argument("--no-moco", action="store_true", help="the same as --motion off (series already corrected)")
     parser.add_argument(
         "--delay",
         choices=["study", "slice", "pixel"],
@@ -54,6 +55,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def read_insertion(text: str, slice_number: int) -> tuple[float, float]:
     """An anterior insertion point from ``"Y,X"`` or an insertion JSON (``qperf segment``/``analyze``)."""
+    from qperf.io.insertion import read_anterior_point
+
     if "," in text and not Path(text).exists():
         try:
             y, x = (float(v) for v in text.split(","))
@@ -64,6 +67,8 @@ def read_insertion(text: str, slice_number: int) -> tuple[float, float]:
 
 
 def read_labels(path: str) -> np.ndarray:
+    from qperf import io
+
     image = io.read_image(path)
     if image.array.ndim != 2:
         raise ValidationError(
@@ -77,7 +82,11 @@ def read_labels(path: str) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_output(args.out, args.overwrite, inputs=[args.study])
+    from qperf import io
+    from qperf.progress import TerminalProgress
+    from qperf.workflow import AnalysisOptions, analyze_study, write_analysis
+
+    io.check_output(args.out, args.overwrite, inputs=[args.study])
     if (args.labels is None) != (args.insertion is None):
         raise ValidationError("--labels and --insertion go together (they replace the CNN)")
     study = io.read_study(args.study, **series_options(args))
@@ -85,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     options = AnalysisOptions(
         model=args.model,
         dt_s=args.dt,
-        motion_correction=not args.no_moco,
+        motion="off" if args.no_moco else args.motion,
         labels=[read_labels(p) for p in args.labels] if args.labels else None,
         insertion_points_yx=[read_insertion(t, i + 1) for i, t in enumerate(args.insertion)]
         if args.insertion

@@ -8,9 +8,6 @@ from typing import Any
 import numpy as np
 
 from qperf.cli.commands.analyze import summary
-from qperf.io._atomic import atomic_dir, check_output
-from qperf.pipeline import AnalysisOptions, analyze_study, write_analysis
-from qperf.progress import TerminalProgress
 
 NAME = "demo"
 ORDER = 0
@@ -34,6 +31,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from qperf import phantom
+    from qperf.io import atomic_dir, check_output
+    from qperf.progress import TerminalProgress
+    from qperf.workflow import AnalysisOptions, analyze_study, write_analysis
 
     check_output(args.out, args.overwrite)
     ps = phantom.generate_study(seed=args.seed, n_slices=3, n_frames=60, condition=args.condition, field_t=args.field)

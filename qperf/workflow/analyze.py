@@ -1,0 +1,222 @@
+"""The one-click analysis: segment -> quantify -> sectorise -> report, and its folder on disk."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from qperf import __version__
+from qperf.progress import ProgressCallback, null_progress, scaled
+from qperf.types import LABEL_MYO, PerfusionStudy
+from qperf.workflow.options import AnalysisOptions
+from qperf.workflow.quantify import quantify_study
+from qperf.workflow.regions import away_from_blood, statistics_mask
+from qperf.workflow.results import FlowMaps, QualityReport, SectorTable, Segmentation, StudyAnalysis
+from qperf.workflow.sectorise import sectorise_study
+from qperf.workflow.segment import segment_study
+
+#: Steps in order, with the share of the progress bar each takes.
+STEPS: tuple[tuple[str, float], ...] = (("segmentation", 0.55), ("flow", 0.35), ("segments", 0.02), ("report", 0.08))
+
+
+class _Steps:
+    def __init__(self, progress: ProgressCallback) -> None:
+        self.timings: dict[str, float] = {}
+        self.progress = progress
+        self._done = 0.0
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[ProgressCallback]:
+        share = dict(STEPS)[name]
+        start = time.perf_counter()
+        self.progress(self._done, name)
+        yield scaled(self.progress, self._done, self._done + share)
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+        self._done += share
+
+
+def analyze_study(
+    study: PerfusionStudy,
+    options: AnalysisOptions | None = None,
+    *,
+    segmentation: Segmentation | None = None,
+    segmenter: Any | None = None,
+    progress: ProgressCallback | None = None,
+) -> StudyAnalysis:
+    """Analyse a study from its series to the AHA report.
+
+    Parameters
+    ----------
+    study : PerfusionStudy
+        Slices in signal (with PD frames and acquisition metadata) or Gd units, and an AIF
+        (curve or dual-sequence images).
+    options : AnalysisOptions, optional
+    segmentation : Segmentation, optional
+        The result of :func:`segment_study` (for example QPerf Seg's, after manual edits)
+        instead of segmenting here.
+    segmenter : qperf.segmentation.Segmenter, optional
+        An already loaded network.
+    progress : callable(fraction, message), optional
+
+    Returns
+    -------
+    StudyAnalysis
+
+    Raises
+    ------
+    ValidationError
+        Supplied labels or points that do not fit the study.
+    NotAvailableError
+        A step cannot run: no AIF, or no trained model and no labels supplied.
+    """
+    options = options or AnalysisOptions()
+    progress = progress or null_progress
+    steps = _Steps(progress)
+    with steps.step("segmentation") as p:
+        if segmentation is None:
+            segmentation = segment_study(study, options, segmenter=segmenter, progress=p)
+    with steps.step("flow") as p:
+        flow_maps = quantify_study(study, segmentation, options, progress=p)
+    with steps.step("segments"):
+        sectors = sectorise_study(study, segmentation, flow_maps, options)
+        quality = quality_report(segmentation, flow_maps, sectors)
+    with steps.step("report") as p:
+        report, figures = build_study_report(study, segmentation, flow_maps, sectors, quality, dict(steps.timings))
+    timings = {**steps.timings, "total": float(sum(steps.timings.values()))}
+    report["timings_s"] = dict(timings)
+    progress(1.0, "done")
+    return StudyAnalysis(study, segmentation, flow_maps, sectors, quality, report, figures, timings)
+
+
+def quality_report(segmentation: Segmentation, flow_maps: FlowMaps, sectors: SectorTable) -> QualityReport:
+    """Per-slice QC (labels, motion, fit, pixels left out of the statistics) and study QC."""
+    slices = tuple(
+        _slice_qc(seg, fm, sec, mask)
+        for seg, fm, sec, mask in zip(
+            segmentation.slices, flow_maps.slices, sectors.slices, sectors.statistics_masks, strict=True
+        )
+    )
+    study = {
+        "aif": dict(flow_maps.aif_qc),
+        "hematocrit": flow_maps.hematocrit,
+        "model": flow_maps.model,
+        "delay": {"mode": flow_maps.delay_mode, "study_delay_s": flow_maps.study_delay_s},
+    }
+    return QualityReport(slices, study, tuple(sectors.warnings))
+
+
+def _slice_qc(seg: Any, fm: Any, sectors: Any, mask: NDArray[np.bool_] | None) -> dict[str, Any]:
+    from qperf.flow import flow_at_upper_bound
+
+    qc: dict[str, Any] = {
+        "labels_source": seg.source,
+        "fitted_pixels": int(fm.flow.n_fitted),
+        "orientation_source": "geometry" if seg.corrected.geometry is not None else "rv_label",
+    }
+    if seg.motion is not None:
+        qc["motion_score"] = float(seg.motion.quality.get("score", float("nan")))
+    qc["frames_left_out_of_fit"] = list(fm.frames_left_out)
+    if seg.qc:
+        qc["segmentation"] = dict(seg.qc)
+    if mask is not None:
+        labels = seg.labels_ref
+        inner = away_from_blood(labels)
+        border_trimmed = statistics_mask(labels, sectors.segments)
+        at_bound = flow_at_upper_bound(fm.flow)
+        qc["blood_border_pixels_excluded"] = int(np.count_nonzero(labels == LABEL_MYO)) - int(np.count_nonzero(inner))
+        qc["epicardial_border_pixels_excluded"] = int(np.count_nonzero(inner & ~border_trimmed))
+        qc["flow_at_bound_pixels_excluded"] = int(np.count_nonzero(border_trimmed & at_bound))
+        qc["high_outlier_pixels_excluded"] = int(np.count_nonzero(border_trimmed & ~at_bound & ~mask))
+    return qc
+
+
+def _restricted(sectors: Any, mask: NDArray[np.bool_] | None) -> Any:
+    """A slice's sectors with segments and layers outside ``mask`` set to 0 (for statistics)."""
+    if mask is None:
+        return sectors
+    return dataclasses.replace(
+        sectors,
+        segments=np.where(mask, sectors.segments, 0).astype(sectors.segments.dtype),
+        layers=np.where(mask, sectors.layers, 0).astype(sectors.layers.dtype),
+    )
+
+
+def build_study_report(
+    study: PerfusionStudy,
+    segmentation: Segmentation,
+    flow_maps: FlowMaps,
+    sectors: SectorTable,
+    quality: QualityReport,
+    timings_s: dict[str, float],
+) -> tuple[dict[str, Any], Any]:
+    """The report (schema ``qperf.report``) and its figures."""
+    from qperf.report import SliceResult, build_report, render_figures
+
+    report_slices = [
+        SliceResult(
+            sectors=_restricted(sec, mask),
+            maps=fm.flow.maps,
+            labels=seg.labels_ref,
+            name=seg.series.name or f"slice {i + 1}",
+            geometry=fm.gd.geometry,
+            qc=quality.slices[i],
+        )
+        for i, (seg, fm, sec, mask) in enumerate(
+            zip(segmentation.slices, flow_maps.slices, sectors.slices, sectors.statistics_masks, strict=True)
+        )
+    ]
+    qc = {**dict(quality.study), "ok": quality.ok, "warnings": list(quality.warnings)}
+    report = build_report(
+        report_slices,
+        study_name=study.name,
+        condition=study.condition,
+        level_source=sectors.level_source,
+        qc=qc,
+        timings_s=timings_s,
+        extra_versions={"qperf_pipeline": __version__},
+    )
+    return report, render_figures(report, report_slices)
+
+
+def write_analysis(result: StudyAnalysis, out_dir: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Write the analysis as a new folder (atomically).
+
+    Layout: the report files (``report.json``, ``report.csv``, ``report.html``, bull's-eye and
+    flow-map figures) at the top, ``aif.csv`` (the blood AIF used), and per slice
+    ``slice_<n>/``: ``corrected.seq.nrrd``, ``labels.seq.nrrd`` (over the acquired frames),
+    ``labels_ref.nrrd``, ``segments.nrrd``, one ``<parameter>.nrrd`` per map, and
+    ``insertion.json``.
+    """
+    from qperf import io
+    from qperf.flow import map_file_stem
+    from qperf.io import atomic_dir
+    from qperf.io.insertion import slice_record
+    from qperf.report import write_report
+
+    with atomic_dir(out_dir, overwrite) as tmp:
+        write_report(result.report, result.figures, tmp)
+        io.write_aif_curve(result.aif_blood, tmp / "aif.csv")
+        for i, sl in enumerate(result.slices, start=1):
+            d = tmp / f"slice_{i}"
+            d.mkdir()
+            sp, geo = sl.gd.spacing_mm, sl.gd.geometry
+            io.write_series(sl.corrected, d / "corrected.seq.nrrd")
+            io.write_image(sl.labels, d / "labels.seq.nrrd", spacing_mm=sp, geometry=geo, time_s=sl.series.time_s)
+            io.write_image(sl.labels_ref, d / "labels_ref.nrrd", spacing_mm=sp, geometry=geo)
+            io.write_image(sl.sectors.segments.astype(np.int16), d / "segments.nrrd", spacing_mm=sp, geometry=geo)
+            for name, arr in sl.flow.maps.items():
+                io.write_image(arr, d / f"{map_file_stem(name)}.nrrd", spacing_mm=sp, geometry=geo)
+            record = slice_record(
+                dict(sl.segmentation.insertion_points_yx), sl.insertion_points_per_frame, sl.series, i - 1
+            )
+            (d / "insertion.json").write_text(json.dumps({"slices": [record]}, indent=2) + "\n", encoding="utf-8")
+    return Path(out_dir)
