@@ -147,6 +147,5 @@ def motion_region(labels: NDArray[Any]) -> NDArray[np.bool_] | None:
     the labels have no heart.
     """
     heart = np.isin(np.asarray(labels), (LABEL_LV, LABEL_MYO, LABEL_RV))
-    if heart.ndim == 3:
-        heart = heart.any(axis=0)
-    return np.asarray(heart, dtype=bool) if heart.any() else None
+    union = np.asarray(heart.any(axis=0) if heart.ndim == 3 else heart, dtype=bool)
+    return union if union.any() else None
