@@ -272,6 +272,33 @@ def test_auto_detector_keeps_a_plausible_network_mask_the_classical_one_contradi
         auto.detect(flat)
 
 
+def test_the_network_detector_is_registered_explicitly(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """qperf.aif knows no network: "auto" is the classical detector until the layer above,
+    qperf.segmentation.aif_lv, registers the network (it does so before it detects)."""
+    from qperf.aif import detect as detect_mod
+    from qperf.segmentation import aif_lv
+
+    monkeypatch.setattr(detect_mod, "_REGISTRY", {k: v for k, v in detect_mod._REGISTRY.items() if k != "cnn"})
+    gd, lv, rv, t = synthetic_aif_images(rng, (22.0, 20.0), (0.0, -10.0), noise=0.0)
+    series = PerfusionSeries(100.0 + 40.0 * gd, t, units="signal")
+    classical = qaif.detect_lv(series, method="classical")
+    with pytest.raises(NotAvailableError, match="aif_lv.register"):
+        qaif.get_detector("cnn")
+    auto = qaif.AutoLvDetector()
+    np.testing.assert_array_equal(auto.detect(series), classical)
+    assert auto.last_source == "classical" and "none registered" in auto.last_reason
+    # a network detector given to "auto" is used in place of a registered one
+    auto = qaif.AutoLvDetector(network=_FixedMaskNetwork(lv))
+    np.testing.assert_array_equal(auto.detect(series), lv & classical)
+    assert auto.last_source == "cnn+classical"
+    # the layer above registers the shipped network (loaded on first use) and keeps one registered
+    assert isinstance(aif_lv.lv_detector("cnn"), aif_lv.CnnLvDetector)
+    mine = aif_lv.register("elsewhere.pt")
+    assert aif_lv.lv_detector("auto") is qaif.get_detector("auto") and qaif.get_detector("cnn") is mine
+
+
 def test_arrival_groups_measure_the_pulmonary_transit(rng: np.random.Generator) -> None:
     """The RV-to-LV delay is measured on the series' clock: it scales with the time axis."""
     gd, lv, rv, t = synthetic_aif_images(rng, (22.0, 20.0), (0.0, -10.0), noise=0.0)
@@ -359,9 +386,10 @@ def test_aif_images_in_gd_are_averaged() -> None:
 
 def test_aif_from_phantom_images_matches_the_true_blood_curve() -> None:
     from qperf import phantom
+    from qperf.segmentation import aif_lv
 
     ps = phantom.generate_study(seed=0, noise=False, motion=False, blur=False, readout="flash", n_slices=1, n_frames=40)
-    found = qaif.aif_from_images(ps.study.aif_series)
+    found = aif_lv.aif_from_images(ps.study.aif_series)
     truth = ps.truth.aif_frames_gd_mmol_l[-found.aif.n_samples :]
     assert found.aif.values.max() == pytest.approx(truth.max(), rel=0.04)
     np.testing.assert_allclose(found.aif.values, truth, atol=0.04 * truth.max())
@@ -371,12 +399,13 @@ def test_aif_from_phantom_images_matches_the_true_blood_curve() -> None:
 
 def test_lv_detection_on_noisy_moving_phantom_aif_images() -> None:
     from qperf import phantom
+    from qperf.segmentation import aif_lv
 
     scores = []
     for seed, condition in ((0, "stress"), (3, "rest"), (6, "stress"), (8, "rest"), (10, "stress")):
         ps = phantom.generate_study(seed=seed, n_slices=1, n_frames=50, condition=condition)
         labels = ps.truth.aif_labels_ref
-        mask = qaif.detect_lv(ps.study.aif_series)
+        mask = aif_lv.detect_lv(ps.study.aif_series)
         assert np.count_nonzero(mask & (labels == 3)) <= 0.1 * np.count_nonzero(mask)
         scores.append(qaif.dice(mask, labels == 1))
     assert min(scores) >= 0.6 and np.median(scores) >= 0.85

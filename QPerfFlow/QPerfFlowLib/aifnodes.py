@@ -49,7 +49,7 @@ def detectAifRegion(browserNode: Any, method: str = "classical") -> Any:
         One segment ``"AIF LV blood pool"`` on the first echo's grid, recorded on the browser
         (``QPerfAifRegion``, replacing an earlier one).
     """
-    from qperf.aif import detect_lv
+    from qperf.segmentation.aif_lv import detect_lv
 
     series = aifSeries(browserNode)
     mask = np.asarray(detect_lv(series, method=method), dtype=bool)

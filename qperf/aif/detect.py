@@ -1,15 +1,18 @@
 """Finding the left-ventricular blood pool in AIF images.
 
 Detectors are small objects with a ``name`` and a ``detect(aif_series) -> mask`` method
-(:class:`LvDetector`); they are registered by name so that another method (a trained
-network) can replace the classical one without touching the callers:
+(:class:`LvDetector`); they are registered by name, explicitly, so that another method can
+replace the classical one without touching the callers:
 
 >>> from qperf.aif import detect_lv, register_detector
->>> mask = detect_lv(aif_series)                   # the default, "auto"
+>>> mask = detect_lv(aif_series, method="classical")
 >>> register_detector(MyDetector())                # then detect_lv(s, method=MyDetector.name)
 
 ``"auto"`` (:class:`AutoLvDetector`) runs the network detector (``"cnn"``) and the classical
-one, each checking the other. Measured LV Dice, real AIF example ``aif_example1`` (frame
+one, each checking the other. The network belongs to :mod:`qperf.segmentation`, which sits
+above this package: :mod:`qperf.segmentation.aif_lv` registers it as ``"cnn"``
+(:func:`~qperf.segmentation.aif_lv.register`), and its ``detect_lv`` and ``aif_from_images``
+do so before they detect; until then ``"auto"`` is the classical detector alone. Measured LV Dice, real AIF example ``aif_example1`` (frame
 interval not recorded; assumed anywhere from 0.4 to 1.2 s): auto 0.870, network 0.862,
 classical 0.870 at every interval (the network trusting the clock: 0.61-0.85 up to 0.9 s, 0
 from 1.0 s). 18 phantom AIF series (6 with breathing), clock as simulated or stretched by 0.33,
@@ -79,11 +82,10 @@ def register_detector(detector: LvDetector, *, replace: bool = False) -> None:
 
 def get_detector(name: str) -> LvDetector:
     """The registered LV detector ``name`` (for its state, e.g. ``AutoLvDetector.last_source``)."""
-    if name == "cnn" and name not in _REGISTRY:
-        import qperf.segmentation.aif_lv  # noqa: F401  (registers "cnn")
     detector = _REGISTRY.get(name)
     if detector is None:
-        raise NotAvailableError(f"method: expected one of {', '.join(available_detectors())}, found {name!r}")
+        hint = " (the network detector is registered by qperf.segmentation.aif_lv.register())" if name == "cnn" else ""
+        raise NotAvailableError(f"method: expected one of {', '.join(available_detectors())}, found {name!r}{hint}")
     return detector
 
 
@@ -319,16 +321,24 @@ class AutoLvDetector:
     :data:`MIN_AGREEMENT` of the smaller mask), the mask is the common part: the pixels both
     call blood pool, which keeps partial-volume pixels at the wall out of the AIF. When they
     disagree, the plausible network mask is kept (the classical detector picked another
-    structure). When the network finds nothing plausible or cannot run (no torch, no weights),
-    the classical mask is used.
+    structure). When the network finds nothing plausible or cannot run (no torch, no weights,
+    none registered), the classical mask is used.
 
     :attr:`last_source` says what produced the last mask (``"cnn+classical"``, ``"cnn"`` or
     ``"classical"``) and :attr:`last_reason` why the network's mask was not used (empty when it was).
+
+    Parameters
+    ----------
+    network : LvDetector, optional
+        The network detector, with ``detect_with_groups`` and ``check`` as
+        :class:`qperf.segmentation.aif_lv.CnnLvDetector`; by default the one registered as
+        ``"cnn"`` when the detector runs.
     """
 
     name = "auto"
 
-    def __init__(self) -> None:
+    def __init__(self, network: LvDetector | None = None) -> None:
+        self.network = network
         self.last_source = ""
         self.last_reason = ""
 
@@ -336,11 +346,9 @@ class AutoLvDetector:
         network: NDArray[np.bool_] | None = None
         reason = ""
         try:
-            cnn = _REGISTRY.get("cnn")
+            cnn = self.network if self.network is not None else _REGISTRY.get("cnn")
             if cnn is None:
-                import qperf.segmentation.aif_lv  # noqa: F401  (registers "cnn")
-
-                cnn = _REGISTRY["cnn"]
+                raise NotAvailableError("none registered (qperf.segmentation.aif_lv.register())")
             mask, groups = cnn.detect_with_groups(aif_series)  # type: ignore[attr-defined]
             problem = cnn.check(mask, groups)  # type: ignore[attr-defined]
             if problem is None:

@@ -21,23 +21,32 @@ wall out of the AIF). :meth:`CnnLvDetector.check` tells whether a mask is a plau
 ventricle (strongly enhancing, not in the early right-heart group); :class:`qperf.aif.AutoLvDetector`
 uses it to back the network up with the classical detector.
 
-The detector registers itself with :mod:`qperf.aif` as ``"cnn"``:
+This module sits above :mod:`qperf.aif` (which knows nothing of the network) and is where the
+two meet: :func:`register` registers the network detector with :mod:`qperf.aif` as ``"cnn"``,
+explicitly, and :func:`detect_lv` and :func:`aif_from_images`, the AIF functions with the
+network among the detectors, do so before they detect (``"auto"``, the default, is the
+network checked by the classical detector):
 
->>> from qperf.aif import detect_lv
->>> mask = detect_lv(aif_series, method="cnn")
+>>> from qperf.segmentation import aif_lv
+>>> mask = aif_lv.detect_lv(aif_series)                 # "auto"; or method="cnn", "classical"
+>>> blood = aif_lv.aif_from_images(aif_series).aif      # as qperf.aif.aif_from_images
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
-from qperf.aif.detect import MIN_POOL_PIXELS, ArrivalGroups, ClassicalLvDetector
+from qperf.aif import detect as _detect
+from qperf.aif import extract as _extract
+from qperf.aif.detect import MIN_POOL_PIXELS, ArrivalGroups, ClassicalLvDetector, LvDetector
 from qperf.errors import ValidationError
+from qperf.gd import SrSequence
 from qperf.segmentation.postprocess import largest_component
 from qperf.types import LABEL_LV, PerfusionSeries
 
@@ -145,12 +154,52 @@ class CnnLvDetector:
 
 
 def register(model: str | Path | None = None) -> CnnLvDetector:
-    """Register the network detector with :mod:`qperf.aif` as ``"cnn"`` (replacing any earlier one)."""
-    from qperf.aif import register_detector
+    """Register the network detector with :mod:`qperf.aif` as ``"cnn"`` (replacing any earlier one).
 
+    Parameters
+    ----------
+    model : str or path, optional
+        Segmentation model (default: the shipped one); loaded on the detector's first use.
+    """
     detector = CnnLvDetector(model)
-    register_detector(detector, replace=True)
+    _detect.register_detector(detector, replace=True)
     return detector
 
 
-register()
+def lv_detector(method: str = "auto") -> LvDetector:
+    """The LV detector ``method`` of :mod:`qperf.aif`, with the network registered.
+
+    For ``"cnn"`` and ``"auto"`` the shipped network is registered as ``"cnn"`` first, unless a
+    network detector is registered already (:func:`register` with another model).
+
+    Raises
+    ------
+    NotAvailableError
+        When ``method`` is not registered.
+    """
+    if method in ("cnn", "auto") and "cnn" not in _detect.available_detectors():
+        register()
+    return _detect.get_detector(method)
+
+
+def detect_lv(aif_series: PerfusionSeries | Sequence[PerfusionSeries], method: str = "auto") -> NDArray[np.bool_]:
+    """:func:`qperf.aif.detect_lv` with the network among the detectors (see :func:`lv_detector`)."""
+    lv_detector(method)
+    return _detect.detect_lv(aif_series, method=method)
+
+
+def aif_from_images(
+    aif_series: PerfusionSeries | Sequence[PerfusionSeries],
+    *,
+    mask: ArrayLike | None = None,
+    method: str = "auto",
+    sequence: SrSequence | None = None,
+    t2star_correction: bool = True,
+    **overrides: Any,
+) -> _extract.AifExtraction:
+    """:func:`qperf.aif.aif_from_images` with the network among the detectors (see :func:`lv_detector`)."""
+    if mask is None:
+        lv_detector(method)
+    return _extract.aif_from_images(
+        aif_series, mask=mask, method=method, sequence=sequence, t2star_correction=t2star_correction, **overrides
+    )
