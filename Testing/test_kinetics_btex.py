@@ -183,7 +183,7 @@ def test_fit_maps_status_and_mask(grid):
     assert maps["vb_ml_g"][0] == pytest.approx(fit.params["Vp"][0] / 0.55)
 
 
-# --- The table search (qperf.kinetics._btex_search) -----------------------------------------
+# --- The table search (qperf.kinetics._btex_search, _btex_local) ---------------------------
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +196,7 @@ def search_table(grid):
 
 
 def test_node_models_reproduce_the_table_around_their_node(search_table):
-    from qperf.kinetics import _btex_search
+    from qperf.kinetics import _btex_local
 
     search = search_table
     coef = search.table.coef
@@ -211,33 +211,33 @@ def test_node_models_reproduce_the_table_around_their_node(search_table):
     offsets += [(1, 1, 0), (1, 0, 1), (0, 1, 1)]
     for off in offsets:
         delta = np.tile(np.asarray(off, dtype=float), (nodes.shape[0], 1))
-        model = _btex_search._model(stencil, delta)[:, 0]
+        model = _btex_local.node_model(stencil, delta)[:, 0]
         target = coef[tuple(nodes.T + np.array([0, *off])[:, None])]
         assert np.max(np.abs(model - target)) < 1e-5 * scale, off
     # Rows 1-3 are the derivatives of row 0 (central differences of the model).
     delta = rng.uniform(-0.5, 0.5, (nodes.shape[0], 3))
-    g = _btex_search._model(stencil, delta).astype(np.float64)
+    g = _btex_local.node_model(stencil, delta).astype(np.float64)
     for i in range(3):
         h = np.zeros(3)
         h[i] = 1e-2
         numeric = (
-            _btex_search._model(stencil, delta + h)[:, 0].astype(np.float64)
-            - _btex_search._model(stencil, delta - h)[:, 0].astype(np.float64)
+            _btex_local.node_model(stencil, delta + h)[:, 0].astype(np.float64)
+            - _btex_local.node_model(stencil, delta - h)[:, 0].astype(np.float64)
         ) / 2e-2
         assert np.max(np.abs(numeric - g[:, 1 + i])) < 1e-3 * scale
 
 
 def test_cholesky_solver_matches_numpy():
-    from qperf.kinetics import _btex_search
+    from qperf.kinetics import _btex_local
 
     rng = np.random.default_rng(8)
     m = rng.normal(size=(200, 4, 6))
     spd = m @ m.transpose(0, 2, 1) + 0.1 * np.eye(4)
     rhs = rng.normal(size=(200, 4))
-    x = _btex_search._solve_spd(spd, rhs)
+    x = _btex_local.solve_spd(spd, rhs)
     assert np.allclose(x, np.linalg.solve(spd, rhs[..., None])[..., 0], rtol=1e-9, atol=1e-9)
     # Not positive definite: NaN, not an exception.
-    bad = _btex_search._solve_spd(-spd[:3], rhs[:3])
+    bad = _btex_local.solve_spd(-spd[:3], rhs[:3])
     assert np.all(np.isnan(bad))
 
 

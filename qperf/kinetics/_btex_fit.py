@@ -8,8 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from qperf.kinetics._btex_local import N_FITTED, rates_at
 from qperf.kinetics._btex_lut import TransferModel, build_table, coarse_candidates, grid_axes, rates_to_params
-from qperf.kinetics._btex_search import N_FITTED, SearchTable, locate, prepare_search, rates_at
+from qperf.kinetics._btex_search import SearchTable, locate, prepare_search
 from qperf.kinetics.base import Acquisition, FitStatus, FloatArray
 from qperf.kinetics.fitting import select_pixels
 
