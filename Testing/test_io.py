@@ -286,7 +286,7 @@ def test_study_folder_is_atomic(tmp_path: Path, rng: np.random.Generator) -> Non
     class Boom(Exception):
         pass
 
-    from qperf.io._atomic import atomic_dir
+    from qperf.io import atomic_dir
 
     with pytest.raises(Boom), atomic_dir(tmp_path / "half") as tmp:
         (tmp / "a.txt").write_text("x")

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from qperf.errors import ValidationError
-from qperf.io._atomic import atomic_file
+from qperf.io import atomic_file
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.colors import Colormap

@@ -64,7 +64,7 @@ def exportGroundTruth(
         A case folder exists and ``overwrite`` is False (nothing is written then).
     """
     from qperf import io
-    from qperf.io._atomic import atomic_dir, check_output
+    from qperf.io import atomic_dir, check_output
     from qperf.types import LABEL_MYO
 
     root = Path(folder)

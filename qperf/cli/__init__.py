@@ -2,7 +2,8 @@
 
 Every sub-command is a module in :mod:`qperf.cli.commands` defining ``NAME``, ``HELP``,
 ``configure(parser)`` and ``run(args) -> int``; they are discovered at start-up, so adding a
-command is adding a file. One error contract for all of them: a :class:`~qperf.errors.QPerfError`
+command is adding a file. Command modules keep their heavy imports inside ``run``, so building
+the parser (``qperf --help``) imports little beyond numpy. One error contract for all of them: a :class:`~qperf.errors.QPerfError`
 (or any bad-input ``ValueError``/``OSError``) prints ``qperf: error: <one line>`` and exits 2,
 with the traceback only under ``--debug``.
 """

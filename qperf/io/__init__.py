@@ -17,7 +17,9 @@ folder                      DICOM (all series of an acquisition; see :mod:`qperf
 ``.csv``                    an AIF curve (``time_s`` plus ``gd_mmol_l`` or ``signal``)
 ==========================  ================================================================
 
-Every writer is atomic and refuses to replace an existing file unless ``overwrite=True``.
+Every writer is atomic and refuses to replace an existing file unless ``overwrite=True``;
+:func:`atomic_dir`, :func:`atomic_file` and :func:`check_output` (:mod:`qperf.io.atomic`) give
+other outputs the same contract.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from qperf.errors import FormatError, MissingMetadataError, ValidationError
-from qperf.io._atomic import atomic_dir, check_output
 from qperf.io.aif_csv import read_aif_csv, write_aif_csv
+from qperf.io.atomic import atomic_dir, atomic_file, check_output
 from qperf.io.nifti_io import read_nifti_series, write_nifti_series
 from qperf.io.nrrd_io import (
     ImageData,
@@ -49,6 +51,9 @@ from qperf.types import AifCurve, PerfusionSeries, PerfusionStudy
 __all__ = [
     "MANIFEST_NAME",
     "ImageData",
+    "atomic_dir",
+    "atomic_file",
+    "check_output",
     "read_aif_curve",
     "read_image",
     "read_series",
@@ -384,7 +389,7 @@ def write_study_into(
 
     Writes ``slice_<n><suffix>`` per slice, ``aif.csv`` for an AIF curve, ``aif_echo<n><suffix>``
     for the AIF images and ``study.json``. Use :func:`write_study` for an atomic, new folder;
-    use this to add a study to a folder being assembled inside :func:`qperf.io._atomic.atomic_dir`.
+    use this to add a study to a folder being assembled inside :func:`atomic_dir`.
     """
     if not isinstance(study, PerfusionStudy):
         raise ValidationError(f"study: expected a PerfusionStudy, found {type(study).__name__}")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from qperf.errors import FormatError, ValidationError
-from qperf.io._atomic import atomic_file
+from qperf.io.atomic import atomic_file
 from qperf.types import AifCurve
 
 _VALUE_COLUMNS = {

@@ -1,7 +1,14 @@
 """Safe outputs: written to a temporary name beside the target, then renamed into place.
 
 A failure half-way leaves no partial output; an existing output is replaced only when the
-caller asks for it; an output that is one of the inputs is refused.
+caller asks for it; an output that is one of the inputs is refused. Every writer of QPerf and
+every command goes through these three functions:
+
+>>> from qperf.io import atomic_dir, atomic_file, check_output
+>>> with atomic_dir("analysis", overwrite=True) as tmp:     # a folder, complete or absent
+...     (tmp / "report.json").write_text("{}")
+>>> with atomic_file("mask.npy") as tmp:                   # one file, same suffix as the target
+...     np.save(tmp, mask)
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from qperf.errors import OutputExistsError, ValidationError
+
+__all__ = ["atomic_dir", "atomic_file", "check_output"]
 
 
 def _umask() -> int:
@@ -38,7 +47,29 @@ def _suffix(path: Path) -> str:
 def check_output(
     path: str | os.PathLike[str], overwrite: bool = False, inputs: Iterable[str | os.PathLike[str]] = ()
 ) -> Path:
-    """Validate an output path: not an input, not existing unless ``overwrite``."""
+    """Validate an output path before anything is written to it.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file or folder to be written.
+    overwrite : bool
+        Whether an existing ``path`` may be replaced.
+    inputs : iterable of str or path-like
+        Inputs of the same operation: the output may be none of them and may not contain one.
+
+    Returns
+    -------
+    Path
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` exists and ``overwrite`` is false.
+    ValidationError
+        ``path`` is (or contains) one of ``inputs``, or its folder does not exist.
+    """
     out = Path(path)
     for inp in inputs:
         p = Path(inp)
@@ -55,7 +86,24 @@ def check_output(
 
 @contextmanager
 def atomic_file(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; rename it onto ``path`` on success."""
+    """Yield a temporary path in the target's folder; rename it onto ``path`` on success.
+
+    The temporary name ends with the target's suffix (``.seq.nrrd``, ``.nii.gz`` included), so
+    writers that choose the format by the name write the right one. On an exception the
+    temporary file is removed and ``path`` is left as it was.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file to write.
+    overwrite : bool
+        Whether an existing ``path`` may be replaced.
+
+    Raises
+    ------
+    OutputExistsError, ValidationError
+        As :func:`check_output`.
+    """
     target = check_output(path, overwrite)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part" + _suffix(target), dir=target.parent)
     os.close(fd)
@@ -76,7 +124,22 @@ def atomic_dir(
     """Yield a temporary folder beside ``path``; it becomes ``path`` when the block succeeds.
 
     With ``overwrite`` an existing folder is replaced as a whole (never merged), and only
-    after the new one is complete.
+    after the new one is complete. On an exception the temporary folder is removed and
+    ``path`` is left as it was.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The folder to write.
+    overwrite : bool
+        Whether an existing ``path`` may be replaced.
+    inputs : iterable of str or path-like
+        Inputs of the same operation (see :func:`check_output`).
+
+    Raises
+    ------
+    OutputExistsError, ValidationError
+        As :func:`check_output`; also when ``path`` exists and is not a folder.
     """
     target = check_output(path, overwrite, inputs)
     if target.exists() and not target.is_dir():

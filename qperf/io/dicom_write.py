@@ -24,7 +24,7 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from pydicom.valuerep import format_number_as_ds
 
 from qperf.errors import ValidationError, describe
-from qperf.io._atomic import atomic_dir
+from qperf.io.atomic import atomic_dir
 from qperf.io.dicom_read import COMMENT_PREFIX
 from qperf.types import PerfusionSeries, PerfusionStudy, SliceGeometry
 

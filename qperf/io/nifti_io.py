@@ -15,11 +15,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 
 from qperf.errors import FormatError
-from qperf.io._atomic import atomic_file
+from qperf.io.atomic import atomic_file
 from qperf.io.nrrd_io import _jsonable
 from qperf.types import PerfusionSeries, SliceGeometry
 
@@ -29,6 +28,8 @@ _TIME_UNIT_S = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
 
 
 def _load(path: Path) -> Any:
+    import nibabel as nib  # here, not at import: nibabel (with pydicom) takes a quarter of a second
+
     if not path.exists():
         raise FormatError(f"{path}: no such file")
     if path.stat().st_size == 0:
@@ -54,6 +55,8 @@ def read_nifti_series(
 
     Returns the arguments and the list of required fields not recorded in the file.
     """
+    import nibabel as nib
+
     p = Path(path)
     img, data = _load(p)
     if data.ndim == 4 and data.shape[2] == 1:
@@ -117,6 +120,8 @@ def read_nifti_series(
 
 def write_nifti_series(series: PerfusionSeries, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
     """Write a series as NIfTI-1 (``.nii``, ``.nii.gz``) or Analyze 7.5 (``.hdr``/``.img`` pair)."""
+    import nibabel as nib
+
     p = Path(path)
     data = np.transpose(series.data, (2, 1, 0))[:, :, None, :]
     ras = series.ijk_to_ras()

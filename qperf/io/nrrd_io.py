@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from qperf.errors import FormatError, ValidationError
-from qperf.io._atomic import atomic_file
+from qperf.io.atomic import atomic_file
 from qperf.types import PerfusionSeries, SliceGeometry
 
 _LIST_AXIS = 3

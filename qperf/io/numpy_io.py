@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from qperf.errors import FormatError, ValidationError
-from qperf.io._atomic import atomic_file
+from qperf.io.atomic import atomic_file
 from qperf.io.nrrd_io import _jsonable
 from qperf.types import PerfusionSeries, SliceGeometry
 

@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 
 from qperf import io
 from qperf.errors import ValidationError
-from qperf.io._atomic import atomic_dir
+from qperf.io import atomic_dir
 from qperf.phantom.truth import PhantomStudy, SliceTruth
 from qperf.types import AifCurve
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from qperf.errors import FormatError, ValidationError, describe
-from qperf.io._atomic import atomic_file, check_output
+from qperf.io import atomic_file, check_output
 from qperf.report.build import jsonable, report_rows
 from qperf.report.figures import ReportFigures
 from qperf.report.html import render_html

@@ -6,10 +6,8 @@ import argparse
 
 import numpy as np
 
-from qperf import io
 from qperf.cli.commands._options import add_series_options, series_options
 from qperf.errors import ValidationError
-from qperf.io._atomic import atomic_dir
 from qperf.types import AifCurve
 
 NAME = "aif-detect"
@@ -40,6 +38,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _reference(path: str, label: int, shape: tuple[int, int]) -> np.ndarray:
+    from qperf import io
+
     arr = np.load(path) if path.endswith(".npy") else np.asarray(io.read_image(path).array)
     arr = np.squeeze(arr)
     if arr.shape != shape and arr.T.shape == shape:
@@ -50,7 +50,8 @@ def _reference(path: str, label: int, shape: tuple[int, int]) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    from qperf import aif
+    from qperf import aif, io
+    from qperf.io import atomic_dir
     from qperf.metrics import dice
     from qperf.segmentation import aif_lv
 
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         aif_lv.register(args.model)  # "cnn" with this model
     study = io.read_study(args.aif_series, **series_options(args))
     series = study.aif_series[0] if study.aif_series else study.slices[0]
-    mask = aif.detect_lv(study.aif_series or series, method=args.method)
+    mask = aif_lv.detect_lv(study.aif_series or series, method=args.method)
     source = args.method
     if args.method == "auto":
         detector = aif.get_detector("auto")

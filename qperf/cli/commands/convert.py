@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qperf import io
 from qperf.cli.commands._options import add_series_options, series_options
 from qperf.errors import ValidationError
-from qperf.io._atomic import check_output
 
 NAME = "convert"
 ORDER = 11
@@ -28,6 +26,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from qperf import io
+    from qperf.io import check_output
+
     out = Path(args.output)
     check_output(out, args.overwrite, inputs=[args.input])
     study = io.read_study(args.input, **series_options(args))
@@ -57,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _is_series_name(path: Path) -> bool:
+    from qperf import io
+
     try:
         io.series_format(path)
     except ValidationError:

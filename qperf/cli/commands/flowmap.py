@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from qperf import io
 from qperf.cli.commands._options import add_series_options, series_options
 from qperf.errors import FormatError, ValidationError
-from qperf.flow import FlowResult, compute_flow_maps, map_file_stem
-from qperf.io._atomic import atomic_dir, check_output
-from qperf.progress import TerminalProgress
 from qperf.types import DEFAULT_HEMATOCRIT, LABEL_MYO, AifCurve, PerfusionSeries
+
+if TYPE_CHECKING:
+    from qperf.flow import FlowResult
 
 NAME = "flowmap"
 ORDER = 40
@@ -78,6 +77,8 @@ def _array_shape(path: Path) -> tuple[int, ...] | None:
 
 
 def _read_aif(paths: list[str], args: argparse.Namespace) -> AifCurve | tuple[PerfusionSeries, ...]:
+    from qperf import io
+
     first = Path(paths[0])
     shape = _array_shape(first) if first.exists() else None
     is_curve = first.suffix.lower() == ".csv" or (shape is not None and int(np.prod(shape)) == max(shape))
@@ -92,6 +93,8 @@ def _read_aif(paths: list[str], args: argparse.Namespace) -> AifCurve | tuple[Pe
 
 
 def _read_mask(path: str, series: PerfusionSeries) -> NDArray[np.bool_]:
+    from qperf import io
+
     image = io.read_image(path)
     labels = np.asarray(image.array)
     if labels.ndim == 3:
@@ -115,6 +118,9 @@ def _read_mask(path: str, series: PerfusionSeries) -> NDArray[np.bool_]:
 
 def write_flow_outputs(result: FlowResult, folder: Path) -> list[Path]:
     """Write every map (``<name>.nrrd``), ``status.nrrd`` and ``aif.csv`` into ``folder``."""
+    from qperf import io
+    from qperf.flow import map_file_stem
+
     written = []
     for name, values in result.maps.items():
         path = folder / f"{map_file_stem(name)}.nrrd"
@@ -136,6 +142,11 @@ def write_flow_outputs(result: FlowResult, folder: Path) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from qperf import io
+    from qperf.flow import compute_flow_maps
+    from qperf.io import atomic_dir, check_output
+    from qperf.progress import TerminalProgress
+
     series = io.read_series(args.series, **series_options(args))
     aif: Any = _read_aif(args.aif, args)
     mask = _read_mask(args.mask, series) if args.mask else None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from qperf import io
 from qperf.cli.commands._options import add_series_options, series_options
 
 NAME = "info"
@@ -20,6 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from qperf import io
+
     if args.path.lower().endswith(".csv"):
         aif = io.read_aif_curve(args.path)
         print(

@@ -10,11 +10,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from qperf import io
 from qperf.cli.commands._options import add_series_options, series_options
 from qperf.errors import ValidationError
-from qperf.io._atomic import atomic_dir, check_output
-from qperf.progress import TerminalProgress
 from qperf.types import PerfusionSeries
 
 NAME = "moco"
@@ -50,6 +47,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _read_slice(args: argparse.Namespace) -> PerfusionSeries:
+    from qperf import io
+
     study = io.read_study(args.series, **series_options(args))
     if args.slice is None and study.n_slices > 1:
         raise ValidationError(f"{args.series} holds {study.n_slices} slices; choose one with --slice N")
@@ -86,7 +85,9 @@ def write_field(field: NDArray[np.float32], path: Path, spacing_mm: tuple[float,
 
 
 def run(args: argparse.Namespace) -> int:
-    from qperf import motion
+    from qperf import io, motion
+    from qperf.io import atomic_dir, check_output
+    from qperf.progress import TerminalProgress
 
     out = Path(args.out)
     check_output(out, args.overwrite, inputs=[args.series])

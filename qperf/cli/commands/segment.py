@@ -7,11 +7,8 @@ import json
 
 import numpy as np
 
-from qperf import io
 from qperf.cli.commands._options import add_series_options, series_options
 from qperf.errors import ValidationError
-from qperf.io._atomic import atomic_dir
-from qperf.io.insertion import slice_record
 
 NAME = "segment"
 ORDER = 30
@@ -53,6 +50,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from qperf import io
+    from qperf.io import atomic_dir
+    from qperf.io.insertion import slice_record
     from qperf.segmentation import load_segmenter
 
     study = io.read_study(args.series, **series_options(args))
