@@ -173,6 +173,39 @@ def _central_gradient(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((gy, gx), dim=1)
 
 
+class _Adam:
+    """Adam on one tensor, computed as ``torch.optim.Adam`` with its defaults computes it on the CPU.
+
+    Written out because constructing ``torch.optim.Adam`` imports ``torch._dynamo`` (1.5 s, a
+    tenth of a one-click analysis); the fields it gives are identical to the bit.
+
+    References
+    ----------
+    Kingma DP, Ba J. Adam: a method for stochastic optimization. ICLR 2015.
+    """
+
+    def __init__(self, param: torch.Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.param, self.lr, self.eps = param, lr, eps
+        self.beta1, self.beta2 = betas
+        self.exp_avg = torch.zeros_like(param, memory_format=torch.preserve_format)
+        self.exp_avg_sq = torch.zeros_like(param, memory_format=torch.preserve_format)
+        self.n_steps = 0
+
+    def zero_grad(self) -> None:
+        self.param.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        grad = self.param.grad
+        assert grad is not None
+        self.n_steps += 1
+        self.exp_avg.lerp_(grad, 1 - self.beta1)
+        self.exp_avg_sq.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
+        step_size = self.lr / (1 - self.beta1**self.n_steps)
+        denom = (self.exp_avg_sq.sqrt() / (1 - self.beta2**self.n_steps) ** 0.5).add_(self.eps)
+        self.param.addcdiv_(self.exp_avg, denom, value=-step_size)
+
+
 def register_batch(
     moving: NDArray[np.float32],
     fixed: NDArray[np.float32],
@@ -227,12 +260,12 @@ def register_batch(
         ry = torch.from_numpy(spline_matrix(hl, h, spacing).astype(np.float32))
         rx = torch.from_numpy(spline_matrix(wl, w, spacing).astype(np.float32))
         ctrl = ctrl.detach().requires_grad_(True)
-        opt = torch.optim.Adam([ctrl], lr=lr)
+        opt = _Adam(ctrl, lr=lr)
         window = s.window_px if factor == 1 else max(5, s.window_px - 2)
         lam = s.smoothness * (spacing / 8.0) ** -2
         mov_grad = torch.cat((mov_l, _central_gradient(mov_l)), dim=1)
         for _ in range(n_iter):
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             disp = base_l + _spline_field(ctrl, ry, rx) * scale
             with torch.no_grad():
                 warped_all = warp_t(mov_grad, disp.detach())
