@@ -5,6 +5,10 @@
 >>> blood = aif.aif_from_images(study.aif_series).aif      # AifCurve, whole blood mmol/L
 >>> marks = aif.detect_bolus(blood.values, blood.time_s)   # foot, peak, valley
 >>> plasma = aif.blood_to_plasma(blood, hematocrit=0.42)
+
+The LV detector network belongs to :mod:`qperf.segmentation`, above this package: the default
+detector ``"auto"`` uses it once :mod:`qperf.segmentation.aif_lv` has registered it, and that
+module's ``detect_lv`` and ``aif_from_images`` (the same functions with the network) do so.
 """
 
 from qperf.aif.curve import (
