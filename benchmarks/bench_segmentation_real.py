@@ -28,50 +28,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from qperf import metrics, phantom
-from qperf.phantom.cine import VALIDATION_CASES, default_cine_path, load_cine_frames
-from qperf.phantom.cine_perfusion import simulate_scan
+from qperf import phantom
 from qperf.segmentation import load_segmenter
-from qperf.segmentation.evaluate import HELD_OUT_SEED, evaluate_phantom, summarise
-
-#: Seeds of the real-like set (fixed, so every model is measured on the same series).
-REAL_LIKE_SEED = 31_000
-
-
-def per_frame_dice(pred: np.ndarray, truth: np.ndarray, label: int) -> float:
-    """Mean over frames of the Dice of ``label``; frames where neither has it are skipped."""
-    values = [
-        metrics.dice(p == label, t == label)
-        for p, t in zip(pred, truth, strict=True)
-        if (p == label).any() or (t == label).any()
-    ]
-    return float(np.mean(values)) if values else float("nan")
-
-
-def score(result: Any, truth: np.ndarray) -> dict[str, float]:
-    return {name: per_frame_dice(result.labels, truth, c) for c, name in ((1, "lv"), (2, "myo"), (3, "rv"))}
-
-
-def real_like(segmenter: Any, n: int, motion: str) -> list[dict[str, Any]]:
-    frames = [
-        f for f in load_cine_frames(default_cine_path(), VALIDATION_CASES, with_myocardium=True) if f.rv is not None
-    ]
-    rows = []
-    for k in range(n):
-        scan = simulate_scan(frames[k % len(frames)], np.random.default_rng([REAL_LIKE_SEED, k]))
-        t0 = time.perf_counter()
-        result = segmenter.segment(scan.series, motion=motion)
-        rows.append(
-            {
-                **score(result, scan.labels),
-                "seconds": time.perf_counter() - t0,
-                "corrected": bool(result.qc.motion.get("corrected")),
-                "qc_ok": result.qc.ok,
-                **{k2: scan.info[k2] for k2 in ("case", "condition", "breathing_mm", "spacing_mm", "n_frames")},
-            }
-        )
-        print(json.dumps({k2: (round(v, 3) if isinstance(v, float) else v) for k2, v in rows[-1].items()}), flush=True)
-    return rows
+from qperf.segmentation.evaluate import (
+    HELD_OUT_SEED,
+    evaluate_phantom,
+    evaluate_real_like,
+    per_frame_dice,
+    summarise,
+    summarise_rows,
+)
 
 
 def phantom_breathing(segmenter: Any, n: int, motion: str) -> list[dict[str, Any]]:
@@ -82,17 +48,13 @@ def phantom_breathing(segmenter: Any, n: int, motion: str) -> list[dict[str, Any
         for series, truth in zip(ps.study.slices, ps.truth.slices, strict=True):
             t0 = time.perf_counter()
             result = segmenter.segment(series, motion=motion)
-            rows.append({**score(result, np.asarray(truth.labels_moving)), "seconds": time.perf_counter() - t0})
+            labels = np.asarray(truth.labels_moving)
+            row = {
+                name: per_frame_dice(result.labels, labels, c)
+                for c, name in ((1, "dice_lv"), (2, "dice_myo"), (3, "dice_rv"))
+            }
+            rows.append({**row, "seconds": time.perf_counter() - t0})
     return rows
-
-
-def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"n": len(rows)}
-    for key in ("lv", "myo", "rv", "seconds"):
-        v = np.array([r[key] for r in rows], dtype=float)
-        v = v[np.isfinite(v)]
-        out[key] = {"mean": float(v.mean()), "median": float(np.median(v)), "min": float(v.min())} if v.size else None
-    return out
 
 
 def main() -> None:
@@ -109,10 +71,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     segmenter = load_segmenter(args.model, threads=args.threads)
     figures: dict[str, Any] = {"model": segmenter.card.get("name"), "version": segmenter.card.get("version")}
-    figures["real_like"] = summary(real_like(segmenter, args.cases, args.motion))
-    figures["phantom_breathing"] = summary(phantom_breathing(segmenter, args.phantom, args.motion))
+    keys = ("dice_lv", "dice_myo", "dice_rv", "seconds")
+
+    def show(row: dict[str, Any]) -> None:
+        print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
+
+    figures["real_like"] = summarise_rows(evaluate_real_like(segmenter, args.cases, motion=args.motion, log=show), keys)
+    figures["phantom_breathing"] = summarise_rows(phantom_breathing(segmenter, args.phantom, args.motion), keys)
     static = summarise(evaluate_phantom(segmenter, range(HELD_OUT_SEED, HELD_OUT_SEED + args.phantom)))
-    figures["phantom_static"] = {k: static[f"dice_{k}"] for k in ("lv", "myo", "rv")} | {"n": static["n_slices"]}
+    figures["phantom_static"] = {k: static[k] for k in ("dice_lv", "dice_myo", "dice_rv")} | {"n": static["n_slices"]}
 
     print(f"\nmodel {figures['model']} {figures['version']}, motion {args.motion}")
     print(f"{'set':<20}{'n':>4}{'myocardium':>14}{'LV':>8}{'RV':>8}{'s/slice':>9}")
@@ -120,8 +87,8 @@ def main() -> None:
         f = figures[name]
         sec = f.get("seconds")
         print(
-            f"{name:<20}{f['n']:>4}{f['myo']['mean']:>10.3f} ({f['myo']['median']:.2f}){f['lv']['mean']:>8.3f}"
-            f"{f['rv']['mean']:>8.3f}{'' if not sec else format(sec['mean'], '9.1f')}"
+            f"{name:<20}{f['n']:>4}{f['dice_myo']['mean']:>10.3f} ({f['dice_myo']['median']:.2f})"
+            f"{f['dice_lv']['mean']:>8.3f}{f['dice_rv']['mean']:>8.3f}{'' if not sec else format(sec['mean'], '9.1f')}"
         )
     print("(mean Dice; median in brackets; real-like and breathing sets per frame, static on the reference frame)")
     if args.json:
