@@ -109,6 +109,23 @@ def boundary_distances(pred: ArrayLike, ref: ArrayLike, spacing_mm: ArrayLike) -
     return float(both.mean()), float(max(d_pr.max(), d_rp.max()))
 
 
+def surface_distances_mm(pred: ArrayLike, ref: ArrayLike, spacing_mm: ArrayLike) -> tuple[float, float, float]:
+    """Mean symmetric surface distance, 95th-percentile and maximum Hausdorff distance, mm.
+
+    The 95 % Hausdorff distance is the 95th percentile of the pooled boundary-to-boundary
+    distances of both directions (as MONAI's ``compute_hausdorff_distance(percentile=95)`` per
+    direction, taking the larger); NaN when either mask is empty.
+    """
+    p, r = _pair(pred, ref)
+    s = _spacing(spacing_mm, p.ndim)
+    if not p.any() or not r.any():
+        return float("nan"), float("nan"), float("nan")
+    d_pr = _surface_distances(p, r, s)
+    d_rp = _surface_distances(r, p, s)
+    hd95 = max(float(np.percentile(d_pr, 95)), float(np.percentile(d_rp, 95)))
+    return float(np.concatenate([d_pr, d_rp]).mean()), hd95, float(max(d_pr.max(), d_rp.max()))
+
+
 def angle_about(point_yx: ArrayLike, centre_yx: ArrayLike, spacing_mm: ArrayLike) -> float:
     """Angle (degrees, in (-180, 180]) of a point about a centre in physical in-plane coordinates.
 

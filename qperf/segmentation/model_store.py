@@ -39,11 +39,13 @@ def sha256_of(path: str | Path) -> str:
 
 
 def resolve(model: str | Path | None) -> tuple[Path, Path]:
-    """Weights and card paths of a model name, weights path or card path."""
+    """Weights and card paths of a model name, weights path, card path or run folder."""
     if model is None:
         model = DEFAULT_MODEL
     p = Path(model)
-    if p.suffix in (".pt", ".json"):
+    if p.is_dir():  # a fine-tuning run folder (qperf train --real)
+        weights, card = p / "model.pt", p / "model.json"
+    elif p.suffix in (".pt", ".json"):
         weights, card = p.with_suffix(".pt"), p.with_suffix(".json")
     elif p.parent == Path(".") and not p.exists():
         weights, card = MODELS_DIR / f"{p.name}.pt", MODELS_DIR / f"{p.name}.json"

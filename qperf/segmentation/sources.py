@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -167,32 +166,56 @@ def real_like_slices(cine_path: str | Path, cases: tuple[str, ...], n: int, seed
     return out
 
 
-def annotated_folder(folder: str | Path) -> list[AnnotatedSlice]:
-    """Real annotated cases: one sub-folder per slice with a series file and ``labels.nrrd``.
+#: Margin around the labelled heart that motion correction of an annotated case registers, mm.
+CASE_MOTION_MARGIN_MM = 40.0
 
-    Each case folder holds ``series.*`` (any format :func:`qperf.io.read_series` reads),
-    ``labels.nrrd`` (y, x) or (t, y, x) with values 0-3, and optionally ``insertion.json``
-    (``{"anterior": [y, x], "inferior": [y, x]}`` in pixels).
+
+def case_slice(case: Any, motion: str = "auto") -> AnnotatedSlice:
+    """A training slice from an annotated case (see :func:`prepare_case`)."""
+    return prepare_case(case, motion)[0]
+
+
+def prepare_case(case: Any, motion: str = "auto") -> tuple[AnnotatedSlice, Any | None]:
+    """A training slice from an annotated case (:class:`qperf.segmentation.cases.AnnotatedCase`),
+    and the motion correction its labels were carried with (None when not corrected).
+
+    A single ``(y, x)`` map labels the series as given. Per-frame labels of an acquired series
+    are brought to one reference grid the way inference sees the series: the motion is corrected
+    around the labelled heart (``motion`` as :meth:`~qperf.segmentation.Segmenter.segment`:
+    when the heart moves, always, or never), every labelled frame is carried to the reference
+    grid through the motion fields, and each pixel takes the label most frames give it. The
+    insertion points (on the first labelled frame) follow the same way.
     """
-    from qperf import io
+    from qperf import motion as motion_mod
+    from qperf.motion.detect import MOVING_MM, heart_shifts_mm, motion_extent_mm
 
-    root = Path(folder)
-    if not root.is_dir():
-        raise FormatError(f"real_folder: expected a folder of annotated cases, found no folder {root}")
-    cases = []
-    for case in sorted(p for p in root.iterdir() if p.is_dir()):
-        series_files = sorted(case.glob("series.*"))
-        lab_path = case / "labels.nrrd"
-        if not series_files or not lab_path.exists():
-            continue
-        series = io.read_series(series_files[0])
-        labels = np.asarray(io.read_image(lab_path).array)
-        if labels.ndim == 3:
-            labels = labels[labels.shape[0] // 2]
-        points: dict[str, tuple[float, float]] = {}
-        ins = case / "insertion.json"
-        if ins.exists():
-            d = json.loads(ins.read_text())
-            points = {k: (float(v[0]), float(v[1])) for k, v in d.items() if k in ("anterior", "inferior")}
-        cases.append(AnnotatedSlice(series, labels, points))
-    return cases
+    series, labels = case.series, np.asarray(case.labels)
+    if labels.ndim == 2:
+        return AnnotatedSlice(series, labels, dict(case.points_yx), case.drawn), None
+    frames = case.labelled_frames
+    if not frames:
+        raise FormatError(f"case {case.name}: expected at least one labelled frame, found all frames empty")
+    heart = np.isin(labels[list(frames)], (1, 2, 3)).any(axis=0)
+    result = None
+    if motion != "off" and heart.any():
+        centre = np.argwhere(heart).mean(axis=0)
+        moving = motion_extent_mm(heart_shifts_mm(series, (float(centre[0]), float(centre[1])))) >= MOVING_MM
+        if motion == "on" or moving:
+            margin = int(np.ceil(CASE_MOTION_MARGIN_MM / min(series.spacing_mm)))
+            result = motion_mod.correct_series(series, heart_mask=heart, margin_px=margin)
+    votes = np.zeros((4, *series.shape), dtype=np.int32)
+    for k in frames:
+        ref = motion_mod.frame_labels_to_reference(labels[k], k, result)
+        for c in range(4):
+            votes[c] += ref == c
+    labels_ref = np.asarray(votes.argmax(axis=0), dtype=np.uint8)
+    points = {k: motion_mod.frame_point_to_reference(p, frames[0], result) for k, p in case.points_yx.items()}
+    corrected = result.corrected if result is not None else series
+    return AnnotatedSlice(corrected, labels_ref, points, case.drawn), result
+
+
+def annotated_folder(folder: str | Path, motion: str = "auto", **series_options: Any) -> list[AnnotatedSlice]:
+    """Training slices of every annotated case in ``folder`` (:mod:`qperf.segmentation.cases`)."""
+    from qperf.segmentation.cases import read_cases
+
+    return [case_slice(c, motion) for c in read_cases(folder, **series_options)]

@@ -256,6 +256,114 @@ def _device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
+def _initial_weights(path: str) -> dict[str, Any]:
+    """Weights to start from: a training checkpoint (``model``) or an exported model (``state_dict``);
+    ``"shipped"`` is the shipped model."""
+    from qperf.segmentation.model_store import resolve
+
+    target = resolve(None)[0] if path == "shipped" else Path(path)
+    if target.is_dir():
+        target = resolve(target)[0]
+    try:
+        state = torch.load(target, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError, ValueError) as exc:
+        raise NotAvailableError(f"init: expected model weights at {target}, found {exc}") from exc
+    weights = state.get("model", state.get("state_dict")) if isinstance(state, dict) else None
+    if not isinstance(weights, dict):
+        raise NotAvailableError(f"init: expected a QPerf checkpoint or model at {target}, found neither")
+    return weights
+
+
+class _Run:
+    """The state of one training run: network, optimiser, sample pool, validation sets, clock."""
+
+    def __init__(self, cfg: TrainConfig, out: Path, resume: bool, log: Callable[[str], None]) -> None:
+        self.cfg, self.out, self.log = cfg, out, log
+        torch.set_num_threads(max(1, cfg.threads))
+        torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.device = _device()
+        self.net_cfg = NetConfig.from_dict(cfg.net)
+        if self.net_cfg.in_channels != pre.N_CHANNELS:
+            raise ValidationError(f"net.in_channels: expected {pre.N_CHANNELS}, found {self.net_cfg.in_channels}")
+        self.model = ResUNet(self.net_cfg).to(self.device)
+        if cfg.crop_px % self.model.multiple:
+            raise ValidationError(f"crop_px: expected a multiple of {self.model.multiple}, found {cfg.crop_px}")
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.step, self.best, self.elapsed_before = 0, -1.0, 0.0
+        self.ckpt_path = out / "checkpoint.pt"
+        if resume and self.ckpt_path.exists():
+            state = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+            self.model.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["optimizer"])
+            self.step, self.best = int(state["step"]), float(state["best"])
+            self.elapsed_before = float(state.get("elapsed_s", 0.0))
+            self.rng = np.random.default_rng([cfg.seed, self.step])
+            log(f"resumed from {self.ckpt_path} at step {self.step} (best validation score {self.best:.4f})")
+        elif cfg.init_from:
+            # Warm start: weights only (a new run, new optimiser and schedule).
+            self.model.load_state_dict(_initial_weights(cfg.init_from))
+            log(f"initialised from the weights of {cfg.init_from}")
+        self.t0 = time.monotonic()
+
+    def elapsed_s(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.t0
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "step": self.step,
+            "best": self.best,
+            "elapsed_s": self.elapsed_s(),
+            "train_config": asdict(self.cfg),
+            "net_config": self.net_cfg.to_dict(),
+        }
+        torch.save(state, tmp)
+        tmp.replace(path)
+
+    def learning_rate(self) -> float:
+        """Cosine decay over whichever budget (steps or minutes) runs out first."""
+        cfg = self.cfg
+        progress = min(1.0, max(self.step / cfg.max_steps, self.elapsed_s() / 60.0 / cfg.max_minutes))
+        return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def train_step(self, pool: SamplePool, aug: AugmentConfig) -> dict[str, Any]:
+        lr = self.learning_rate()
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        if self.step % self.cfg.refresh_every == 0:
+            pool.refresh()
+        n_classes = self.net_cfg.n_classes
+        x, y, heat, has, drawn = (v.to(self.device) for v in make_batch(pool, self.cfg, aug, self.rng, n_classes))
+        loss, parts = compute_loss(self.model(x), y, heat, has, self.cfg, n_classes, drawn)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.step += 1
+        return {
+            "step": self.step,
+            "loss": float(loss.detach()),
+            "lr": lr,
+            **parts,
+            "elapsed_s": round(self.elapsed_s(), 1),
+        }
+
+    def validate(self, sets: dict[str, list[Any]]) -> dict[str, float]:
+        """Validation figures of every set (keys suffixed with the set's name) and the selection score."""
+        record: dict[str, float] = {}
+        for name, val in sets.items():
+            if val:
+                figures = validate(self.model, val, self.device, self.net_cfg.n_classes)
+                record.update({f"{k}{name}": v for k, v in figures.items()})
+        score = selection_score(record)
+        if score > self.best:
+            self.best = score
+            self.save(self.out / "best.pt")
+        return record
+
+
 def train(
     cfg: TrainConfig,
     out_dir: str | Path,
@@ -264,6 +372,8 @@ def train(
     log: Callable[[str], None] = print,
     phantom_source: Iterator[AnnotatedSlice] | None = None,
     val_slices: list[AnnotatedSlice] | None = None,
+    real_slices: list[AnnotatedSlice] | None = None,
+    real_val_slices: list[AnnotatedSlice] | None = None,
 ) -> Path:
     """Run (or resume) a training run; returns the path of the best checkpoint.
 
@@ -276,115 +386,66 @@ def train(
         Continue from ``out_dir/checkpoint.pt`` when it exists.
     phantom_source, val_slices : optional
         Override the phantom stream and the validation slices (tests use small synthetic ones).
+    real_slices, real_val_slices : optional
+        Annotated real slices drawn with probability ``cfg.real_fraction``, and held-out real
+        slices that validate the run (they then choose the best checkpoint); by default the
+        cases of ``cfg.real_folder`` (:func:`qperf.segmentation.sources.annotated_folder`).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, cfg.threads))
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    device = _device()
-    net_cfg = NetConfig.from_dict(cfg.net)
-    if net_cfg.in_channels != pre.N_CHANNELS:
-        raise ValidationError(f"net.in_channels: expected {pre.N_CHANNELS}, found {net_cfg.in_channels}")
-    model = ResUNet(net_cfg).to(device)
-    if cfg.crop_px % model.multiple:
-        raise ValidationError(f"crop_px: expected a multiple of {model.multiple}, found {cfg.crop_px}")
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step, best, elapsed_before = 0, -1.0, 0.0
-    ckpt_path = out / "checkpoint.pt"
-    if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        step, best, elapsed_before = int(state["step"]), float(state["best"]), float(state.get("elapsed_s", 0.0))
-        rng = np.random.default_rng([cfg.seed, step])
-        log(f"resumed from {ckpt_path} at step {step} (best val myocardium Dice {best:.4f})")
-    elif cfg.init_from:
-        # Warm start: weights only (a new run, new optimiser and schedule).
-        state = torch.load(cfg.init_from, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        log(f"initialised from the weights of {cfg.init_from} (step {state.get('step')})")
+    run = _Run(cfg, out, resume, log)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     aug = AugmentConfig(**cfg.augment)
-    source = phantom_source or _training_source(cfg, cfg.seed * 1000 + step)
-    real = annotated_folder(cfg.real_folder) if cfg.real_folder else []
-    if cfg.real_folder and not real:
+    source = phantom_source or _training_source(cfg, cfg.seed * 1000 + run.step)
+    if real_slices is None and cfg.real_folder:
+        real_slices = annotated_folder(cfg.real_folder)
+    if cfg.real_folder and not real_slices:
         raise NotAvailableError(f"real_folder: expected annotated cases in {cfg.real_folder}, found none")
-    if val_slices is None:
-        val_iter = phantom_slices(seed=cfg.val_seed, **cfg.phantom_options)
-        val_slices = [next(val_iter) for _ in range(cfg.n_val_slices)]
-    vrng = np.random.default_rng(cfg.val_seed)
-    val = [make_sample(v, vrng, aug, size=pre.CROP_PX, augment=False)[:2] for v in val_slices]
-    real_like = (
-        real_like_slices(cfg.cine_path, TRAINING_CASES, cfg.n_val_real_like, cfg.val_seed)
-        if cfg.cine_path and phantom_source is None
-        else []
-    )
-    val_real = [make_sample(v, vrng, aug, size=pre.CROP_PX, augment=False)[:2] for v in real_like]
-    pool = SamplePool(source, real, cfg, rng)
-    log(f"training on {device}, {sum(p.numel() for p in model.parameters())} parameters, from step {step}")
-    t0 = time.monotonic()
-    last_ckpt = t0
-    n_classes = net_cfg.n_classes
-
-    def save(path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "step": step,
-                "best": best,
-                "elapsed_s": elapsed_before + time.monotonic() - t0,
-                "train_config": asdict(cfg),
-                "net_config": net_cfg.to_dict(),
-            },
-            tmp,
-        )
-        tmp.replace(path)
-
+    sets = _validation_sets(cfg, val_slices, real_val_slices, synthetic_only=phantom_source is not None)
+    pool = SamplePool(source, list(real_slices or []), cfg, run.rng)
+    log(f"training on {run.device}, {sum(p.numel() for p in run.model.parameters())} parameters, from step {run.step}")
+    last_ckpt = time.monotonic()
     with open(out / "log.jsonl", "a") as log_file:
-        while step < cfg.max_steps and (elapsed_before + time.monotonic() - t0) / 60.0 < cfg.max_minutes:
-            # Cosine decay over whichever budget (steps or minutes) runs out first.
-            elapsed_min = (elapsed_before + time.monotonic() - t0) / 60.0
-            progress = min(1.0, max(step / cfg.max_steps, elapsed_min / cfg.max_minutes))
-            lr = cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
-            for g in opt.param_groups:
-                g["lr"] = lr
-            if step % cfg.refresh_every == 0:
-                pool.refresh()
-            x, y, heat, has, drawn = (v.to(device) for v in make_batch(pool, cfg, aug, rng, n_classes))
-            outp = model(x)
-            loss, parts = compute_loss(outp, y, heat, has, cfg, n_classes, drawn)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            record: dict[str, Any] = {
-                "step": step,
-                "loss": float(loss.detach()),
-                "lr": lr,
-                **parts,
-                "elapsed_s": round(elapsed_before + time.monotonic() - t0, 1),
-            }
-            if step % cfg.val_every == 0 or step == cfg.max_steps:
-                record.update(_validate_all(model, val, val_real, device, n_classes))
-                if selection_score(record) > best:
-                    best = selection_score(record)
-                    save(out / "best.pt")
+        while run.step < cfg.max_steps and run.elapsed_s() / 60.0 < cfg.max_minutes:
+            record = run.train_step(pool, aug)
+            if run.step % cfg.val_every == 0 or run.step == cfg.max_steps:
+                record.update(run.validate(sets))
                 log(json.dumps(record))
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()
             if (time.monotonic() - last_ckpt) / 60.0 >= cfg.checkpoint_minutes:
-                save(ckpt_path)
+                run.save(run.ckpt_path)
                 last_ckpt = time.monotonic()
-        record = {"step": step, **_validate_all(model, val, val_real, device, n_classes)}
-        if selection_score(record) > best:
-            best = selection_score(record)
-            save(out / "best.pt")
-        log(json.dumps({"final": True, **record}))
-        log_file.write(json.dumps({"final": True, **record}) + "\n")
-    save(ckpt_path)
+        final = {"final": True, "step": run.step, **run.validate(sets)}
+        log(json.dumps(final))
+        log_file.write(json.dumps(final) + "\n")
+    run.save(run.ckpt_path)
     if not (out / "best.pt").exists():
-        save(out / "best.pt")
+        run.save(out / "best.pt")
     return out / "best.pt"
+
+
+def _validation_sets(
+    cfg: TrainConfig,
+    val_slices: list[AnnotatedSlice] | None,
+    real_val: list[AnnotatedSlice] | None,
+    *,
+    synthetic_only: bool,
+) -> dict[str, list[Any]]:
+    """Network-grid validation sets by suffix: the phantom (""), real-like slices of the training
+    patients ("_real_like"), held-out real cases ("_real")."""
+    if val_slices is None:
+        val_iter = phantom_slices(seed=cfg.val_seed, **cfg.phantom_options)
+        val_slices = [next(val_iter) for _ in range(cfg.n_val_slices)]
+    real_like = (
+        real_like_slices(cfg.cine_path, TRAINING_CASES, cfg.n_val_real_like, cfg.val_seed)
+        if cfg.cine_path and not synthetic_only
+        else []
+    )
+    aug = AugmentConfig(**cfg.augment)
+    vrng = np.random.default_rng(cfg.val_seed)
+
+    def samples(items: list[AnnotatedSlice]) -> list[Any]:
+        return [make_sample(v, vrng, aug, size=pre.CROP_PX, augment=False)[:2] for v in items]
+
+    return {"": samples(val_slices), "_real_like": samples(real_like), "_real": samples(list(real_val or []))}

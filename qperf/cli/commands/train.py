@@ -1,38 +1,73 @@
-"""``qperf train --out RUN_DIR``: train the segmentation network on streamed phantom slices."""
+"""``qperf train --out RUN_DIR``: train the segmentation network, or fine-tune it on annotated cases."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from dataclasses import asdict
 from pathlib import Path
 
+from qperf.cli.commands._options import add_series_options, series_options
 from qperf.errors import ValidationError
 
 NAME = "train"
 ORDER = 60
-HELP = "train the segmentation network on randomised phantom studies (and real annotated cases)"
-DESCRIPTION = """Train the segmentation CNN. Randomised phantom studies are generated in memory
-(nothing is written but the run folder) and randomised again (contrast, noise, bias fields,
-blur, resolution, motion residue, artefacts, crops, flips, rotations). RUN_DIR receives
-config.json, log.jsonl (loss and validation Dice), checkpoint.pt (every few minutes; an
-existing one is resumed) and best.pt. Uses a GPU when one is present."""
+HELP = "train the segmentation network, or fine-tune it on your own annotated cases (--real)"
+DESCRIPTION = """Train the segmentation CNN on synthetic and phantom series generated in memory, or,
+with --real FOLDER, fine-tune a model (the shipped one by default, --init) on annotated cases.
+
+Annotated cases: FOLDER holds one folder per case with
+  series.*       the series as acquired (any format qperf reads: .seq.nrrd, .nrrd, .nii(.gz),
+                 .npz, .npy with the reading options below, a DICOM folder named series)
+  labels.nrrd    (or .nii/.nii.gz) labels on the series' grid: 0 background, 1 LV blood pool,
+                 2 myocardium, 3 RV blood pool; (y, x) for one frame or (t, y, x) per frame,
+                 frames left all zero being unlabelled (not background)
+  insertion.json optional RV insertion points, {"anterior": [y, x], "inferior": [y, x]} on the
+                 (first) labelled frame, or as qperf segment writes them
+  case.json      optional {"classes": ["lv_blood_pool", "lv_myocardium"], "patient": "P01"}: the
+                 classes drawn (a class not drawn is left out of the loss; without case.json,
+                 the classes present in any frame) and the patient (for the held-out split)
+QPerf Seg's "Export ground truth" writes this format.
+
+Fine-tuning: per-frame labels of an acquired, breathing series are carried to its
+motion-corrected grid and combined (each pixel takes the label most frames give it); a fifth of
+the patients are held out and scored frame by frame before and after; every batch is half real
+cases, half synthetic and phantom slices (so the network keeps what the cases do not show);
+learning rate 3e-4. --max-minutes bounds the whole run. RUN_DIR then holds model.pt, model.json
+(card: data, split, held-out figures) and model.md, and works as qperf segment --model RUN_DIR
+and in QPerf Seg. Every run writes config.json, log.jsonl (losses, validation Dice, held-out
+figures), checkpoint.pt (every few minutes; an existing one is resumed) and best.pt. Uses a GPU
+when one is present."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (resumed when it has a checkpoint)")
     parser.add_argument("--config", metavar="JSON", help="training configuration (fields of TrainConfig)")
+    parser.add_argument("--real", metavar="FOLDER", help="fine-tune on the annotated cases in FOLDER")
+    parser.add_argument(
+        "--init",
+        metavar="MODEL",
+        help="with --real: 'shipped' (default) or a model (.pt, card, run folder) to start from",
+    )
+    parser.add_argument("--held-out", type=float, default=0.2, metavar="F", help="with --real: patients held out (0.2)")
+    parser.add_argument(
+        "--real-fraction", type=float, default=0.5, metavar="F", help="with --real: share of real cases per batch (0.5)"
+    )
+    parser.add_argument(
+        "--motion", choices=["auto", "on", "off"], default="auto", help="with --real: motion correction of the cases"
+    )
     parser.add_argument("--seed", type=int, help="random seed (overrides the configuration)")
     parser.add_argument("--max-steps", type=int, help="number of optimisation steps")
-    parser.add_argument("--max-minutes", type=float, help="stop after this many minutes")
+    parser.add_argument("--max-minutes", type=float, help="stop after this many minutes (with --real: the whole run)")
     parser.add_argument("--batch-size", type=int, help="samples per step")
-    parser.add_argument("--real", metavar="FOLDER", help="folder of real annotated cases to mix in")
     parser.add_argument("--threads", type=int, help="CPU threads")
     parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in RUN_DIR")
+    add_series_options(parser)
 
 
-def run(args: argparse.Namespace) -> int:
-    from qperf.segmentation.train import TrainConfig, train
+def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from qperf.segmentation.train import TrainConfig
 
     cfg = TrainConfig.from_json(args.config) if args.config else TrainConfig()
     for name, attr in (
@@ -40,7 +75,6 @@ def run(args: argparse.Namespace) -> int:
         ("max_steps", "max_steps"),
         ("max_minutes", "max_minutes"),
         ("batch_size", "batch_size"),
-        ("real", "real_folder"),
         ("threads", "threads"),
     ):
         value = getattr(args, name)
@@ -50,10 +84,45 @@ def run(args: argparse.Namespace) -> int:
         raise ValidationError(
             f"--max-steps/--batch-size: expected positive integers, found {cfg.max_steps}/{cfg.batch_size}"
         )
+    if not (math.isfinite(cfg.max_minutes) and cfg.max_minutes > 0):
+        raise ValidationError(f"--max-minutes: expected a positive number, found {cfg.max_minutes}")
+    if cfg.threads < 1:
+        raise ValidationError(f"--threads: expected a positive integer, found {cfg.threads}")
+    for name in ("held_out", "real_fraction"):
+        value = getattr(args, name)
+        if not 0.0 <= value <= 1.0:
+            raise ValidationError(f"--{name.replace('_', '-')}: expected a fraction from 0 to 1, found {value}")
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = _config(args)
     out = Path(args.out)
-    if not args.quiet:
-        print(json.dumps(asdict(cfg)))
-    best = train(cfg, out, resume=not args.fresh, log=(lambda s: None) if args.quiet else print)
-    if not args.quiet:
-        print(f"best checkpoint: {best}")
+    log = (lambda s: None) if args.quiet else print
+    if args.real:
+        from qperf.segmentation.finetune import FINE_TUNE_LR, fine_tune
+
+        card = fine_tune(
+            args.real,
+            out,
+            init=args.init or "shipped",
+            max_minutes=cfg.max_minutes if args.max_minutes is not None else 20.0,
+            held_out_fraction=args.held_out,
+            real_fraction=args.real_fraction,
+            motion=args.motion,
+            series_options=series_options(args),
+            lr=cfg.lr if args.config else FINE_TUNE_LR,
+            config=cfg,
+            log=log,
+            resume=not args.fresh,
+        )
+        log(f"model: {out} (card {card.name})")
+        return 0
+    if args.init:
+        cfg.init_from = args.init
+    from qperf.segmentation.train import train
+
+    log(json.dumps(asdict(cfg)))
+    best = train(cfg, out, resume=not args.fresh, log=log)
+    log(f"best checkpoint: {best}")
     return 0
