@@ -217,7 +217,9 @@ def _check_supplied(study: PerfusionStudy, options: AnalysisOptions) -> None:
         if value is not None and len(value) != n:
             raise ValidationError(f"{name}: expected one {what} per slice ({n}), found {len(value)}")
     if options.labels is not None and options.insertion_points_yx is None:
-        raise ValidationError("insertion_points_yx: supply the anterior RV insertion point of every slice with the labels")
+        raise ValidationError(
+            "insertion_points_yx: supply the anterior RV insertion point of every slice with the labels"
+        )
     for i, (lab, s) in enumerate(zip(options.labels or (), study.slices, strict=False)):
         if np.shape(lab) not in (s.shape, (s.n_frames, *s.shape)):
             raise ValidationError(
