@@ -26,6 +26,7 @@ contrast dynamics rather than one scanner's or one phantom's look:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -199,75 +200,60 @@ def _defect_classes(lm: LabelMap, rng: np.random.Generator, first_free: int) -> 
     return out, first_free
 
 
-def synthesize(lm: LabelMap, rng: np.random.Generator, cfg: SynthConfig | None = None) -> AnnotatedSlice:
-    """Render one random 2D+T series from a label map.
+@dataclass(frozen=True)
+class _Grid:
+    """The label map placed on the output grid: class fractions, labels, insertion points."""
 
-    Returns
-    -------
-    AnnotatedSlice
-        A raw-signal series (the reference position's labels on its grid, the insertion points
-        when known, and the classes that were drawn).
-    """
-    cfg = cfg or SynthConfig()
-    n_classes_in = int(lm.classes.max()) + 1
-    classes, defect_class = _defect_classes(lm, rng, max(n_classes_in, FIRST_BACKGROUND))
+    spacing_mm: float
+    fractions: NDArray[np.float32]  # (classes, y, x)
+    labels: NDArray[np.uint8]
+    points_yx: dict[str, tuple[float, float]]
+
+
+def _place(
+    lm: LabelMap, classes: NDArray[np.int16], defect_class: int | None, rng: np.random.Generator, cfg: SynthConfig
+) -> _Grid:
+    """Output grid, rotation, flip, scaling and elastic deformation; partial volume from sub-pixels."""
     n_cls = int(classes.max()) + 1
-
-    # --- geometry: output grid, rotation, flip, scaling, elastic deformation -----------------
     out_mm = float(rng.uniform(*cfg.spacing_mm))
     fov = float(rng.uniform(*(cfg.tight_fov_mm if rng.random() < cfg.p_tight_fov else cfg.fov_mm)))
     n_out = max(32, int(round(fov / out_mm)))
     ss = max(1, int(np.ceil(out_mm / (1.5 * lm.spacing_mm))))
-    n_fine = n_out * ss
-    fine_mm = out_mm / ss
-    angle = rng.uniform(0, 2 * np.pi)
-    scale = rng.uniform(0.85, 1.2)
+    n_fine, fine_mm = n_out * ss, out_mm / ss
+    angle, scale = rng.uniform(0, 2 * np.pi), rng.uniform(0.85, 1.2)
     c, s = np.cos(angle), np.sin(angle)
     mat = np.array([[c, -s], [s, c]]) * (fine_mm / lm.spacing_mm / scale)
     if rng.random() < 0.5:
         mat = mat @ np.diag([1.0, -1.0])
-    hy, hx = _heart_centre(lm.classes)
-    offset_mm = rng.uniform(-0.3, 0.3, 2) * min(fov, 200.0)
-    centre_src = np.array([hy, hx])
+    centre_src = np.array(_heart_centre(lm.classes))
+    offset = rng.uniform(-0.3, 0.3, 2) * min(fov, 200.0) / fine_mm + (n_fine - 1) / 2.0
     v, u = np.mgrid[0:n_fine, 0:n_fine].astype(np.float64)
-    rel = np.stack([v - (n_fine - 1) / 2.0 - offset_mm[0] / fine_mm, u - (n_fine - 1) / 2.0 - offset_mm[1] / fine_mm])
-    src = np.tensordot(mat, rel, axes=1) + centre_src[:, None, None]
+    src = np.tensordot(mat, np.stack([v - offset[0], u - offset[1]]), axes=1) + centre_src[:, None, None]
     if cfg.elastic_mm > 0:
         amp = rng.uniform(0.0, cfg.elastic_mm) / lm.spacing_mm
         for a in range(2):
             src[a] += amp * _smooth_field(rng, (n_fine, n_fine), 5)
-    fine = ndi.map_coordinates(classes, src, order=0, mode="constant", cval=0).astype(np.int16)
-    # class fractions on the output grid (partial volume)
+    fine = ndi.map_coordinates(classes, src, order=0, mode="constant", cval=0).astype(np.int64)
     onehot = np.zeros((n_cls, n_fine, n_fine), dtype=np.float32)
-    np.put_along_axis(onehot, fine[None].astype(np.int64), 1.0, axis=0)
+    np.put_along_axis(onehot, fine[None], 1.0, axis=0)
     frac = onehot.reshape(n_cls, n_out, ss, n_out, ss).mean(axis=(2, 4))
-    label_frac = np.stack(
-        [
-            frac[0] + frac[FIRST_BACKGROUND:].sum(0) - (frac[defect_class] if defect_class else 0.0),
-            frac[1],
-            frac[2] + (frac[defect_class] if defect_class else 0.0),
-            frac[3],
-        ]
-    )
-    labels = np.asarray(np.argmax(label_frac, axis=0), dtype=np.uint8)
+    defect = frac[defect_class] if defect_class else 0.0
+    label_frac = np.stack([frac[0] + frac[FIRST_BACKGROUND:].sum(0) - defect, frac[1], frac[2] + defect, frac[3]])
     inv = np.linalg.inv(mat)
     points = {}
-    for name, (py, px) in lm.points_yx.items():
-        f = inv @ (np.array([py, px]) - centre_src)
-        fv = f[0] + (n_fine - 1) / 2.0 + offset_mm[0] / fine_mm
-        fu = f[1] + (n_fine - 1) / 2.0 + offset_mm[1] / fine_mm
+    for name, p in lm.points_yx.items():
+        fv, fu = inv @ (np.asarray(p, dtype=float) - centre_src) + offset
         points[name] = ((fv + 0.5) / ss - 0.5, (fu + 0.5) / ss - 0.5)
+    return _Grid(out_mm, frac, np.asarray(np.argmax(label_frac, axis=0), dtype=np.uint8), points)
 
-    # --- timing and curves ---------------------------------------------------------------------
-    n_dyn = int(rng.integers(cfg.n_frames[0], cfg.n_frames[1] + 1))
-    n_pd = int(rng.integers(1, 5)) if rng.random() < cfg.p_pd else 0
-    times = _frame_times(rng, n_dyn + n_pd)
-    t_dyn = times[n_pd:] - times[n_pd]
-    curves, _ = _draw_curves(rng, float(t_dyn[-1]))
+
+def _shapes(
+    lm: LabelMap, n_cls: int, defect_class: int | None, curves: _Curves, rng: np.random.Generator
+) -> dict[int, NDArray[np.float64]]:
+    """Enhancement curve shape (peak 1, on the fine clock) of every class."""
     shape_of: dict[int, NDArray[np.float64]] = {1: curves.lv, 3: curves.rv}
-    myo_k = rng.uniform(0.02, 0.5)
     dt = float(curves.grid[1] - curves.grid[0])
-    myo = _convolve(curves.lv, np.exp(-myo_k * np.arange(0.0, 60.0, dt)))
+    myo = _convolve(curves.lv, np.exp(-rng.uniform(0.02, 0.5) * np.arange(0.0, 60.0, dt)))
     shape_of[2] = myo / myo.max()
     if defect_class is not None:
         d = _convolve(
@@ -276,14 +262,22 @@ def synthesize(lm: LabelMap, rng: np.random.Generator, cfg: SynthConfig | None =
         )
         shape_of[defect_class] = d / max(float(d.max()), 1e-9)
     for k in range(FIRST_BACKGROUND, n_cls):
-        if k == defect_class:
-            continue
-        shape_of[k] = curves.kind(_background_curve_kind(lm.kinds.get(k, "generic"), rng), rng)
+        if k != defect_class:
+            shape_of[k] = curves.kind(_background_curve_kind(lm.kinds.get(k, "generic"), rng), rng)
     shape_of[0] = np.zeros_like(curves.grid)
+    return shape_of
 
-    gd_units = rng.random() < cfg.p_gd_units
-    base = np.zeros(n_cls)
-    peak = np.zeros(n_cls)
+
+def _levels(
+    lm: LabelMap,
+    n_cls: int,
+    defect_class: int | None,
+    shape_of: dict[int, NDArray[np.float64]],
+    rng: np.random.Generator,
+    cfg: SynthConfig,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Baseline and peak enhancement of every class, relative to the myocardial baseline."""
+    base, peak = np.zeros(n_cls), np.zeros(n_cls)
     b_lv = _log_uniform(rng, *cfg.lv_baseline)
     base[1], base[2] = b_lv, 1.0
     base[3] = b_lv * _log_uniform(rng, 0.75, 1.3)
@@ -298,49 +292,51 @@ def synthesize(lm: LabelMap, rng: np.random.Generator, cfg: SynthConfig | None =
     for k in range(FIRST_BACKGROUND, n_cls):
         if k == defect_class:
             continue
-        kind = lm.kinds.get(k, "generic")
-        base[k] = (
-            _log_uniform(rng, 0.01, 0.15) if kind in ("air", "lung") else _log_uniform(rng, *cfg.background_baseline)
-        )
+        dark = lm.kinds.get(k, "generic") in ("air", "lung")
+        base[k] = _log_uniform(rng, 0.01, 0.15) if dark else _log_uniform(rng, *cfg.background_baseline)
         if shape_of[k].any():
             vessel = shape_of[k].argmax() < shape_of[1].argmax() + 40
-            peak[k] = (
-                peak[1] * _log_uniform(rng, 0.2, 1.2)
-                if vessel and rng.random() < 0.5
-                else (base[k] * _log_uniform(rng, 0.05, 2.0))
-            )
-    if gd_units:
-        base[:] = 0.0
-    kappa_blood, kappa_tissue = rng.uniform(0.0, 4.0), rng.uniform(0.0, 1.5)
-    enh = np.zeros((n_dyn, n_cls))
-    for k in range(n_cls):
-        sat = 0.0 if gd_units else (kappa_blood if k in (1, 3) or peak[k] > 2.0 else kappa_tissue)
-        enh[:, k] = peak[k] * np.interp(t_dyn, curves.grid, _saturate(shape_of[k], sat))
-    pd_level = np.array([_log_uniform(rng, 1.5, 8.0) * max(b, 0.05) ** 0.3 for b in base])
+            if vessel and rng.random() < 0.5:
+                peak[k] = peak[1] * _log_uniform(rng, 0.2, 1.2)
+            else:
+                peak[k] = base[k] * _log_uniform(rng, 0.05, 2.0)
+    return base, peak
 
-    # --- render: baseline + enhancement per class, textures, coil, motion, blur, noise ------
-    shape2 = (n_out, n_out)
-    flat = frac.reshape(n_cls, -1)
-    texture = 1.0 + rng.uniform(0.0, 0.15) * _smooth_field(rng, shape2, max(4, n_out // 8))
-    gain_fields = (
-        np.stack(
-            [
-                1.0 + rng.uniform(0.0, 0.4) * _smooth_field(rng, shape2, 4)
-                if k >= FIRST_BACKGROUND
-                else np.ones(shape2)
-                for k in range(n_cls)
-            ]
-        )
-        .reshape(n_cls, -1)
-        .clip(0.1, None)
-    )
+
+def _render(
+    grid: _Grid,
+    base: NDArray[np.float64],
+    enh: NDArray[np.float64],
+    pd_level: NDArray[np.float64],
+    n_pd: int,
+    rng: np.random.Generator,
+    cfg: SynthConfig,
+) -> NDArray[np.float64]:
+    """Frames (PD first) from the class fractions, with texture, per-class gain fields and coil shading."""
+    n_cls, ny, nx = grid.fractions.shape
+    shape2 = (ny, nx)
+    flat = grid.fractions.reshape(n_cls, -1)
+    texture = 1.0 + rng.uniform(0.0, 0.15) * _smooth_field(rng, shape2, max(4, ny // 8))
+    gains = [
+        1.0 + rng.uniform(0.0, 0.4) * _smooth_field(rng, shape2, 4) if k >= FIRST_BACKGROUND else np.ones(shape2)
+        for k in range(n_cls)
+    ]
+    gain_fields = np.stack(gains).reshape(n_cls, -1).clip(0.1, None)
     baseline = (base @ flat).reshape(shape2) * texture
-    dyn = (enh @ (flat * gain_fields)).reshape(n_dyn, *shape2) + baseline[None]
-    frames = np.concatenate([((pd_level @ flat).reshape(shape2) * texture)[None].repeat(n_pd, 0), dyn])
+    dyn = (enh @ (flat * gain_fields)).reshape(enh.shape[0], *shape2) + baseline[None]
+    pd = ((pd_level @ flat).reshape(shape2) * texture)[None].repeat(n_pd, 0)
     coil = np.exp(rng.uniform(*cfg.coil_strength) * _smooth_field(rng, shape2, 3) * 0.5)
-    frames = frames * coil[None]
+    return np.asarray(np.concatenate([pd, dyn]) * coil[None])
 
-    frames = _move(frames, times, t_dyn, n_pd, out_mm, labels, rng, cfg)
+
+def _acquire(
+    frames: NDArray[Any], myo_pre: NDArray[np.bool_], gd_peak: float | None, rng: np.random.Generator, cfg: SynthConfig
+) -> NDArray[np.float32]:
+    """Blur or truncated k-space, noise (Rician for magnitude signal) and an arbitrary gain.
+
+    The noise is relative to the myocardial pre-contrast level (``myo_pre``: the myocardium in
+    the first three dynamic frames), or to the myocardial peak ``gd_peak`` of Gd-like series.
+    """
     if rng.random() < cfg.p_kspace:
         from qperf.phantom.signal import truncate_kspace
 
@@ -350,33 +346,65 @@ def synthesize(lm: LabelMap, rng: np.random.Generator, cfg: SynthConfig | None =
         sigma = rng.uniform(0.0, 0.8)
         if sigma > 0.05:
             frames = ndi.gaussian_filter(frames, (0.0, sigma, sigma))
-    level = float(np.median(frames[n_pd:][:3][:, labels == 2])) if (labels == 2).any() else 1.0
-    if gd_units:
-        level = float(peak[2])
+    gd_units = gd_peak is not None
+    level = gd_peak if gd_peak is not None else (float(np.median(frames[myo_pre])) if myo_pre.any() else 1.0)
     sd = max(level, 1e-3) * _log_uniform(rng, *cfg.noise)
-    real = frames + rng.standard_normal(frames.shape) * sd
+    data = frames + rng.standard_normal(frames.shape) * sd
+    if not gd_units:
+        data = np.hypot(data, rng.standard_normal(frames.shape) * sd)
+    return np.asarray(data * _log_uniform(rng, 10.0, 3000.0), dtype=np.float32)
+
+
+def synthesize(lm: LabelMap, rng: np.random.Generator, cfg: SynthConfig | None = None) -> AnnotatedSlice:
+    """Render one random 2D+T series from a label map.
+
+    Returns
+    -------
+    AnnotatedSlice
+        A raw-signal series (the reference position's labels on its grid, the insertion points
+        when known, and the classes that were drawn).
+    """
+    cfg = cfg or SynthConfig()
+    classes, defect_class = _defect_classes(lm, rng, max(int(lm.classes.max()) + 1, FIRST_BACKGROUND))
+    n_cls = int(classes.max()) + 1
+    grid = _place(lm, classes, defect_class, rng, cfg)
+    n_dyn = int(rng.integers(cfg.n_frames[0], cfg.n_frames[1] + 1))
+    n_pd = int(rng.integers(1, 5)) if rng.random() < cfg.p_pd else 0
+    times = _frame_times(rng, n_dyn + n_pd)
+    t_dyn = times[n_pd:] - times[n_pd]
+    curves, _ = _draw_curves(rng, float(t_dyn[-1]))
+    shape_of = _shapes(lm, n_cls, defect_class, curves, rng)
+    gd_units = rng.random() < cfg.p_gd_units
+    base, peak = _levels(lm, n_cls, defect_class, shape_of, rng, cfg)
     if gd_units:
-        data = real
-    else:
-        data = np.hypot(real, rng.standard_normal(frames.shape) * sd)
-    data = data * _log_uniform(rng, 10.0, 3000.0)
+        base[:] = 0.0
+    kappa_blood, kappa_tissue = rng.uniform(0.0, 4.0), rng.uniform(0.0, 1.5)
+    enh = np.zeros((n_dyn, n_cls))
+    for k in range(n_cls):
+        sat = 0.0 if gd_units else (kappa_blood if k in (1, 3) or peak[k] > 2.0 else kappa_tissue)
+        enh[:, k] = peak[k] * np.interp(t_dyn, curves.grid, _saturate(shape_of[k], sat))
+    pd_level = np.array([_log_uniform(rng, 1.5, 8.0) * max(b, 0.05) ** 0.3 for b in base])
+    frames = _render(grid, base, enh, pd_level, n_pd, rng, cfg)
+    labels = grid.labels
+    frames = _move(frames, times, n_pd, grid.spacing_mm, labels, rng, cfg)
+    myo_pre = np.zeros(frames.shape, dtype=bool)
+    myo_pre[n_pd : n_pd + 3] = labels == 2
+    data = _acquire(frames, myo_pre, float(peak[2]) if gd_units else None, rng, cfg)
     series = PerfusionSeries(
-        data.astype(np.float32),
+        data,
         times,
-        spacing_mm=(out_mm, out_mm),
+        spacing_mm=(grid.spacing_mm, grid.spacing_mm),
         units="gd_mmol_l" if gd_units else "signal",
         n_pd_frames=n_pd,
         name=lm.source,
     )
-    if not (labels == 3).any() or 3 not in lm.drawn:
-        points = {}
+    points = grid.points_yx if (labels == 3).any() and 3 in lm.drawn else {}
     return AnnotatedSlice(series, labels, points, lm.drawn)
 
 
 def _move(
     frames: NDArray[np.float64],
     times: NDArray[np.float64],
-    t_dyn: NDArray[np.float64],
     n_pd: int,
     spacing_mm: float,
     labels: NDArray[np.uint8],
@@ -399,7 +427,8 @@ def _move(
     else:
         disp_mm = rng.normal(0.0, rng.uniform(0.0, cfg.residual_mm), (n_t, 2))
         for k in rng.choice(n_t, size=int(rng.integers(0, 3)), replace=False):
-            disp_mm[k] += rng.uniform(2.0, 6.0) * np.array([np.sin(a := rng.uniform(0, 6.3)), np.cos(a)])
+            size, a = rng.uniform(2.0, 6.0), rng.uniform(0, 6.3)
+            disp_mm[k] += size * np.array([np.sin(a), np.cos(a)])
     if np.abs(disp_mm).max() < 0.05 * spacing_mm:
         return frames
     ny, nx = labels.shape
