@@ -165,6 +165,33 @@ def direction_name(vector: ArrayLike) -> str:
     return "+".join(parts) if parts else "?"
 
 
+def yx_to_ras(ijk_to_ras: ArrayLike, point_yx: ArrayLike) -> NDArray[np.float64]:
+    """RAS position (mm) of a (possibly fractional) pixel ``(y, x)`` of a slice (``k = 0``).
+
+    Parameters
+    ----------
+    ijk_to_ras : array_like, shape (4, 4)
+        The slice's IJK-to-RAS matrix (:meth:`PerfusionSeries.ijk_to_ras`); ``i`` is the
+        column ``x``, ``j`` the row ``y``.
+    point_yx : array_like, shape (2,)
+
+    Returns
+    -------
+    ndarray, float64, shape (3,)
+    """
+    m = np.asarray(ijk_to_ras, dtype=float)
+    y, x = (float(v) for v in np.asarray(point_yx, dtype=float).reshape(2))
+    return (m @ np.array([x, y, 0.0, 1.0]))[:3]
+
+
+def ras_to_yx(ijk_to_ras: ArrayLike, ras: ArrayLike) -> tuple[float, float]:
+    """Pixel ``(y, x)`` of a RAS position (mm), projected onto the slice plane (the inverse of :func:`yx_to_ras`)."""
+    m = np.asarray(ijk_to_ras, dtype=float)
+    position = np.asarray(ras, dtype=float).reshape(-1)[:3]
+    ijk = np.linalg.inv(m) @ np.array([*position, 1.0])
+    return (float(ijk[1]), float(ijk[0]))
+
+
 def _as_time(name: str, value: ArrayLike, n: int | None) -> NDArray[np.float64]:
     try:
         arr = np.array(value, dtype=np.float64).reshape(-1) if np.ndim(value) <= 1 else None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +29,13 @@ frame's edges against their temporal mean); when it exceeds 1.2 mm, respiratory 
 corrected around the heart (qperf moco's registration), the corrected series is segmented, and
 labels and insertion points are carried back to every acquired frame. Series already corrected
 by qperf (recorded in their metadata) and still series are segmented as they are, with the
-labels repeated over the frames. --motion on always corrects, --motion off never does."""
+labels repeated over the frames. --motion on always corrects, --motion off never does.
+
+With --reference, also: labels_ref.nrrd / labels_ref_N.nrrd, the labels on the motion-corrected
+(reference) grid, (y, x); and for every slice that was corrected motion/ / motion_N/, the
+correction in qperf moco's layout (corrected.seq.nrrd, forward_px.nrrd, inverse_px.nrrd,
+moco.json). A caller in another process rebuilds the whole segmentation from these files (the
+Slicer modules run the CNN so)."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +54,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "1.2 mm; default), on, off",
     )
     parser.add_argument("--motion-correct", action="store_true", help="the same as --motion on")
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="also write the labels on the corrected grid (labels_ref.nrrd) and the motion correction (motion/)",
+    )
     add_series_options(parser)
 
 
@@ -84,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
             records.append(
                 slice_record(result.insertion_points, result.insertion_points_per_frame, series, i, result.qc.to_dict())
             )
+            if args.reference:
+                _write_reference(result, series, tmp, suffix)
             if not args.quiet:
                 flags = ", ".join(result.qc.flags) or "none"
                 print(f"slice {i + 1}: myocardium {result.qc.myo_area_mm2:.0f} mm2, QC flags: {flags}")
@@ -96,3 +111,19 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"wrote {args.out}")
     return 0
+
+
+def _write_reference(result: Any, series: Any, folder: Path, suffix: str) -> None:
+    """The reference-grid labels and, when the slice was corrected, its motion folder."""
+    from qperf import io
+    from qperf.motion.folder import write_motion_folder
+
+    io.write_image(
+        np.asarray(result.labels_ref, dtype=np.uint8),
+        folder / f"labels_ref{suffix}.nrrd",
+        spacing_mm=series.spacing_mm,
+        geometry=series.geometry,
+    )
+    moco = result.extras.get("motion")
+    if moco is not None:
+        write_motion_folder(moco, folder / f"motion{suffix}")
