@@ -2,7 +2,10 @@
 
 The module file holds the module description, the widget (declared in
 ``Resources/UI/QPerfFlow.ui`` and bound to a parameter node) and the self-test; every behaviour
-lives in ``QPerfFlowLib`` (MRML glue) and the ``qperf`` core library.
+lives in ``QPerfFlowLib`` (this module's logic), ``QPerfCommonLib`` (the scene glue shared with
+QPerf Seg, from the hidden module QPerfCommon) and the ``qperf`` core library, whose study
+workflow (``qperf.workflow.analyze_study``) computes the flow. QPerf Flow reads QPerf Seg's
+results from the scene and needs nothing else from it.
 """
 
 import importlib
@@ -29,7 +32,7 @@ class QPerfFlow(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = "QPerf Flow"
         self.parent.categories = ["Cardiac"]
-        self.parent.dependencies = ["QPerfSeg"]
+        self.parent.dependencies = ["QPerfCommon"]
         self.parent.contributors = ["QPerf developers"]
         self.parent.helpText = (
             "Quantify myocardial blood flow pixel by pixel for a study segmented by QPerf Seg (or any series with "
@@ -267,7 +270,7 @@ class QPerfFlowLogic(ScriptedLoadableModuleLogic):
 
     def compute(self, node, progress):
         """Compute flow for the panel's study; False when the user cancelled."""
-        from QPerfSegLib import AnalysisCancelled
+        from qperf.progress import AnalysisCancelled
 
         try:
             self.core.compute(node.studyBrowser, model=node.model, progress=progress, **self._inputArguments(node))
@@ -311,9 +314,9 @@ class QPerfFlowTest(ScriptedLoadableModuleTest):
 
     def test_FlowWorkflow(self):
         self.delayDisplay("Starting the QPerfFlow self-test")
-        from QPerfSeg import QPerfSegLogic
+        from QPerfCommon import QPerfCommonLogic
 
-        QPerfSegLogic().ensureDependencies(lambda message: True)
+        QPerfCommonLogic().ensureDependencies(lambda message: True)
         from QPerfFlowLib.selftest import runSelfTest
 
         result = runSelfTest(slicer.mrmlScene, log=logging.info)

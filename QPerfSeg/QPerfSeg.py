@@ -2,7 +2,9 @@
 
 The module file holds the module description, the widget (declared in
 ``Resources/UI/QPerfSeg.ui`` and bound to a parameter node) and the self-test; every behaviour
-lives in ``QPerfSegLib`` (MRML glue) and the ``qperf`` core library.
+lives in ``QPerfSegLib`` (this module's logic), ``QPerfCommonLib`` (the scene glue it shares
+with QPerf Flow, from the hidden module QPerfCommon) and the ``qperf`` core library, whose study
+workflow (``qperf.workflow.segment_study``) does the segmentation.
 """
 
 import importlib
@@ -28,7 +30,7 @@ class QPerfSeg(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = "QPerf Seg"
         self.parent.categories = ["Cardiac"]
-        self.parent.dependencies = ["Sequences"]
+        self.parent.dependencies = ["Sequences", "QPerfCommon"]
         self.parent.contributors = ["QPerf developers"]
         self.parent.helpText = (
             "Load a myocardial perfusion MRI study (a QPerf study.json, a DICOM folder or one series file: "
@@ -52,7 +54,7 @@ class QPerfSegParameterNode:
 
     inputPath: the study to load (study.json, DICOM folder or series file).
     studyBrowser: the sequence browser of the loaded study.
-    motionCorrection: correct respiratory motion before segmenting.
+    motion: respiratory motion correction before segmenting (auto, on, off), as qperf analyze --motion.
     segmenter: where the CNN runs (auto, subprocess, inprocess).
     modelPath: segmentation model weights or card (empty: the shipped model).
     sliceNumber: the slice (1-based) shown in the Segment Editor.
@@ -61,7 +63,7 @@ class QPerfSegParameterNode:
 
     inputPath: pathlib.Path
     studyBrowser: slicer.vtkMRMLSequenceBrowserNode
-    motionCorrection: bool = True
+    motion: Annotated[str, Choice(["auto", "on", "off"])] = "auto"
     segmenter: Annotated[str, Choice(["auto", "subprocess", "inprocess"])] = "auto"
     modelPath: pathlib.Path
     sliceNumber: Annotated[int, WithinRange(1, 16)] = 1
@@ -172,9 +174,7 @@ class QPerfSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.updateGui()
             try:
                 model = node.modelPath if _isSet(node.modelPath) else None
-                done = self.logic.segment(
-                    node.studyBrowser, node.motionCorrection, node.segmenter, model, self.onProgress
-                )
+                done = self.logic.segment(node.studyBrowser, node.motion, node.segmenter, model, self.onProgress)
             finally:
                 self._running = False
                 self.updateGui()
@@ -230,7 +230,7 @@ class QPerfSegLogic(ScriptedLoadableModuleLogic):
 
     def ensureDependencies(self, confirm):
         """Install missing Python packages after ``confirm(message)`` returns True."""
-        from QPerfSegLib import dependencies
+        from QPerfCommonLib import dependencies
 
         return dependencies.ensureRequirements(confirm, requester="QPerf")
 
@@ -245,7 +245,7 @@ class QPerfSegLogic(ScriptedLoadableModuleLogic):
 
     def loadStudy(self, studyOrPath, scene=None):
         """Add a study (``qperf.PerfusionStudy`` or a path) to the scene; returns ``StudyNodes``."""
-        from QPerfSegLib import loadStudy
+        from QPerfCommonLib import loadStudy
 
         if isinstance(studyOrPath, pathlib.Path):
             studyOrPath = str(studyOrPath)
@@ -253,7 +253,7 @@ class QPerfSegLogic(ScriptedLoadableModuleLogic):
 
     def studyFromBrowser(self, browserNode, **overrides):
         """The ``qperf.PerfusionStudy`` a study browser holds."""
-        from QPerfSegLib import studyFromBrowserNode
+        from QPerfCommonLib import studyFromBrowserNode
 
         return studyFromBrowserNode(browserNode, **overrides)
 
@@ -268,12 +268,14 @@ class QPerfSegLogic(ScriptedLoadableModuleLogic):
     def hasSession(self, browserNode):
         return self.core.hasSegmentation(browserNode)
 
-    def segment(self, browserNode, motionCorrection, segmenter, model, progress):
+    def segment(self, browserNode, motion, segmenter, model, progress):
         """Run motion correction and segmentation; False when the user cancelled."""
-        from QPerfSegLib import AnalysisCancelled
+        from qperf.progress import AnalysisCancelled
+        from qperf.workflow import AnalysisOptions
 
+        options = AnalysisOptions(motion=motion, segmenter=None if model is None else str(model))
         try:
-            self.core.segment(browserNode, motionCorrection, segmenter, model, progress=progress)
+            self.core.segment(browserNode, options, segmenter, progress=progress)
         except AnalysisCancelled:
             return False
         return True
@@ -283,9 +285,7 @@ class QPerfSegLogic(ScriptedLoadableModuleLogic):
             self._core.cancel()
 
     def segmentEditorNode(self):
-        from QPerfSegLib.labels import segmentEditorNode
-
-        return segmentEditorNode(slicer.mrmlScene)
+        return self.core.segmentEditorNode()
 
     def editingNodes(self, browserNode, sliceIndex):
         return self.core.editingNodes(browserNode, sliceIndex)

@@ -14,15 +14,10 @@ from typing import Any
 
 import numpy as np
 import vtk
-from QPerfSegLib.labels import exportSegmentsMask, labelmapNode, referenceVolumeNode, segmentationsLogic
-from QPerfSegLib.sequences import (
-    REFERENCE_AIF_SERIES,
-    getScene,
-    referencedSequenceNodes,
-    removeNode,
-    seriesFromSequenceNode,
-)
-from QPerfSegLib.study import REFERENCE_AIF_TABLE, aifTableNodeFromCurve
+from QPerfCommonLib.labels import exportSegmentsMask, labelmapNode, referenceVolumeNode, segmentationsLogic
+from QPerfCommonLib.scene import getScene, removeNode
+from QPerfCommonLib.sequences import REFERENCE_AIF_SERIES, referencedSequenceNodes, seriesFromSequenceNode
+from QPerfCommonLib.study import REFERENCE_AIF_TABLE, aifTableNodeFromCurve
 
 from qperf.errors import ValidationError
 

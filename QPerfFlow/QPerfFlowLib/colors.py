@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from QPerfSegLib.resources import PERFUSION_COLOR_TABLE_FILE, extensionResourcePath
-from QPerfSegLib.sequences import getScene
+from QPerfCommonLib.resources import PERFUSION_COLOR_TABLE_FILE, extensionResourcePath
+from QPerfCommonLib.scene import getScene
 
 from qperf.errors import FormatError
 

@@ -21,16 +21,17 @@ from typing import Any
 import numpy as np
 import slicer
 import vtk
-from QPerfSegLib.outputs import REFERENCE_SECTORS, outputNodes
-from QPerfSegLib.segment import AnalysisCancelled, CancelToken, segmentStudy
-from QPerfSegLib.sequences import getScene
-from QPerfSegLib.session import createSession
-from QPerfSegLib.study import loadStudy
+from QPerfCommonLib.outputs import REFERENCE_SECTORS, outputNodes
+from QPerfCommonLib.scene import getScene, openScene, saveScene
+from QPerfCommonLib.segmentation import addSegmentationOutputs
+from QPerfCommonLib.study import loadStudy
+
+from qperf.progress import AnalysisCancelled, CancelToken
 
 from .aifnodes import aifFromRegion, detectAifRegion, regionMask
 from .colors import PERFUSION_COLOR_TABLE_NAME
 from .compute import computeFlow, flowInputs
-from .export import exportReport, openScene, saveScene
+from .export import exportReport
 from .results import REFERENCE_MAPS, addFlowOutputs, addPerfusionReserve
 
 LogCallback = Callable[[str], None]
@@ -43,19 +44,23 @@ def _check(condition: bool, message: str) -> None:
 
 
 def studyWithOutputs(scene: Any, condition: str) -> tuple:
-    """A phantom study of ``condition`` in the scene with QPerf Seg's outputs (truth labels and points)."""
+    """A phantom study of ``condition`` in the scene with QPerf Seg's outputs (truth labels and points).
+
+    The outputs are what QPerf Seg records: the core's segmentation step on the study, its
+    result added under the study browser (``QPerfCommonLib.segmentation``).
+    """
     from qperf import phantom
+    from qperf.workflow import AnalysisOptions, segment_study
 
     ps = phantom.generate_study(condition=condition, **PHANTOM)
     nodes = loadStudy(ps.study, scene)
     truth = [s for s in ps.truth.slices]
-    slices = segmentStudy(
-        ps.study,
-        motionCorrection=False,
+    options = AnalysisOptions(
+        motion="off",
         labels=[t.labels_ref for t in truth],
-        insertionPoints=[t.insertion_points_yx for t in truth],
+        insertion_points_yx=[t.insertion_points_yx for t in truth],
     )
-    createSession(nodes.browserNode, slices)
+    addSegmentationOutputs(nodes.browserNode, segment_study(ps.study, options))
     return ps, nodes
 
 

@@ -1,6 +1,6 @@
 """The inputs of flow quantification, gathered from the scene.
 
-A study browser made by QPerfSeg (or any browser of single-slice volume sequences), an AIF
+A study browser (loaded by QPerf Seg, or any browser of single-slice volume sequences), an AIF
 curve table, the hematocrit and the condition become one validated :class:`qperf.PerfusionStudy`
 that the core library's kinetic models take. This file imports ``slicer`` but never ``qt``.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from QPerfSegLib.study import ATTR_CONDITION, ATTR_HEMATOCRIT, REFERENCE_AIF_TABLE, studyFromBrowserNode
+from QPerfCommonLib.study import ATTR_CONDITION, ATTR_HEMATOCRIT, REFERENCE_AIF_TABLE, studyFromBrowserNode
 
 from qperf.errors import ValidationError
 from qperf.types import CONDITIONS, DEFAULT_HEMATOCRIT, PerfusionStudy

@@ -10,7 +10,10 @@
 >>> flow.perfusionReserve(stressBrowser, restBrowser)   # stress / rest MBF table
 >>> flow.exportReport(browserNode, "report/"); flow.saveScene("scene/")
 
-Results are kept per study browser. This file imports ``slicer`` but never ``qt``.
+``compute`` runs ``qperf.workflow.analyze_study`` on the study and on QPerf Seg's segmentation
+as the scene holds it (the same step and options as ``qperf analyze``; pass ``options`` for the
+ones the panel does not show). Results are kept per study browser. This file imports
+``slicer`` but never ``qt``.
 """
 
 from __future__ import annotations
@@ -21,14 +24,14 @@ from typing import Any
 
 import numpy as np
 import slicer
-from QPerfSegLib.segment import CancelToken
-from QPerfSegLib.sequences import getScene
+from QPerfCommonLib.scene import getScene, saveScene
 
 from qperf.errors import ValidationError
+from qperf.progress import CancelToken
 
 from .aifnodes import aifFromRegion, detectAifRegion
 from .compute import DEFAULT_MODEL, computeFlow, flowInputs
-from .export import exportReport, saveScene
+from .export import exportReport
 from .results import REFERENCE_SEGMENT_TABLE, addFlowOutputs, addPerfusionReserve
 
 
@@ -85,11 +88,14 @@ class FlowLogic:
         labelsSegmentation: Any | None = None,
         insertionPoints: Any | None = None,
         progress: Any | None = None,
+        options: Any | None = None,
     ) -> Any:
         """Flow maps and report of a study; the output nodes replace earlier ones under its browser.
 
-        Returns the ``qperf.workflow.StudyAnalysis``; the nodes are in ``self.nodes[browserID]``.
-        :meth:`cancel` stops it (``AnalysisCancelled``, nothing added).
+        ``options`` (``qperf.workflow.AnalysisOptions``) carries what else ``qperf analyze``
+        takes; ``model`` and ``hematocrit`` replace its. Returns the
+        ``qperf.workflow.StudyAnalysis``; the nodes are in ``self.nodes[browserID]``.
+        :meth:`cancel` stops it (``qperf.progress.AnalysisCancelled``, nothing added).
         """
         self.settings[browserNode.GetID()] = {
             "model": model,
@@ -98,10 +104,13 @@ class FlowLogic:
             "condition": condition,
             "labelsSegmentation": labelsSegmentation,
             "insertionPoints": insertionPoints,
+            "options": options,
         }
         inputs = self.inputs(browserNode, aifTable, hematocrit, condition, labelsSegmentation, insertionPoints)
         self.cancelToken = CancelToken()
-        result = computeFlow(inputs, model=model, hematocrit=hematocrit, progress=progress, cancel=self.cancelToken)
+        result = computeFlow(
+            inputs, model=model, hematocrit=hematocrit, progress=progress, cancel=self.cancelToken, options=options
+        )
         self.nodes[browserNode.GetID()] = addFlowOutputs(browserNode, result)
         self.results[browserNode.GetID()] = result
         return result

@@ -6,7 +6,7 @@ study browser (ordered node references) so a new computation replaces them:
 - ``QPerfMaps``: one ``vtkMRMLScalarVolumeNode`` per slice and parameter map (``"<slice>
   mbf_ml_min_g"``, float32 ``(1, y, x)`` on the slice's grid, NaN where not fitted) shown with
   the perfusion colour table (flows on the report's fixed range, other maps on their own);
-- ``QPerfSectors``: the AHA segments of each slice as contours (``QPerfSegLib.sectors``);
+- ``QPerfSectors``: the AHA segments of each slice as contours (``QPerfCommonLib.sectors``);
 - ``QPerfSegmentTable``: a ``vtkMRMLTableNode`` with the report's rows (``report.csv``);
 - ``QPerfCurves`` and ``QPerfChart``: per slice a table of the plasma AIF and the mean
   myocardial tissue curve on the fitting grid, plotted by one chart;
@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import slicer
 import vtk
-from QPerfSegLib.outputs import REFERENCE_SECTORS, removeOutputs
-from QPerfSegLib.sectors import sectorSegmentationNode
-from QPerfSegLib.sequences import getScene, removeNode
+from QPerfCommonLib.outputs import REFERENCE_SECTORS, removeOutputs
+from QPerfCommonLib.scene import getScene, removeNode
+from QPerfCommonLib.sectors import sectorSegmentationNode
 
 from qperf.types import LABEL_MYO
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import numpy as np
-from QPerfSegLib.selftest import checkSeriesEqual, makeTestStudy
-from QPerfSegLib.sequences import getScene
-from QPerfSegLib.study import loadStudy
+from QPerfCommonLib.scene import getScene
+from QPerfCommonLib.selftest import checkSeriesEqual, makeTestStudy
+from QPerfCommonLib.study import loadStudy
 
 from qperf.errors import ValidationError
 

@@ -1,30 +1,23 @@
-"""MRML glue of the QPerfSeg module: perfusion series, studies and their segmentation as Slicer nodes.
+"""The QPerfSeg module's library: segmentation of studies in the scene and its manual correction.
 
-Everything here imports ``slicer`` (the MRML scene and nodes) but never ``qt``, so it runs
-both inside the Slicer application and headless with the ``slicer-core`` wheel. Functions take
-the scene as an argument; ``None`` means ``slicer.mrmlScene`` (inside the application only).
+Thin by design: widgets -> :class:`SegmentationLogic` -> the core step
+``qperf.workflow.segment_study`` -> MRML nodes. The segmentation itself (motion correction,
+CNN, labels over the frames, insertion points) and the mappings between the acquired frames and
+the reference grid are the core's; the nodes that show a study and its segmentation, which QPerf
+Flow reads too, are ``QPerfCommonLib``'s (the hidden module QPerfCommon). What is left here:
 
-- :mod:`.sequences`, :mod:`.study`: series and studies as sequences under one browser;
-- :mod:`.segment`: motion correction and segmentation with progress and cancel;
-- :mod:`.labels`, :mod:`.outputs`, :mod:`.sectors`: labels, markups and AHA segments as nodes;
-- :mod:`.session`, :mod:`.frames`: manual correction propagated over frames;
-- :mod:`.groundtruth`: training cases for ``qperf train --real``.
+- :mod:`.segment`: the core step with progress and cancel, in this process or, so the GUI
+  stays responsive, in a separate one (``qperf segment --reference``) with the same result;
+- :mod:`.session`: the segmented study under its browser, manual correction carried over frames;
+- :mod:`.groundtruth`: training cases for ``qperf train --real``;
+- :mod:`.logic`: all of it as one object, for the panel and the Python console.
+
+Everything imports ``slicer`` (through ``QPerfCommonLib``) but never ``qt``.
 """
 
 from .groundtruth import exportGroundTruth
-from .labels import SEGMENTS, labelsFromSegmentationNode, segmentationNodeFromLabels, segmentationSequenceFromLabels
 from .logic import SegmentationLogic
-from .segment import AnalysisCancelled, CancelToken, SliceSegmentation, segmentStudy
-from .sequences import (
-    addSequenceToBrowser,
-    createBrowserNode,
-    getScene,
-    loadSeries,
-    referencedSequenceNodes,
-    sequenceNodeFromSeries,
-    seriesFromSequenceNode,
-    updateProxyNodes,
-)
+from .segment import runSegmentCommand, segmentStudy
 from .session import (
     SegmentationSession,
     applyCurrentFrameEdits,
@@ -33,38 +26,20 @@ from .session import (
     createSession,
     moveInsertionPoint,
     recomputeSectors,
+    sessionFromScene,
 )
-from .study import StudyNodes, aifCurveFromTableNode, aifTableNodeFromCurve, loadStudy, studyFromBrowserNode
 
 __all__ = [
-    "SEGMENTS",
-    "AnalysisCancelled",
-    "CancelToken",
     "SegmentationLogic",
     "SegmentationSession",
-    "SliceSegmentation",
-    "StudyNodes",
-    "addSequenceToBrowser",
-    "aifCurveFromTableNode",
-    "aifTableNodeFromCurve",
     "applyCurrentFrameEdits",
     "applyFrameEdit",
     "applyReferenceEdit",
-    "createBrowserNode",
     "createSession",
     "exportGroundTruth",
-    "getScene",
-    "labelsFromSegmentationNode",
-    "loadSeries",
-    "loadStudy",
     "moveInsertionPoint",
     "recomputeSectors",
-    "referencedSequenceNodes",
+    "runSegmentCommand",
     "segmentStudy",
-    "segmentationNodeFromLabels",
-    "segmentationSequenceFromLabels",
-    "sequenceNodeFromSeries",
-    "seriesFromSequenceNode",
-    "studyFromBrowserNode",
-    "updateProxyNodes",
+    "sessionFromScene",
 ]

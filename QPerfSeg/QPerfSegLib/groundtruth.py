@@ -40,7 +40,7 @@ def exportGroundTruth(
 
     Parameters
     ----------
-    slices : list of SliceSegmentation
+    slices : list of qperf.workflow.SliceSegmentation
         Corrected series, reference-frame labels and insertion points per slice.
     folder : path
         The folder of cases (``qperf train --real FOLDER``); other cases in it are kept.
@@ -74,7 +74,7 @@ def exportGroundTruth(
         check_output(target, overwrite)
     written = []
     for i, (s, target) in enumerate(zip(slices, targets)):
-        labels = np.asarray(s.labelsRef, dtype=np.uint8)
+        labels = np.asarray(s.labels_ref, dtype=np.uint8)
         if labels.shape != s.corrected.shape:
             raise ValidationError(
                 f"slice {i + 1}: labels {labels.shape} are not on the series grid {s.corrected.shape}"
@@ -86,7 +86,7 @@ def exportGroundTruth(
             io.write_image(
                 labels, tmp / "labels.nrrd", spacing_mm=s.corrected.spacing_mm, geometry=s.corrected.geometry
             )
-            points = {k: [float(v[0]), float(v[1])] for k, v in s.insertionPoints.items()}
+            points = {k: [float(v[0]), float(v[1])] for k, v in s.insertion_points_yx.items()}
             (tmp / "insertion.json").write_text(json.dumps(points, indent=2) + "\n", encoding="utf-8")
             case = {
                 "study": studyName,

@@ -1,16 +1,19 @@
 """The QPerfSeg workflow as one object: what the module panel calls and what the Python console uses.
 
 >>> from QPerfSegLib import SegmentationLogic
+>>> from qperf.workflow import AnalysisOptions
 >>> logic = SegmentationLogic(scene)                   # scene: slicer.mrmlScene inside Slicer
 >>> nodes = logic.loadStudy("study.json")              # or a DICOM folder, or a series file
->>> session = logic.segment(nodes.browserNode)         # motion correction + CNN, every slice
+>>> session = logic.segment(nodes.browserNode, AnalysisOptions(motion="auto"))  # as qperf analyze
 >>> logic.labelsArray(nodes.browserNode, 0)            # (t, y, x) labels as the scene holds them
 >>> logic.applyCurrentFrameEdits(nodes.browserNode, 0) # after editing the current frame
 >>> logic.recompute(nodes.browserNode)                 # AHA sectors from labels and points
 >>> logic.exportGroundTruth(nodes.browserNode, "cases/")
 
-Sessions (the per-slice results with their motion fields) are kept per study browser. This
-file imports ``slicer`` but never ``qt``.
+``segment`` is the core step ``qperf.workflow.segment_study`` with the options of ``qperf
+analyze``; sessions (the core's per-slice results, with their motion fields) are kept per study
+browser and rebuilt from the scene when it was saved and reopened. This file imports
+``slicer`` but never ``qt``.
 """
 
 from __future__ import annotations
@@ -19,15 +22,18 @@ import os
 from typing import Any
 
 import numpy as np
+from QPerfCommonLib.labels import labelsFromSegmentationSequence, segmentEditorNode
+from QPerfCommonLib.outputs import REFERENCE_CORRECTED, REFERENCE_LABELS, outputNodes
+from QPerfCommonLib.scene import getScene
+from QPerfCommonLib.segmentation import hasSegmentationOutputs
+from QPerfCommonLib.sequences import referencedSequenceNodes, seriesFromSequenceNode
+from QPerfCommonLib.study import loadStudy, studyFromBrowserNode
 
 from qperf.errors import ValidationError
+from qperf.progress import CancelToken
 
 from .groundtruth import exportGroundTruth
-from .labels import labelsFromSegmentationSequence
-from .outputs import REFERENCE_CORRECTED, REFERENCE_LABELS, outputNodes
-from .persist import sessionFromScene
-from .segment import CancelToken, segmentStudy
-from .sequences import getScene, referencedSequenceNodes, seriesFromSequenceNode
+from .segment import segmentStudy
 from .session import (
     SegmentationSession,
     applyCurrentFrameEdits,
@@ -35,8 +41,8 @@ from .session import (
     createSession,
     moveInsertionPoint,
     recomputeSectors,
+    sessionFromScene,
 )
-from .study import loadStudy, studyFromBrowserNode
 
 
 class SegmentationLogic:
@@ -60,37 +66,25 @@ class SegmentationLogic:
         return loadStudy(studyOrPath, self.scene, name=name)
 
     def segment(
-        self,
-        browserNode: Any,
-        motionCorrection: bool = True,
-        segmenter: str = "auto",
-        model: str | os.PathLike | None = None,
-        labels: list | None = None,
-        insertionPoints: list | None = None,
-        labelFrames: list | None = None,
-        progress: Any | None = None,
+        self, browserNode: Any, options: Any | None = None, segmenter: str = "auto", progress: Any | None = None
     ) -> SegmentationSession:
         """Motion-correct and segment every slice of the study; add the outputs under its browser.
 
-        ``labels`` / ``insertionPoints`` (per slice; drawn on ``labelFrames`` or on the
-        reference grid) replace the CNN. :meth:`cancel` stops a run from another callback;
-        a cancelled run raises ``AnalysisCancelled`` and adds nothing. See
-        :func:`.segment.segmentStudy`.
+        Parameters
+        ----------
+        options : qperf.workflow.AnalysisOptions, optional
+            As for ``qperf analyze`` (``motion``, ``segmenter`` model file, ``threads``; supplied
+            ``labels`` with ``insertion_points_yx`` and ``label_frames`` replace the CNN).
+        segmenter : {"auto", "inprocess", "subprocess"}
+            Where the CNN runs (see :func:`.segment.segmentStudy`).
+
+        :meth:`cancel` stops a run from another callback; a cancelled run raises
+        ``qperf.progress.AnalysisCancelled`` and adds nothing.
         """
         study = studyFromBrowserNode(browserNode)
         self.cancelToken = CancelToken()
-        slices = segmentStudy(
-            study,
-            motionCorrection=motionCorrection,
-            segmenter=segmenter,
-            model=None if model in (None, "", ".") else model,
-            labels=labels,
-            insertionPoints=insertionPoints,
-            labelFrames=labelFrames,
-            progress=progress,
-            cancel=self.cancelToken,
-        )
-        session = createSession(browserNode, slices)
+        segmentation = segmentStudy(study, options, segmenter=segmenter, progress=progress, cancel=self.cancelToken)
+        session = createSession(browserNode, segmentation)
         self.sessions[browserNode.GetID()] = session
         return session
 
@@ -102,7 +96,7 @@ class SegmentationLogic:
     def session(self, browserNode: Any) -> SegmentationSession:
         """The segmentation session of a study browser.
 
-        Rebuilt from the scene (:func:`.persist.sessionFromScene`) when the study was segmented
+        Rebuilt from the scene (:func:`.session.sessionFromScene`) when the study was segmented
         before the scene was saved and reopened.
 
         Raises
@@ -118,11 +112,13 @@ class SegmentationLogic:
             self.sessions[browserNode.GetID()] = session
         return session
 
+    def segmentation(self, browserNode: Any) -> Any:
+        """The study's segmentation as the core's ``qperf.workflow.Segmentation`` (after any edits)."""
+        return self.session(browserNode).segmentation
+
     def hasSegmentation(self, browserNode: Any) -> bool:
         """Whether the study has QPerf Seg outputs (computed now, or in a scene that was reopened)."""
-        return browserNode is not None and (
-            browserNode.GetID() in self.sessions or bool(outputNodes(browserNode, REFERENCE_LABELS))
-        )
+        return browserNode is not None and (browserNode.GetID() in self.sessions or hasSegmentationOutputs(browserNode))
 
     def applyCurrentFrameEdits(self, browserNode: Any, sliceIndex: int = 0) -> Any:
         """Carry the labels and points edited on the current frame to the reference and every frame."""
@@ -146,6 +142,10 @@ class SegmentationLogic:
         studyName = browserNode.GetAttribute("qperf_name") or browserNode.GetName()
         return exportGroundTruth(session.slices, folder, studyName, session.names, overwrite)
 
+    def segmentEditorNode(self) -> Any:
+        """The scene's Segment Editor node for the module panel (made once)."""
+        return segmentEditorNode(self.scene)
+
     def editingNodes(self, browserNode: Any, sliceIndex: int = 0) -> tuple:
         """``(segmentation, volume)`` proxy nodes of a slice: what the Segment Editor edits, on which image."""
         session = self.session(browserNode)
@@ -158,7 +158,7 @@ class SegmentationLogic:
         """The labels ``(t, y, x)`` uint8 of a slice, read from its segmentation sequence."""
         sequence = outputNodes(browserNode, REFERENCE_LABELS)[sliceIndex]
         series = seriesFromSequenceNode(referencedSequenceNodes(browserNode)[sliceIndex])
-        return labelsFromSegmentationSequence(sequence, series.shape, series.ijk_to_ras())
+        return labelsFromSegmentationSequence(sequence, series.shape, series.ijk_to_ras(), series.time_s)
 
     def correctedSeries(self, browserNode: Any, sliceIndex: int = 0) -> Any:
         """The motion-corrected ``qperf.PerfusionSeries`` of a slice, read from the scene."""
@@ -174,9 +174,9 @@ class SegmentationLogic:
         for name, s in zip(session.names, session.slices):
             key = f", key frame {s.motion.key_frame}" if s.motion is not None else ""
             counts = ", ".join(
-                f"{label}: {int((s.labelsRef == value).sum())} px"
+                f"{label}: {int((s.labels_ref == value).sum())} px"
                 for value, label in ((1, "LV"), (2, "myo"), (3, "RV"))
             )
-            points = ", ".join(sorted(s.insertionPoints)) or "none"
+            points = ", ".join(sorted(s.insertion_points_yx)) or "none"
             lines.append(f"  {name}: {s.source}{key}; {counts}; insertion points: {points}")
         return "\n".join(lines)

@@ -1,8 +1,9 @@
 """A segmented study in the scene and its manual correction.
 
-A :class:`SegmentationSession` ties the computed :class:`~.segment.SliceSegmentation` of every
-slice (with its motion fields, which the scene has no place for) to the nodes that show them
-under the study's browser (see :mod:`.outputs`). Manual correction works on it:
+A :class:`SegmentationSession` ties the core's ``qperf.workflow.SliceSegmentation`` of every
+slice (with its motion fields) to the nodes that show them under the study's browser
+(``QPerfCommonLib.segmentation``). Manual correction works on it with the core's mappings
+between the acquired frames and the reference grid (``qperf.motion``):
 
 - :func:`applyFrameEdit`: labels edited on one acquired frame (for example with the Segment
   Editor on the current frame) go to the reference frame through the motion fields, and from
@@ -11,36 +12,27 @@ under the study's browser (see :mod:`.outputs`). Manual correction works on it:
   reference frame and from there to every frame;
 - :func:`applyCurrentFrameEdits` reads both from the browser's proxy nodes at its current
   frame (what the user edited), then updates every node;
-- :func:`recomputeSectors`: the AHA segments from the current labels and anterior insertion
-  point, shown as contours, the input of everything downstream (flow report).
+- :func:`recomputeSectors`: the AHA segments (``qperf.workflow.sectorise_study``) from the
+  current labels and anterior insertion point, shown as contours.
 
-This file imports ``slicer`` but never ``qt``.
+This file imports ``slicer`` (through ``QPerfCommonLib``) but never ``qt``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from QPerfCommonLib.labels import labelsFromSegmentationNode
+from QPerfCommonLib.markups import pointsFromNode
+from QPerfCommonLib.outputs import REFERENCE_LABELS, REFERENCE_POINTS, REFERENCE_SECTORS, outputNodes, removeOutputs
+from QPerfCommonLib.sectors import sectorSegmentationNode
+from QPerfCommonLib.segmentation import addSegmentationOutputs, segmentationFromScene, updateSliceOutputs
+from QPerfCommonLib.study import recordSliceReferences
 
 from qperf.errors import ValidationError
-
-from .frames import frameBackToReference, frameLabelsToReference
-from .labels import labelsFromSegmentationNode
-from .outputs import (
-    REFERENCE_LABELS,
-    REFERENCE_POINTS,
-    REFERENCE_SECTORS,
-    addSegmentationOutputs,
-    outputNodes,
-    rasToYx,
-    removeOutputs,
-    updateSliceOutputs,
-)
-from .sectors import sectorSegmentationNode
-from .segment import SliceSegmentation
-from .study import recordSliceReferences
 
 
 @dataclass
@@ -50,8 +42,8 @@ class SegmentationSession:
     Attributes
     ----------
     browserNode : vtkMRMLSequenceBrowserNode
-        The study's browser; its node references hold the output nodes (see :mod:`.outputs`).
-    slices : list of SliceSegmentation
+        The study's browser; its node references hold the output nodes.
+    slices : list of qperf.workflow.SliceSegmentation
     names : list of str
         Slice names used in node names.
     sectors : list of qperf.aha.SliceSectors
@@ -68,19 +60,56 @@ class SegmentationSession:
             raise ValidationError(f"sliceIndex: expected 0 to {len(self.slices) - 1}, found {sliceIndex}")
         return int(sliceIndex)
 
+    @property
+    def segmentation(self) -> Any:
+        """The current state as a ``qperf.workflow.Segmentation`` (what ``analyze_study`` takes)."""
+        from qperf.workflow import Segmentation
 
-def createSession(browserNode: Any, slices: list, names: list | None = None) -> SegmentationSession:
-    """Add the outputs of ``slices`` under ``browserNode`` (replacing earlier ones) and return the session."""
+        return Segmentation(tuple(self.slices))
+
+
+def _sliceNames(slices: list) -> list:
+    return [s.series.name or f"slice {i + 1}" for i, s in enumerate(slices)]
+
+
+def createSession(browserNode: Any, segmentation: Any, names: list | None = None) -> SegmentationSession:
+    """Add the outputs of a segmentation under ``browserNode`` (replacing earlier ones) and return the session.
+
+    Parameters
+    ----------
+    segmentation : qperf.workflow.Segmentation or list of qperf.workflow.SliceSegmentation
+    """
+    from qperf.workflow import SliceSegmentation
+
     if browserNode is None or not browserNode.IsA("vtkMRMLSequenceBrowserNode"):
         found = "None" if browserNode is None else browserNode.GetClassName()
         raise ValidationError(f"browserNode: expected a vtkMRMLSequenceBrowserNode, found {found}")
+    slices = list(getattr(segmentation, "slices", segmentation) or [])
     if not slices or not all(isinstance(s, SliceSegmentation) for s in slices):
-        raise ValidationError("slices: expected a non-empty list of SliceSegmentation")
+        raise ValidationError("segmentation: expected a qperf.workflow.Segmentation with at least one slice")
     if len(recordSliceReferences(browserNode)) != len(slices):
         raise ValidationError(f"slices: expected one per slice of {browserNode.GetName()!r}, found {len(slices)}")
-    names = list(names or [s.series.name or f"slice {i + 1}" for i, s in enumerate(slices)])
+    names = list(names or _sliceNames(slices))
     addSegmentationOutputs(browserNode, slices, names)
-    return SegmentationSession(browserNode, list(slices), names)
+    return SegmentationSession(browserNode, slices, names)
+
+
+def sessionFromScene(browserNode: Any) -> SegmentationSession:
+    """The session that the outputs under ``browserNode`` record (for example after reopening a scene).
+
+    Raises
+    ------
+    ValidationError
+        When the browser has no complete QPerf Seg outputs.
+    """
+    slices = list(segmentationFromScene(browserNode).slices)
+    return SegmentationSession(browserNode, slices, _sliceNames(slices))
+
+
+def _store(session: SegmentationSession, i: int, updated: Any, updateLabels: bool = True) -> Any:
+    session.slices[i] = updated
+    updateSliceOutputs(session.browserNode, i, updated, updateLabels=updateLabels)
+    return updated
 
 
 def applyFrameEdit(session: SegmentationSession, sliceIndex: int, frame: int, labelsFrame: np.ndarray) -> Any:
@@ -93,29 +122,26 @@ def applyFrameEdit(session: SegmentationSession, sliceIndex: int, frame: int, la
 
     Returns
     -------
-    SliceSegmentation
+    qperf.workflow.SliceSegmentation
         The slice's new state (also stored in the session and shown by its nodes).
     """
+    from qperf.motion import frame_labels_to_reference, labels_over_frames
+
     i = session.index(sliceIndex)
     current = session.slices[i]
     labelsFrame = np.asarray(labelsFrame, dtype=np.uint8)
     if labelsFrame.shape != current.series.shape:
         raise ValidationError(f"labelsFrame: expected shape {current.series.shape}, found {labelsFrame.shape}")
-    labelsRef = frameLabelsToReference(labelsFrame, frame, current.motion)
-    updated = current.withLabels(labelsRef)
-    updated.labels[int(frame)] = labelsFrame
-    session.slices[i] = updated
-    updateSliceOutputs(session.browserNode, i, updated)
-    return updated
+    labelsRef = frame_labels_to_reference(labelsFrame, int(frame), current.motion)
+    frames = labels_over_frames(labelsRef, current.motion, current.n_frames)
+    frames[int(frame)] = labelsFrame
+    return _store(session, i, current.with_labels(labelsRef, frames))
 
 
 def applyReferenceEdit(session: SegmentationSession, sliceIndex: int, labelsRef: np.ndarray) -> Any:
     """Replace a slice's reference-frame labels (for example edited on the corrected series)."""
     i = session.index(sliceIndex)
-    updated = session.slices[i].withLabels(labelsRef)
-    session.slices[i] = updated
-    updateSliceOutputs(session.browserNode, i, updated)
-    return updated
+    return _store(session, i, session.slices[i].with_labels(labelsRef))
 
 
 def moveInsertionPoint(
@@ -126,13 +152,17 @@ def moveInsertionPoint(
     The point goes to the reference frame and from there to every frame; frame ``frame`` keeps
     the placement exactly.
     """
+    from qperf.motion import frame_point_to_reference
+
     i = session.index(sliceIndex)
     current = session.slices[i]
-    updated = current.withInsertionPoint(name, frameBackToReference(pointYx, frame, current.motion))
-    updated.insertionPointsPerFrame[name][int(frame)] = (float(pointYx[0]), float(pointYx[1]))
-    session.slices[i] = updated
-    updateSliceOutputs(session.browserNode, i, updated, updateLabels=False)
-    return updated
+    updated = current.with_insertion_point(name, frame_point_to_reference(pointYx, int(frame), current.motion))
+    track = np.array(updated.insertion_points_per_frame_yx[name], dtype=np.float64)
+    track[int(frame)] = (float(pointYx[0]), float(pointYx[1]))
+    updated = dataclasses.replace(
+        updated, insertion_points_per_frame_yx={**updated.insertion_points_per_frame_yx, name: track}
+    )
+    return _store(session, i, updated, updateLabels=False)
 
 
 def currentFrame(session: SegmentationSession, sliceIndex: int, role: str = REFERENCE_LABELS) -> int:
@@ -153,13 +183,7 @@ def _proxyLabels(session: SegmentationSession, i: int) -> np.ndarray:
 
 def _proxyPoints(session: SegmentationSession, i: int) -> dict:
     proxy = session.browserNode.GetProxyNode(outputNodes(session.browserNode, REFERENCE_POINTS)[i])
-    ijkToRas = session.slices[i].series.ijk_to_ras()
-    points = {}
-    for n in range(proxy.GetNumberOfControlPoints()):
-        ras = [0.0, 0.0, 0.0]
-        proxy.GetNthControlPointPosition(n, ras)
-        points[proxy.GetNthControlPointLabel(n)] = rasToYx(ijkToRas, ras)
-    return points
+    return pointsFromNode(proxy, session.slices[i].series.ijk_to_ras())
 
 
 def applyCurrentFrameEdits(session: SegmentationSession, sliceIndex: int, tolerance_px: float = 1e-3) -> Any:
@@ -177,7 +201,7 @@ def applyCurrentFrameEdits(session: SegmentationSession, sliceIndex: int, tolera
     if not np.array_equal(labels, session.slices[i].labels[frame]):
         applyFrameEdit(session, i, frame, labels)
     for name, pointYx in points.items():
-        known = session.slices[i].insertionPointsPerFrame.get(name)
+        known = session.slices[i].insertion_points_per_frame_yx.get(name)
         if known is None or np.hypot(*(np.asarray(pointYx) - known[frame])) > tolerance_px:
             moveInsertionPoint(session, i, frame, pointYx, name)
     return session.slices[i]
@@ -186,9 +210,9 @@ def applyCurrentFrameEdits(session: SegmentationSession, sliceIndex: int, tolera
 def recomputeSectors(session: SegmentationSession, levels: list | None = None) -> list:
     """AHA segments of every slice from its reference labels and anterior insertion point.
 
-    Levels come from ``levels`` or from the slices' geometry and order
-    (``qperf.aha.slice_levels``). The segments are shown as a contour segmentation per slice
-    (``QPerfSectors`` on the browser, replacing earlier ones).
+    The core's ``qperf.workflow.sectorise_study`` (levels from ``levels`` or from the slices'
+    geometry and order; the septal side from the geometry, else the RV label), shown as a
+    contour segmentation per slice (``QPerfSectors`` on the browser, replacing earlier ones).
 
     Returns
     -------
@@ -199,22 +223,12 @@ def recomputeSectors(session: SegmentationSession, levels: list | None = None) -
     ValidationError
         A slice without myocardium or without an anterior insertion point.
     """
-    from qperf import aha
+    from qperf.types import PerfusionStudy
+    from qperf.workflow import AnalysisOptions, sectorise_study
 
-    assignment = aha.slice_levels([s.series for s in session.slices], levels=levels)
-    sectors = []
-    for name, s, level in zip(session.names, session.slices, assignment.levels):
-        if "anterior" not in s.insertionPoints:
-            raise ValidationError(f"{name}: expected an anterior RV insertion point, found none; place it first")
-        sectors.append(
-            aha.analyse_slice(
-                s.labelsRef,
-                s.insertionPoints["anterior"],
-                level,
-                spacing_mm=s.corrected.spacing_mm,
-                geometry=s.corrected.geometry,
-            )
-        )
+    study = PerfusionStudy(tuple(s.series for s in session.slices))
+    options = AnalysisOptions(levels=levels)
+    sectors = list(sectorise_study(study, session.segmentation, None, options).slices)
     removeOutputs(session.browserNode, (REFERENCE_SECTORS,))
     scene = session.browserNode.GetScene()
     for name, s, sliceSectors in zip(session.names, session.slices, sectors):

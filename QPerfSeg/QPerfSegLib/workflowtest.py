@@ -17,10 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
-from .groundtruth import exportGroundTruth
-from .labels import SEGMENTS, labelsFromSegmentationNode, setSegmentationLabels
-from .outputs import (
+from QPerfCommonLib.labels import SEGMENTS, labelsFromSegmentationNode, setSegmentationLabels
+from QPerfCommonLib.markups import pointsFromNode
+from QPerfCommonLib.outputs import (
     PER_SLICE_REFERENCES,
     REFERENCE_CORRECTED,
     REFERENCE_LABELS,
@@ -29,14 +28,18 @@ from .outputs import (
     REFERENCE_POINTS_REF,
     REFERENCE_SECTORS,
     REFERENCE_VECTOR,
-    lvCentreYx,
     outputNodes,
-    rasToYx,
 )
-from .segment import AnalysisCancelled, CancelToken, segmentStudy
-from .sequences import getScene, seriesFromSequenceNode
+from QPerfCommonLib.scene import getScene
+from QPerfCommonLib.segmentation import lvCentreYx
+from QPerfCommonLib.sequences import seriesFromSequenceNode
+from QPerfCommonLib.study import loadStudy
+
+from qperf.progress import AnalysisCancelled, CancelToken
+
+from .groundtruth import exportGroundTruth
+from .segment import segmentStudy
 from .session import applyCurrentFrameEdits, createSession, currentFrame, recomputeSectors
-from .study import loadStudy
 
 LogCallback = Callable[[str], None]
 PHANTOM = {"seed": 4, "n_slices": 1, "n_frames": 30, "shape": (48, 48)}
@@ -75,12 +78,7 @@ def truthPointTrack(truth: Any, name: str = "anterior") -> np.ndarray:
 
 
 def _markupsYx(node: Any, ijkToRas: np.ndarray) -> dict:
-    points = {}
-    for n in range(node.GetNumberOfControlPoints()):
-        ras = [0.0, 0.0, 0.0]
-        node.GetNthControlPointPosition(n, ras)
-        points[node.GetNthControlPointLabel(n)] = np.asarray(rasToYx(ijkToRas, ras))
-    return points
+    return {name: np.asarray(p) for name, p in pointsFromNode(node, ijkToRas).items()}
 
 
 def _checkLabelNodes(session: Any, truth: Any, what: str) -> int:
@@ -88,8 +86,8 @@ def _checkLabelNodes(session: Any, truth: Any, what: str) -> int:
     browser = session.browserNode
     ijkToRas = s.series.ijk_to_ras()
     labelsSequence = outputNodes(browser, REFERENCE_LABELS)[0]
-    _check(labelsSequence.GetNumberOfDataNodes() == s.nFrames, f"{what}: one segmentation per frame")
-    index = [float(labelsSequence.GetNthIndexValue(i)) for i in range(s.nFrames)]
+    _check(labelsSequence.GetNumberOfDataNodes() == s.n_frames, f"{what}: one segmentation per frame")
+    index = [float(labelsSequence.GetNthIndexValue(i)) for i in range(s.n_frames)]
     _check(np.array_equal(index, s.series.time_s), f"{what}: label index values are the frame times")
     frame = labelsSequence.GetNthDataNode(DRAWN_FRAME)
     _check(frame.IsA("vtkMRMLSegmentationNode"), f"{what}: label frames are segmentations")
@@ -100,26 +98,26 @@ def _checkLabelNodes(session: Any, truth: Any, what: str) -> int:
         _check(segment is not None and segment.GetName() == spec.name, f"{what}: segment {spec.name!r}")
         _check(np.allclose(segment.GetColor(), spec.color), f"{what}: colour of {spec.name!r}")
         _check(segment.GetTerminology() == spec.terminology, f"{what}: terminology of {spec.name!r}")
-    for t in (0, DRAWN_FRAME, s.nFrames - 1):
+    for t in (0, DRAWN_FRAME, s.n_frames - 1):
         back = labelsFromSegmentationNode(labelsSequence.GetNthDataNode(t), s.series.shape, ijkToRas)
         _check(np.array_equal(back, s.labels[t]), f"{what}: labels of frame {t} read back from the scene")
     labelsRef = outputNodes(browser, REFERENCE_LABELS_REF)[0]
     _check(
-        np.array_equal(labelsFromSegmentationNode(labelsRef, s.series.shape, ijkToRas), s.labelsRef),
+        np.array_equal(labelsFromSegmentationNode(labelsRef, s.series.shape, ijkToRas), s.labels_ref),
         f"{what}: reference-frame labels",
     )
     return 1
 
 
 def _checkAgainstTruth(s: Any, truth: Any) -> dict:
-    dynamic = range(s.series.n_pd_frames, s.nFrames)
+    dynamic = range(s.series.n_pd_frames, s.n_frames)
     propagated = [dice(s.labels[t] == 2, truth.labels_moving[t] == 2) for t in dynamic]
     static = [dice(truth.labels_moving[DRAWN_FRAME] == 2, truth.labels_moving[t] == 2) for t in dynamic]
     _check(np.mean(propagated) > 0.78, f"myocardium Dice over frames {np.mean(propagated):.3f} <= 0.78")
     _check(np.mean(propagated) > np.mean(static) + 0.03, "propagated labels do not beat repeating the drawn frame")
     _check(np.min(propagated) > np.min(static), "the worst propagated frame is worse than repeating the drawn frame")
     track = truthPointTrack(truth)
-    error_px = np.hypot(*(s.insertionPointsPerFrame["anterior"] - track).T)[s.series.n_pd_frames :]
+    error_px = np.hypot(*(s.insertion_points_per_frame_yx["anterior"] - track).T)[s.series.n_pd_frames :]
     _check(float(error_px.mean()) < 1.0, f"insertion point tracked with {error_px.mean():.2f} px mean error")
     _check(float(error_px.max()) < 2.0, f"insertion point tracked with {error_px.max():.2f} px largest error")
     return {
@@ -134,13 +132,17 @@ def _checkMarkups(session: Any, what: str) -> int:
     ijkToRas = s.series.ijk_to_ras()
     points = outputNodes(session.browserNode, REFERENCE_POINTS)[0]
     vector = outputNodes(session.browserNode, REFERENCE_VECTOR)[0]
-    _check(points.GetNumberOfDataNodes() == s.nFrames and vector.GetNumberOfDataNodes() == s.nFrames, f"{what}: items")
-    for t in (0, DRAWN_FRAME, s.nFrames - 1):
+    _check(
+        points.GetNumberOfDataNodes() == s.n_frames and vector.GetNumberOfDataNodes() == s.n_frames, f"{what}: items"
+    )
+    for t in (0, DRAWN_FRAME, s.n_frames - 1):
         node = points.GetNthDataNode(t)
         _check(node.IsA("vtkMRMLMarkupsFiducialNode"), f"{what}: insertion points are point lists")
         found = _markupsYx(node, ijkToRas)
         for name in ("anterior", "inferior"):
-            _check(np.allclose(found[name], s.insertionPointsPerFrame[name][t], atol=1e-3), f"{what}: {name} at {t}")
+            _check(
+                np.allclose(found[name], s.insertion_points_per_frame_yx[name][t], atol=1e-3), f"{what}: {name} at {t}"
+            )
         line = vector.GetNthDataNode(t)
         _check(line.IsA("vtkMRMLMarkupsLineNode") and line.GetNumberOfControlPoints() == 2, f"{what}: vector at {t}")
         ends = _markupsYx(line, ijkToRas)
@@ -148,10 +150,10 @@ def _checkMarkups(session: Any, what: str) -> int:
         _check(np.allclose(ends["anterior"], found["anterior"], atol=1e-3), f"{what}: vector end at {t}")
     referenceNode = outputNodes(session.browserNode, REFERENCE_POINTS_REF)[0]
     reference = _markupsYx(referenceNode, ijkToRas)
-    _check(np.allclose(reference["anterior"], s.insertionPoints["anterior"], atol=1e-3), f"{what}: reference point")
+    _check(np.allclose(reference["anterior"], s.insertion_points_yx["anterior"], atol=1e-3), f"{what}: reference point")
     ras = [0.0, 0.0, 0.0]
     referenceNode.GetNthControlPointPosition(0, ras)
-    y, x = s.insertionPoints["anterior"]
+    y, x = s.insertion_points_yx["anterior"]
     lps = s.series.geometry.pixel_to_lps(y, x, s.series.spacing_mm)
     _check(np.allclose(ras, np.asarray(lps) * [-1.0, -1.0, 1.0], atol=1e-3), f"{what}: point position in the patient")
     return 1
@@ -185,18 +187,18 @@ def _checkExport(session: Any) -> int:
         _check(len(cases) == 1, "the exported case reads as one training slice")
         s = session.slices[0]
         _check(np.array_equal(cases[0].series.data, s.corrected.data), "exported series is the corrected series")
-        _check(np.array_equal(cases[0].labels, s.labelsRef), "exported labels are the reference labels")
+        _check(np.array_equal(cases[0].labels, s.labels_ref), "exported labels are the reference labels")
         exported = cases[0].points_yx["anterior"]
-        _check(np.allclose(exported, s.insertionPoints["anterior"]), "exported insertion point")
+        _check(np.allclose(exported, s.insertion_points_yx["anterior"]), "exported insertion point")
     return 1
 
 
-def _checkCancel(scene: Any, study: Any, labels: list, points: list) -> int:
+def _checkCancel(scene: Any, study: Any, options: Any) -> int:
     token = CancelToken()
     before = scene.GetNumberOfNodes()
     token.cancel()
     try:
-        segmentStudy(study, labels=labels, insertionPoints=points, cancel=token)
+        segmentStudy(study, options, cancel=token)
     except AnalysisCancelled:
         pass
     else:
@@ -216,19 +218,23 @@ def _checkEdits(session: Any) -> int:
     proxyLabels = browser.GetProxyNode(outputNodes(browser, REFERENCE_LABELS)[0])
     setSegmentationLabels(proxyLabels, edited, ijkToRas)
     proxyPoints = browser.GetProxyNode(outputNodes(browser, REFERENCE_POINTS)[0])
-    moved = s.insertionPointsPerFrame["anterior"][EDITED_FRAME] + np.array([0.0, 2.0])
+    moved = s.insertion_points_per_frame_yx["anterior"][EDITED_FRAME] + np.array([0.0, 2.0])
     proxyPoints.SetNthControlPointPosition(0, *(ijkToRas @ np.array([moved[1], moved[0], 0.0, 1.0]))[:3])
     updated = applyCurrentFrameEdits(session, 0)
     _check(np.array_equal(updated.labels[EDITED_FRAME], edited), "the edited frame keeps the edit")
-    _check(not (updated.labelsRef == 3).any() and not (updated.labels == 3).any(), "the edit reached every frame")
+    _check(not (updated.labels_ref == 3).any() and not (updated.labels == 3).any(), "the edit reached every frame")
     sequence = outputNodes(browser, REFERENCE_LABELS)[0]
     other = labelsFromSegmentationNode(sequence.GetNthDataNode(3), s.series.shape, ijkToRas)
     _check(not (other == 3).any(), "the edit reached the label sequence")
-    _check(np.allclose(updated.insertionPointsPerFrame["anterior"][EDITED_FRAME], moved, atol=0.05), "moved point")
-    shift = updated.insertionPointsPerFrame["anterior"] - s.insertionPointsPerFrame["anterior"]
+    _check(
+        np.allclose(updated.insertion_points_per_frame_yx["anterior"][EDITED_FRAME], moved, atol=0.05), "moved point"
+    )
+    shift = updated.insertion_points_per_frame_yx["anterior"] - s.insertion_points_per_frame_yx["anterior"]
     _check(np.allclose(np.median(shift, axis=0), [0.0, 2.0], atol=0.3), f"the move reached every frame {shift[0]}")
     stored = _markupsYx(outputNodes(browser, REFERENCE_POINTS)[0].GetNthDataNode(3), ijkToRas)["anterior"]
-    _check(np.allclose(stored, updated.insertionPointsPerFrame["anterior"][3], atol=1e-3), "moved point in sequence")
+    _check(
+        np.allclose(stored, updated.insertion_points_per_frame_yx["anterior"][3], atol=1e-3), "moved point in sequence"
+    )
     return 1
 
 
@@ -243,25 +249,25 @@ def runWorkflowSelfTest(scene: Any | None = None, log: LogCallback | None = None
         ``pointErrorMean_px``, ``sectorAgreement``) and ``checks``.
     """
     from qperf import phantom
+    from qperf.workflow import AnalysisOptions
 
     scene = getScene(scene)
     log = log or (lambda message: None)
     ps = phantom.generate_study(**PHANTOM)
     truth = ps.truth.slices[0]
     nodes = loadStudy(ps.study, scene)
-    labels = [truth.labels_moving[DRAWN_FRAME]]
-    points = [truthPointsOnFrame(truth, DRAWN_FRAME)]
-    checks = _checkCancel(scene, ps.study, labels, points)
-    fractions: list = []
-    slices = segmentStudy(
-        ps.study,
-        labels=labels,
-        insertionPoints=points,
-        labelFrames=[DRAWN_FRAME],
-        progress=lambda f, m: fractions.append(f),
+    options = AnalysisOptions(
+        motion="on",
+        labels=[truth.labels_moving[DRAWN_FRAME]],
+        insertion_points_yx=[truthPointsOnFrame(truth, DRAWN_FRAME)],
+        label_frames=[DRAWN_FRAME],
     )
+    checks = _checkCancel(scene, ps.study, options)
+    fractions: list = []
+    segmentation = segmentStudy(ps.study, options, progress=lambda f, m: fractions.append(f))
+    slices = segmentation.slices
     _check(fractions[-1] == 1.0 and all(b >= a for a, b in zip(fractions, fractions[1:])), "progress runs 0 to 1")
-    session = createSession(nodes.browserNode, slices)
+    session = createSession(nodes.browserNode, segmentation)
     log(f"Motion-corrected and labelled {ps.study.n_slices} slice(s); outputs under {nodes.browserNode.GetName()!r}")
     browser = nodes.browserNode
     for role in PER_SLICE_REFERENCES:

@@ -12,7 +12,7 @@ the logic.
 Run from the repository root, with the module libraries on the path as Slicer puts them
 (about a minute)::
 
-    PYTHONPATH=QPerfSeg:QPerfFlow OMP_NUM_THREADS=2 python Resources/Screenshots/make_screenshots.py
+    PYTHONPATH=QPerfCommon:QPerfSeg:QPerfFlow OMP_NUM_THREADS=2 python Resources/Screenshots/make_screenshots.py
 """
 
 from __future__ import annotations
@@ -39,18 +39,20 @@ def runWorkflow() -> dict:
     from QPerfSegLib.workflowtest import truthPointsOnFrame
 
     from qperf import phantom
+    from qperf.workflow import AnalysisOptions
 
     ps = phantom.generate_study(seed=SEED, n_slices=3, n_frames=60, condition="stress")
     scene = slicer.vtkMRMLScene()
     seg = SegmentationLogic(scene)
     browser = seg.loadStudy(ps.study).browserNode
     truth = ps.truth.slices
-    seg.segment(
-        browser,
+    drawn = AnalysisOptions(
+        motion="on",
         labels=[t.labels_moving[DRAWN_FRAME] for t in truth],
-        insertionPoints=[truthPointsOnFrame(t, DRAWN_FRAME) for t in truth],
-        labelFrames=[DRAWN_FRAME] * len(truth),
+        insertion_points_yx=[truthPointsOnFrame(t, DRAWN_FRAME) for t in truth],
+        label_frames=[DRAWN_FRAME] * len(truth),
     )
+    seg.segment(browser, drawn)
     seg.recompute(browser)
     flow = FlowLogic(scene)
     flow.aifFromRegion(browser, flow.detectAifRegion(browser))
@@ -69,8 +71,9 @@ def _contours(ax, labels: np.ndarray) -> None:
 
 def segFigure(run: dict, path: Path) -> None:
     """Acquired and corrected frames with the labels and insertion vector the scene holds."""
-    from QPerfSegLib.outputs import REFERENCE_VECTOR, outputNodes, rasToYx
-    from QPerfSegLib.sequences import referencedSequenceNodes, seriesFromSequenceNode
+    from QPerfCommonLib.markups import pointsFromNode
+    from QPerfCommonLib.outputs import REFERENCE_VECTOR, outputNodes
+    from QPerfCommonLib.sequences import referencedSequenceNodes, seriesFromSequenceNode
 
     seg, browser = run["seg"], run["browser"]
     index = 1  # the mid slice
@@ -78,7 +81,7 @@ def segFigure(run: dict, path: Path) -> None:
     corrected = seg.correctedSeries(browser, index)
     labels = seg.labelsArray(browser, index)
     session = seg.session(browser)
-    labelsRef = session.slices[index].labelsRef
+    labelsRef = session.slices[index].labels_ref
     vectors = outputNodes(browser, REFERENCE_VECTOR)[index]
     ijkToRas = series.ijk_to_ras()
     rows, cols = np.nonzero(labelsRef)
@@ -97,12 +100,7 @@ def segFigure(run: dict, path: Path) -> None:
             _contours(ax, lab[y0:y1, x0:x1])
             ax.set_title(f"{title}, t = {series.time_s[t]:.1f} s", fontsize=8)
             ax.axis("off")
-        line = vectors.GetNthDataNode(t)
-        ends = []
-        for n in range(line.GetNumberOfControlPoints()):
-            ras = [0.0, 0.0, 0.0]
-            line.GetNthControlPointPosition(n, ras)
-            ends.append(rasToYx(ijkToRas, ras))
+        ends = list(pointsFromNode(vectors.GetNthDataNode(t), ijkToRas).values())
         if len(ends) == 2:
             (ya, xa), (yb, xb) = ends
             axes[0, col].annotate(
@@ -119,8 +117,8 @@ def segFigure(run: dict, path: Path) -> None:
 
 def flowFigure(run: dict, path: Path) -> None:
     """The report's flow map and bull's-eye with the curves from the scene's curve tables."""
+    from QPerfCommonLib.outputs import outputNodes
     from QPerfFlowLib.results import REFERENCE_CURVES
-    from QPerfSegLib.outputs import outputNodes
 
     result, browser = run["result"], run["browser"]
     name, flowmap = result.figures.flowmaps_png[1]

@@ -1,8 +1,8 @@
 """Fixtures for the Slicer layer, tested against the real MRML of the ``slicer-core`` wheel.
 
-Slicer finds a scripted module's library (``QPerfSegLib``, ``QPerfFlowLib``) because the
-module's folder is on its module path; pytest's ``pythonpath`` setting (pyproject.toml) puts
-the same folders on the import path for the tests.
+Slicer finds a scripted module's library (``QPerfCommonLib``, ``QPerfSegLib``,
+``QPerfFlowLib``) because the module's folder is on its module path; pytest's ``pythonpath``
+setting (pyproject.toml) puts the same folders on the import path for the tests.
 Everything here skips, with the reason, only when ``slicer-core`` is not installed.
 """
 

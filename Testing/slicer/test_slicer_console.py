@@ -36,7 +36,7 @@ def test_the_console_guide_runs_as_written_and_gives_arrays_and_tables(monkeypat
     assert namespace["anteriorTrack"].shape == (corrected.n_frames, 2)
     assert not (namespace["seg"].labelsArray(namespace["browser"], 0)[namespace["frame"]][:2] > 0).any()
     mbf = namespace["mbf"]
-    myocardium = namespace["seg"].session(namespace["browser"]).slices[0].labelsRef == 2
+    myocardium = namespace["seg"].session(namespace["browser"]).slices[0].labels_ref == 2
     assert mbf.shape == labels.shape[1:] and np.isfinite(mbf[myocardium]).mean() > 0.9
     assert namespace["mid"] and all(r["level"] == "mid" for r in namespace["mid"])
     assert (namespace["out"] / "cases" / namespace["cases"][0].name / "labels.nrrd").is_file()

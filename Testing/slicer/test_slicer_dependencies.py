@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("slicer", reason="the slicer-core wheel is not installed (pip install slicer-core)")
 
-from QPerfSegLib import dependencies  # noqa: E402
-from QPerfSegLib.resources import extensionResourcePath, resourceCandidates  # noqa: E402
+from QPerfCommonLib import dependencies  # noqa: E402
+from QPerfCommonLib.resources import extensionResourcePath, resourceCandidates  # noqa: E402
 
 from qperf import NotAvailableError  # noqa: E402
 

@@ -7,8 +7,8 @@ import pytest
 
 pytest.importorskip("slicer", reason="the slicer-core wheel is not installed (pip install slicer-core)")
 
-from QPerfSegLib import loadStudy, studyFromBrowserNode  # noqa: E402
-from QPerfSegLib.selftest import checkSeriesEqual, makeTestStudy  # noqa: E402
+from QPerfCommonLib import loadStudy, studyFromBrowserNode  # noqa: E402
+from QPerfCommonLib.selftest import checkSeriesEqual, makeTestStudy  # noqa: E402
 
 from qperf import io  # noqa: E402
 from qperf.io.dicom_write import write_dicom_study  # noqa: E402

@@ -10,16 +10,16 @@ import pytest
 
 slicer = pytest.importorskip("slicer", reason="the slicer-core wheel is not installed (pip install slicer-core)")
 import vtk  # noqa: E402
+from QPerfCommonLib.labels import segmentationNodeFromLabels, setSegmentationLabels  # noqa: E402
+from QPerfCommonLib.scene import saveScene  # noqa: E402
+from QPerfCommonLib.study import loadStudy  # noqa: E402
 from QPerfFlowLib import FlowLogic  # noqa: E402
 from QPerfFlowLib.aifnodes import aifFromRegion, regionSegmentationNode  # noqa: E402
 from QPerfFlowLib.compute import computeFlow, flowInputs  # noqa: E402
-from QPerfFlowLib.export import saveScene  # noqa: E402
 from QPerfFlowLib.results import imageVolumeNodeFromPng, mapVolumeNode, tableNodeFromRows  # noqa: E402
-from QPerfSegLib.labels import segmentationNodeFromLabels, setSegmentationLabels  # noqa: E402
-from QPerfSegLib.outputs import yxToRas  # noqa: E402
-from QPerfSegLib.study import loadStudy  # noqa: E402
 
 from qperf.errors import OutputExistsError, ValidationError  # noqa: E402
+from qperf.types import yx_to_ras as yxToRas  # noqa: E402
 
 IJK_TO_RAS = np.array([[0.0, 1.5, 0.0, 10.0], [-1.7, 0.0, 0.0, 20.0], [0.0, 0.0, 8.0, -30.0], [0.0, 0.0, 0.0, 1.0]])
 

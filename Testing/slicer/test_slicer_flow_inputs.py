@@ -9,6 +9,8 @@ import pytest
 
 slicer = pytest.importorskip("slicer", reason="the slicer-core wheel is not installed (pip install slicer-core)")
 
+from QPerfCommonLib import aifTableNodeFromCurve, loadStudy  # noqa: E402
+from QPerfCommonLib.selftest import makeTestStudy  # noqa: E402
 from QPerfFlowLib import (  # noqa: E402
     PERFUSION_COLOR_TABLE_NAME,
     describeInputs,
@@ -17,8 +19,6 @@ from QPerfFlowLib import (  # noqa: E402
     studyInputs,
     studySettings,
 )
-from QPerfSegLib import aifTableNodeFromCurve, loadStudy  # noqa: E402
-from QPerfSegLib.selftest import makeTestStudy  # noqa: E402
 
 from qperf import AifCurve, FormatError, ValidationError  # noqa: E402
 

@@ -4,7 +4,7 @@ Slicer's build copies every listed module script and resource into one ``qt-scri
 folder (keeping relative paths) and puts that folder on ``sys.path``. This test makes that
 folder from the lists in the CMakeLists.txt files (and the ``qperf/`` glob), then, in a fresh
 Python process, imports ``qperf`` from it (not from the development checkout), finds the shared
-resources and runs both modules' self-tests.
+resources and runs every module's self-test.
 """
 
 from __future__ import annotations
@@ -27,9 +27,12 @@ PROBE = """
 import json, sys
 import slicer
 import qperf, qperf.io
-from QPerfSegLib.resources import extensionResourcePath
+import QPerfCommonLib, QPerfSegLib, QPerfFlowLib
+from QPerfCommonLib.resources import extensionResourcePath
+from QPerfCommonLib.selftest import runSelfTest as commonSelfTest
 from QPerfSegLib.selftest import runSelfTest as segSelfTest
 from QPerfFlowLib.selftest import runSelfTest as flowSelfTest
+commonSelfTest(slicer.vtkMRMLScene())
 segSelfTest(slicer.vtkMRMLScene())
 flowSelfTest(slicer.vtkMRMLScene())
 print(json.dumps({
@@ -37,6 +40,7 @@ print(json.dumps({
     "requirements": str(extensionResourcePath("requirements.txt")),
     "colorTable": str(extensionResourcePath("ColorTables/QPerfPerfusion.txt")),
     "io": qperf.io.__file__,
+    "libraries": [m.__file__ for m in (QPerfCommonLib, QPerfSegLib, QPerfFlowLib)],
 }))
 """
 
@@ -62,7 +66,7 @@ def test_installed_layout_imports_its_own_qperf_and_passes_the_self_tests(tmp_pa
     data += [p.relative_to(REPO).as_posix() for p in (REPO / "models").rglob("*") if p.is_file()]
     for relative in core + data + cmakeItems(top, "QPERF_SHARED_RESOURCES"):
         install(REPO, relative, modules)
-    for module in ("QPerfSeg", "QPerfFlow"):
+    for module in ("QPerfCommon", "QPerfSeg", "QPerfFlow"):
         text = (REPO / module / "CMakeLists.txt").read_text()
         for relative in cmakeItems(text, "MODULE_PYTHON_SCRIPTS", module) + cmakeItems(
             text, "MODULE_PYTHON_RESOURCES", module
@@ -80,3 +84,5 @@ def test_installed_layout_imports_its_own_qperf_and_passes_the_self_tests(tmp_pa
     assert Path(found["requirements"]) == modules / "Resources" / "requirements.txt"
     assert Path(found["colorTable"]) == modules / "Resources" / "ColorTables" / "QPerfPerfusion.txt"
     assert Path(found["io"]) == modules / "qperf" / "io" / "__init__.py"
+    libraries = [Path(p) for p in found["libraries"]]
+    assert libraries == [modules / f"{m}Lib" / "__init__.py" for m in ("QPerfCommon", "QPerfSeg", "QPerfFlow")]

@@ -1,12 +1,14 @@
 """Static checks of the Slicer extension: what cannot run here (Qt, CMake) is checked from the files.
 
-- every Python file of a module is listed in its CMakeLists.txt, and every listed file exists;
+- every Python file of a module (the two with a panel and the hidden QPerfCommon) is listed in
+  its CMakeLists.txt, and every listed file exists;
 - the extension's CMakeLists.txt carries the full EXTENSION_* metadata and bundles ``qperf``;
 - each ``.ui`` file is valid Qt Designer XML, declares its custom widgets, has every widget the
   code uses (``self.ui.<name>``), and binds exactly the parameter node's fields;
 - module files compile, parse as Python 3.9 (the oldest Python of supported Slicer releases),
   carry the module metadata, import neither ``qt`` in their libraries nor ``qperf`` at load time,
-  and register a self-test that runs the library's self-test.
+  and register a self-test that runs the library's self-test;
+- both panel modules depend on the hidden QPerfCommon, and QPerfFlow not on QPerfSeg.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 MODULES = ("QPerfSeg", "QPerfFlow")
+#: The hidden module with the scene glue both panel modules share.
+COMMON = "QPerfCommon"
+ALL_MODULES = (COMMON, *MODULES)
 OLDEST_SLICER_PYTHON = (3, 9)
 
 
@@ -54,7 +59,7 @@ def parameterFields(module: str) -> dict[str, ast.AnnAssign]:
     raise AssertionError(f"{module}.py has no @parameterNodeWrapper class")
 
 
-@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("module", ALL_MODULES)
 def test_cmake_lists_every_python_file_and_resource(module):
     folder = REPO / module
     text = (folder / "CMakeLists.txt").read_text()
@@ -66,9 +71,13 @@ def test_cmake_lists_every_python_file_and_resource(module):
         p.relative_to(folder).as_posix() for p in (folder / "Resources").rglob("*") if p.is_file() and p.suffix != ".py"
     }
     assert set(resources) == resourceFiles, "MODULE_PYTHON_RESOURCES must list exactly the module's resources"
+    assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
+    if module == COMMON:  # no panel: no UI, no icon, no generic widget tests
+        assert resources == [] and f"{module}Lib/selftest.py" in scripts
+        assert re.search(r"slicerMacroBuildScriptedModule\(\s*NAME \$\{MODULE_NAME\}", text)
+        return
     assert f"Resources/UI/{module}.ui" in resources and f"Resources/Icons/{module}.png" in resources
     assert re.search(r"slicerMacroBuildScriptedModule\(.*WITH_GENERIC_TESTS.*?\)", text, re.S)
-    assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
 
 
 def test_extension_cmake_has_full_metadata_and_bundles_the_core_library():
@@ -80,8 +89,10 @@ def test_extension_cmake_has_full_metadata_and_bundles_the_core_library():
     assert values["EXTENSION_ICONURL"].endswith("Resources/Icons/QPerf.png")
     assert all(url.startswith("https://") for url in values["EXTENSION_SCREENSHOTURLS"].split())
     assert "find_package(Slicer REQUIRED)" in text
-    for module in MODULES:
+    for module in ALL_MODULES:
         assert f"add_subdirectory({module})" in text
+    positions = [text.index(f"add_subdirectory({module})") for module in ALL_MODULES]
+    assert positions == sorted(positions), "QPerfCommon is added before the modules that depend on it"
     assert re.search(r"file\(GLOB_RECURSE QPERF_PYTHON_SCRIPTS.*qperf/\*\.py", text, re.S)
     assert re.search(r"slicerMacroBuildScriptedModule\(\s*NAME qperf\s+SCRIPTS \$\{QPERF_PYTHON_SCRIPTS\}", text)
     for resource in cmakeList(text, "QPERF_SHARED_RESOURCES", "qperf"):
@@ -148,7 +159,7 @@ def test_parameter_node_fields_match_the_ui_bindings(module):
 
 
 def allModulePythonFiles() -> list[Path]:
-    return [p for module in MODULES for p in pythonFiles(REPO / module)]
+    return [p for module in ALL_MODULES for p in pythonFiles(REPO / module)]
 
 
 @pytest.mark.parametrize("path", allModulePythonFiles(), ids=lambda p: p.relative_to(REPO).as_posix())
@@ -210,6 +221,51 @@ def test_module_class_metadata_and_self_test(module):
         "the module must load before its Python dependencies are installed"
     )
     assert "pip_install" not in source, "dependencies are installed on first use, through the library"
+
+
+def moduleAssignments(module: str) -> dict:
+    """``self.parent.<key> = value`` assignments of a module class, as AST values."""
+    tree = ast.parse(moduleSource(module))
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    return {
+        t.attr: n.value
+        for n in ast.walk(classes[module])
+        if isinstance(n, ast.Assign)
+        for t in n.targets
+        if isinstance(t, ast.Attribute)
+    }
+
+
+def test_hidden_common_module_has_metadata_logic_and_self_test():
+    source = moduleSource(COMMON)
+    tree = ast.parse(source)
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    assert {COMMON, f"{COMMON}Logic", f"{COMMON}Test"} <= set(classes)
+    assert f"{COMMON}Widget" not in classes, "the shared module has no panel"
+    assigned = moduleAssignments(COMMON)
+    for key in ("title", "categories", "dependencies", "contributors", "helpText", "acknowledgementText", "hidden"):
+        assert key in assigned, f"{COMMON}: parent.{key} is not set"
+    assert ast.literal_eval(assigned["hidden"]) is True
+    assert ast.literal_eval(assigned["categories"]) == ["Cardiac"]
+    assert [b.id for b in classes[f"{COMMON}Logic"].bases] == ["ScriptedLoadableModuleLogic"]
+    assert [b.id for b in classes[f"{COMMON}Test"].bases] == ["ScriptedLoadableModuleTest"]
+    testSource = ast.get_source_segment(source, classes[f"{COMMON}Test"])
+    assert "runSelfTest(slicer.mrmlScene" in testSource and "skip" not in testSource.lower()
+    topLevelImports = {
+        (n.module if isinstance(n, ast.ImportFrom) else a.name).split(".")[0]
+        for n in tree.body
+        if isinstance(n, (ast.Import, ast.ImportFrom))
+        for a in n.names
+    }
+    assert not topLevelImports & {"qperf", f"{COMMON}Lib", "qt"}, "the module loads before its dependencies"
+
+
+def test_panel_modules_depend_on_the_common_module_and_flow_not_on_seg():
+    for module in MODULES:
+        dependencies = ast.literal_eval(moduleAssignments(module)["dependencies"])
+        assert COMMON in dependencies, f"{module} does not declare {COMMON}"
+    assert "QPerfSeg" not in ast.literal_eval(moduleAssignments("QPerfFlow")["dependencies"])
+    assert "QPerfSeg" not in moduleSource("QPerfFlow").replace("QPerf Seg", ""), "QPerfFlow.py names QPerfSeg"
 
 
 @pytest.mark.parametrize(

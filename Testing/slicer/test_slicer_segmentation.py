@@ -7,9 +7,7 @@ import pytest
 
 slicer = pytest.importorskip("slicer", reason="the slicer-core wheel is not installed (pip install slicer-core)")
 import vtk  # noqa: E402
-from QPerfSegLib import SegmentationLogic  # noqa: E402
-from QPerfSegLib.groundtruth import exportGroundTruth  # noqa: E402
-from QPerfSegLib.labels import (  # noqa: E402
+from QPerfCommonLib.labels import (  # noqa: E402
     SEGMENTS,
     labelmapNode,
     labelsFromSegmentationNode,
@@ -18,12 +16,18 @@ from QPerfSegLib.labels import (  # noqa: E402
     segmentationSequenceFromLabels,
     segmentationsLogic,
 )
-from QPerfSegLib.outputs import PER_SLICE_REFERENCES, outputNodes, rasToYx, yxToRas  # noqa: E402
-from QPerfSegLib.segment import AnalysisCancelled, CancelToken, runSegmentCommand, segmentStudy  # noqa: E402
+from QPerfCommonLib.outputs import PER_SLICE_REFERENCES, outputNodes  # noqa: E402
+from QPerfSegLib import SegmentationLogic  # noqa: E402
+from QPerfSegLib.groundtruth import exportGroundTruth  # noqa: E402
+from QPerfSegLib.segment import runSegmentCommand, segmentStudy  # noqa: E402
 from QPerfSegLib.session import createSession  # noqa: E402
 from QPerfSegLib.workflowtest import dice  # noqa: E402
 
 from qperf.errors import NotAvailableError, OutputExistsError, ValidationError  # noqa: E402
+from qperf.progress import AnalysisCancelled, CancelToken  # noqa: E402
+from qperf.types import ras_to_yx as rasToYx  # noqa: E402
+from qperf.types import yx_to_ras as yxToRas  # noqa: E402
+from qperf.workflow import AnalysisOptions  # noqa: E402
 
 IJK_TO_RAS = np.array([[0.0, 1.5, 0.2, 10.0], [-1.7, 0.0, 0.1, 20.0], [0.0, 0.0, 8.0, -30.0], [0.0, 0.0, 0.0, 1.0]])
 
@@ -114,22 +118,23 @@ def test_pixel_and_ras_coordinates_invert_each_other():
 def test_cnn_in_process_and_in_a_separate_process_give_the_same_labels(phantomStudy):
     truth = phantomStudy.truth.slices[0]
     messages = []
-    inProcess = segmentStudy(phantomStudy.study, motionCorrection=False, segmenter="inprocess")[0]
+    off = AnalysisOptions(motion="off")
+    inProcess = segmentStudy(phantomStudy.study, off, segmenter="inprocess").slices[0]
     separate = segmentStudy(
-        phantomStudy.study, motionCorrection=False, segmenter="subprocess", progress=lambda f, m: messages.append(m)
-    )[0]
+        phantomStudy.study, off, segmenter="subprocess", progress=lambda f, m: messages.append(m)
+    ).slices[0]
     assert (inProcess.source, separate.source) == ("cnn", "cnn-subprocess")
-    np.testing.assert_array_equal(separate.labelsRef, inProcess.labelsRef)
+    np.testing.assert_array_equal(separate.labels_ref, inProcess.labels_ref)
     np.testing.assert_array_equal(separate.labels, inProcess.labels)
-    assert separate.insertionPoints == inProcess.insertionPoints and "anterior" in separate.insertionPoints
+    assert separate.insertion_points_yx == inProcess.insertion_points_yx and "anterior" in separate.insertion_points_yx
     assert any("CNN running" in m for m in messages), "the GUI is not called while the process runs"
-    assert dice(separate.labelsRef == 2, truth.labels_ref == 2) > 0.5
+    assert dice(separate.labels_ref == 2, truth.labels_ref == 2) > 0.5
     assert separate.qc, "the quality-control report did not come back"
 
 
 def test_separate_process_failure_quotes_its_reason(phantomStudy, tmp_path):
     with pytest.raises(NotAvailableError, match="segmentation process failed.*model"):
-        runSegmentCommand(phantomStudy.study.slices[0], model=tmp_path / "missing.pt")
+        runSegmentCommand(phantomStudy.study.slices[0], AnalysisOptions(segmenter=tmp_path / "missing.pt"))
 
 
 def test_cancel_terminates_the_separate_process(phantomStudy):
@@ -150,11 +155,11 @@ def test_supplied_labels_are_checked_against_the_study(phantomStudy):
     study = phantomStudy.study
     truth = phantomStudy.truth.slices[0]
     with pytest.raises(ValidationError, match="one label map per slice"):
-        segmentStudy(study, labels=[truth.labels_ref, truth.labels_ref], insertionPoints=[{}, {}])
-    with pytest.raises(ValidationError, match="insertionPoints"):
-        segmentStudy(study, labels=[truth.labels_ref])
+        segmentStudy(study, AnalysisOptions(labels=[truth.labels_ref, truth.labels_ref], insertion_points_yx=[{}, {}]))
+    with pytest.raises(ValidationError, match="insertion_points_yx"):
+        segmentStudy(study, AnalysisOptions(labels=[truth.labels_ref]))
     with pytest.raises(ValidationError, match="expected shape"):
-        segmentStudy(study, motionCorrection=False, labels=[truth.labels_ref[:10]], insertionPoints=[{}])
+        segmentStudy(study, AnalysisOptions(motion="off", labels=[truth.labels_ref[:10]], insertion_points_yx=[{}]))
     with pytest.raises(ValidationError, match="segmenter"):
         segmentStudy(study, segmenter="gpu")
 
@@ -163,10 +168,10 @@ def test_a_second_run_replaces_the_outputs_under_the_browser(scene, phantomStudy
     logic = SegmentationLogic(scene)
     nodes = logic.loadStudy(phantomStudy.study)
     truth = phantomStudy.truth.slices[0]
-    supplied = {"labels": [truth.labels_ref], "insertionPoints": [truth.insertion_points_yx]}
-    logic.segment(nodes.browserNode, motionCorrection=False, **supplied)
+    supplied = AnalysisOptions(motion="off", labels=[truth.labels_ref], insertion_points_yx=[truth.insertion_points_yx])
+    logic.segment(nodes.browserNode, supplied)
     count = scene.GetNumberOfNodes()
-    logic.segment(nodes.browserNode, motionCorrection=False, **supplied)
+    logic.segment(nodes.browserNode, supplied)
     assert scene.GetNumberOfNodes() == count
     for role in PER_SLICE_REFERENCES:
         assert len(outputNodes(nodes.browserNode, role)) == 1, role
@@ -187,10 +192,8 @@ def test_ground_truth_export_keeps_existing_cases_unless_asked(scene, phantomStu
     truth = phantomStudy.truth.slices[0]
     slices = segmentStudy(
         phantomStudy.study,
-        motionCorrection=False,
-        labels=[truth.labels_ref],
-        insertionPoints=[truth.insertion_points_yx],
-    )
+        AnalysisOptions(motion="off", labels=[truth.labels_ref], insertion_points_yx=[truth.insertion_points_yx]),
+    ).slices
     session = createSession(SegmentationLogic(scene).loadStudy(phantomStudy.study).browserNode, slices)
     first = exportGroundTruth(session.slices, tmp_path, "study A")
     assert sorted(p.name for p in first[0].iterdir()) == [
@@ -202,14 +205,14 @@ def test_ground_truth_export_keeps_existing_cases_unless_asked(scene, phantomStu
     with pytest.raises(OutputExistsError):
         exportGroundTruth(session.slices, tmp_path, "study A")
     assert exportGroundTruth(session.slices, tmp_path, "study A", overwrite=True) == first
-    empty = [slices[0].withLabels(np.zeros_like(truth.labels_ref))]
+    empty = [slices[0].with_labels(np.zeros_like(truth.labels_ref))]
     with pytest.raises(ValidationError, match="myocardium"):
         exportGroundTruth(empty, tmp_path, "study B")
 
 
 def test_a_browser_made_elsewhere_is_segmented_and_segmented_again(scene, phantomStudy):
     """Sequences played by a plain browser (as Slicer's DICOM module makes them) are the slices."""
-    from QPerfSegLib.sequences import addSequenceToBrowser, createBrowserNode, sequenceNodeFromSeries
+    from QPerfCommonLib.sequences import addSequenceToBrowser, createBrowserNode, sequenceNodeFromSeries
 
     series = phantomStudy.study.slices[0]
     sequence = sequenceNodeFromSeries(series, scene, name="from DICOM")
@@ -221,7 +224,8 @@ def test_a_browser_made_elsewhere_is_segmented_and_segmented_again(scene, phanto
     logic = SegmentationLogic(scene)
     for _ in range(2):
         session = logic.segment(
-            browser, motionCorrection=False, labels=[truth.labels_ref], insertionPoints=[truth.insertion_points_yx]
+            browser,
+            AnalysisOptions(motion="off", labels=[truth.labels_ref], insertion_points_yx=[truth.insertion_points_yx]),
         )
         assert len(session.slices) == 1
     np.testing.assert_array_equal(logic.correctedSeries(browser, 0).data, series.data)
@@ -229,7 +233,7 @@ def test_a_browser_made_elsewhere_is_segmented_and_segmented_again(scene, phanto
 
 def test_a_saved_scene_is_corrected_again_after_reopening(scene, tmp_path):
     """Motion fields, labels and points come back from the saved scene; an edit still reaches every frame."""
-    from QPerfFlowLib.export import openScene, saveScene
+    from QPerfCommonLib.scene import openScene, saveScene
 
     from qperf import phantom
 
@@ -237,9 +241,13 @@ def test_a_saved_scene_is_corrected_again_after_reopening(scene, tmp_path):
     truth = ps.truth.slices[0]
     logic = SegmentationLogic(scene)
     browser = logic.loadStudy(ps.study).browserNode
-    original = logic.segment(
-        browser, labels=[truth.labels_moving[15]], insertionPoints=[{"anterior": (20.0, 20.0)}], labelFrames=[15]
-    ).slices[0]
+    options = AnalysisOptions(
+        motion="on",
+        labels=[truth.labels_moving[15]],
+        insertion_points_yx=[{"anterior": (20.0, 20.0)}],
+        label_frames=[15],
+    )
+    original = logic.segment(browser, options).slices[0]
     mrml = saveScene(scene, tmp_path)
 
     reopened = openScene(mrml)
@@ -247,14 +255,18 @@ def test_a_saved_scene_is_corrected_again_after_reopening(scene, tmp_path):
     browserAgain = reopened.GetNodeByID(browser.GetID())
     assert again.hasSegmentation(browserAgain) and not again.sessions
     restored = again.session(browserAgain).slices[0]
-    np.testing.assert_array_equal(restored.labelsRef, original.labelsRef)
+    np.testing.assert_array_equal(restored.labels_ref, original.labels_ref)
     np.testing.assert_array_equal(restored.labels, original.labels)
     np.testing.assert_array_equal(restored.motion.forward_px, original.motion.forward_px)
     np.testing.assert_array_equal(restored.motion.inverse_px, original.motion.inverse_px)
     assert restored.motion.key_frame == original.motion.key_frame
-    np.testing.assert_allclose(restored.insertionPoints["anterior"], original.insertionPoints["anterior"], atol=1e-4)
     np.testing.assert_allclose(
-        restored.insertionPointsPerFrame["anterior"], original.insertionPointsPerFrame["anterior"], atol=1e-4
+        restored.insertion_points_yx["anterior"], original.insertion_points_yx["anterior"], atol=1e-4
+    )
+    np.testing.assert_allclose(
+        restored.insertion_points_per_frame_yx["anterior"],
+        original.insertion_points_per_frame_yx["anterior"],
+        atol=1e-4,
     )
     edited = restored.labels[22].copy()
     edited[edited == 3] = 0

@@ -8,8 +8,8 @@ import pytest
 slicer = pytest.importorskip("slicer", reason="the slicer-core wheel is not installed (pip install slicer-core)")
 vtk = pytest.importorskip("vtk")
 
-from QPerfSegLib import loadSeries, sequenceNodeFromSeries, seriesFromSequenceNode, updateProxyNodes  # noqa: E402
-from QPerfSegLib.sequences import getScene  # noqa: E402
+from QPerfCommonLib import loadSeries, sequenceNodeFromSeries, seriesFromSequenceNode, updateProxyNodes  # noqa: E402
+from QPerfCommonLib.scene import getScene  # noqa: E402
 
 from qperf import PerfusionSeries, SliceGeometry, ValidationError, io  # noqa: E402
 

@@ -7,15 +7,15 @@ import pytest
 
 slicer = pytest.importorskip("slicer", reason="the slicer-core wheel is not installed (pip install slicer-core)")
 
-from QPerfSegLib import (  # noqa: E402
+from QPerfCommonLib import (  # noqa: E402
     aifCurveFromTableNode,
     aifTableNodeFromCurve,
     createBrowserNode,
     loadStudy,
     studyFromBrowserNode,
 )
-from QPerfSegLib.selftest import checkSeriesEqual, makeTestStudy  # noqa: E402
-from QPerfSegLib.sequences import addSequenceToBrowser, sequenceNodeFromSeries  # noqa: E402
+from QPerfCommonLib.selftest import checkSeriesEqual, makeTestStudy  # noqa: E402
+from QPerfCommonLib.sequences import addSequenceToBrowser, sequenceNodeFromSeries  # noqa: E402
 
 from qperf import AifCurve, PerfusionSeries, ValidationError, io  # noqa: E402
 

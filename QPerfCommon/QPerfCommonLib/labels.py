@@ -21,7 +21,7 @@ import vtk
 from qperf.errors import ValidationError
 from qperf.types import LABEL_LV, LABEL_MYO, LABEL_RV
 
-from .sequences import getScene, removeNode
+from .scene import formatTime, getScene, itemsAtTimes, newTimeSequence, removeNode
 
 
 @dataclass(frozen=True)
@@ -236,18 +236,12 @@ def segmentationSequenceFromLabels(
     The index is ``"time"`` in ``"s"`` with the frame times as values, as the image sequences,
     so a browser plays the labels with their frames.
     """
-    from .sequences import TIME_INDEX_NAME, TIME_INDEX_UNIT, _formatTime
-
     scene = getScene(scene)
     labels = _checkLabels(labels, 3, "labels")
     time_s = np.asarray(time_s, dtype=float)
     if labels.shape[0] != time_s.shape[0]:
         raise ValidationError(f"labels: expected {time_s.shape[0]} frames (one per time), found {labels.shape[0]}")
-    sequenceNode = scene.AddNewNodeByClass("vtkMRMLSequenceNode", scene.GenerateUniqueName(name))
-    sequenceNode.SetIndexName(TIME_INDEX_NAME)
-    sequenceNode.SetIndexUnit(TIME_INDEX_UNIT)
-    sequenceNode.SetIndexType(slicer.vtkMRMLSequenceNode.NumericIndex)
-    sequenceNode.SetNumericIndexValueTolerance(1e-9)
+    sequenceNode = newTimeSequence(scene, name)
     logic = segmentationsLogic(scene)
     # The frame being filled lives in the scene while the sequence copies it, then goes.
     frame = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{sequenceNode.GetName()} frame")
@@ -255,19 +249,26 @@ def segmentationSequenceFromLabels(
     try:
         for i in range(labels.shape[0]):
             setSegmentationLabels(frame, labels[i], ijkToRas, logic)
-            sequenceNode.SetDataNodeAtValue(frame, _formatTime(time_s[i]))
+            sequenceNode.SetDataNodeAtValue(frame, formatTime(time_s[i]))
     finally:
         sequenceNode.EndModify(wasModifying)
         removeNode(scene, frame)
     return sequenceNode
 
 
-def labelsFromSegmentationSequence(sequenceNode: Any, shape: tuple, ijkToRas: np.ndarray) -> np.ndarray:
-    """The labels ``(t, y, x)`` uint8 of a sequence of segmentations, frame by frame."""
+def labelsFromSegmentationSequence(
+    sequenceNode: Any, shape: tuple, ijkToRas: np.ndarray, time_s: Any | None = None
+) -> np.ndarray:
+    """The labels ``(t, y, x)`` uint8 of a sequence of segmentations, frame by frame.
+
+    With ``time_s``, the items at those times (a slice's frames), whatever else the sequence
+    holds; else every item.
+    """
     n = sequenceNode.GetNumberOfDataNodes()
     if n == 0:
         raise ValidationError(f"sequence {sequenceNode.GetName()!r}: expected segmentation frames, found none")
-    return np.stack([labelsFromSegmentationNode(sequenceNode.GetNthDataNode(i), shape, ijkToRas) for i in range(n)])
+    items = range(n) if time_s is None else itemsAtTimes(sequenceNode, time_s)
+    return np.stack([labelsFromSegmentationNode(sequenceNode.GetNthDataNode(i), shape, ijkToRas) for i in items])
 
 
 def segmentEditorNode(scene: Any | None = None, name: str = "QPerfSegmentEditor") -> Any:

@@ -14,7 +14,8 @@ Sequences from elsewhere (for example Slicer's DICOM module) are read
 too: their geometry comes from the volumes and their times from the index values.
 
 Functions take the MRML scene as an argument; ``None`` means ``slicer.mrmlScene``, which exists
-inside the Slicer application only. This file imports ``slicer`` but never ``qt``.
+inside the Slicer application only (see :mod:`.scene`). This file imports ``slicer`` but never
+``qt``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,16 @@ import vtk
 
 from qperf.errors import ValidationError
 from qperf.types import PerfusionSeries, SliceGeometry
+
+from .scene import (
+    ensureSequenceBrowserRegistered,
+    formatTime,
+    getScene,
+    newTimeSequence,
+    referencedNodes,
+    setFixedWindowLevel,
+    updateProxyNodes,
+)
 
 # Attribute names are the custom field names of qperf.io's NRRD series files.
 ATTR_ROLE = "qperf_role"
@@ -46,38 +57,14 @@ ROLE_AIF_SERIES = "aifSeries"
 REFERENCE_SLICE = "QPerfSlice"
 REFERENCE_AIF_SERIES = "QPerfAifSeries"
 
-TIME_INDEX_NAME = "time"
-TIME_INDEX_UNIT = "s"
 _TIME_UNIT_SCALE = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, "msec": 1e-3}
 _RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _GEOMETRY_TOLERANCE = 1e-4
 
 
-def getScene(scene: Any | None = None) -> Any:
-    """The scene to work in: ``scene`` itself, or ``slicer.mrmlScene`` when it is None.
+def jsonMetadata(metadata: Mapping[str, Any]) -> str:
+    """``metadata`` as JSON text for a node attribute (numpy values as numbers and lists)."""
 
-    Raises
-    ------
-    ValidationError
-        When ``scene`` is None and there is no ``slicer.mrmlScene`` (outside the application).
-    """
-    if scene is None:
-        scene = getattr(slicer, "mrmlScene", None)
-        if scene is None:
-            raise ValidationError(
-                "scene: expected a vtkMRMLScene, found None (slicer.mrmlScene exists only inside the Slicer application)"
-            )
-    if not (hasattr(scene, "IsA") and scene.IsA("vtkMRMLScene")):
-        raise ValidationError(f"scene: expected a vtkMRMLScene, found {type(scene).__name__}")
-    return scene
-
-
-def _formatTime(time_s: float) -> str:
-    """Index value text of a time: the shortest repr that reads back to the same double."""
-    return repr(float(time_s))
-
-
-def _jsonMetadata(metadata: Mapping[str, Any]) -> str:
     def fallback(value: Any) -> Any:
         if isinstance(value, np.generic):
             return value.item()
@@ -86,72 +73,6 @@ def _jsonMetadata(metadata: Mapping[str, Any]) -> str:
         return str(value)
 
     return json.dumps(dict(metadata), default=fallback, sort_keys=True)
-
-
-def removeNode(scene: Any, node: Any) -> None:
-    """Remove ``node`` from ``scene`` with its display and storage nodes (which a bare scene keeps)."""
-    if node is None:
-        return
-    dependents = []
-    if node.IsA("vtkMRMLDisplayableNode"):
-        dependents += [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
-    if node.IsA("vtkMRMLStorableNode"):
-        dependents += [node.GetNthStorageNode(i) for i in range(node.GetNumberOfStorageNodes())]
-    scene.RemoveNode(node)
-    for dependent in dependents:
-        if dependent is not None and dependent.GetScene() is scene:
-            scene.RemoveNode(dependent)
-
-
-def ensureSequenceBrowserRegistered(scene: Any) -> None:
-    """Register ``vtkMRMLSequenceBrowserNode`` in ``scene`` when the Sequences module has not."""
-    if not scene.IsNodeClassRegistered("vtkMRMLSequenceBrowserNode"):
-        scene.RegisterNodeClass(slicer.vtkMRMLSequenceBrowserNode())
-
-
-def ensureMarkupsStorageRegistered(scene: Any) -> None:
-    """Register the markups JSON storage node in ``scene`` when the Markups module has not.
-
-    Without it (a bare ``vtkMRMLScene``) point lists and lines, and sequences of them, are
-    saved without their points.
-    """
-    if not scene.IsNodeClassRegistered("vtkMRMLMarkupsJsonStorageNode"):
-        scene.RegisterNodeClass(slicer.vtkMRMLMarkupsJsonStorageNode())
-
-
-def updateProxyNodes(browserNode: Any) -> None:
-    """Create or refresh the proxy nodes of a browser (the nodes the views display).
-
-    Inside the application this is the Sequences module's logic; with ``slicer-core`` a
-    ``vtkSlicerSequencesLogic`` that is not attached to the scene does the same work.
-    """
-    modules = getattr(slicer, "modules", None)
-    sequencesModule = getattr(modules, "sequences", None) if modules is not None else None
-    if sequencesModule is not None and browserNode.GetScene() is getattr(slicer, "mrmlScene", None):
-        sequencesModule.logic().UpdateProxyNodesFromSequences(browserNode)
-    else:
-        slicer.vtkSlicerSequencesLogic().UpdateProxyNodesFromSequences(browserNode)
-
-
-def setFixedWindowLevel(browserNode: Any, sequenceNode: Any, data: np.ndarray) -> None:
-    """Give the proxy volume of ``sequenceNode`` one window/level for all frames.
-
-    Perfusion is read from brightness changes over time, so the display range is fixed from
-    the whole series (0.5th to 99.5th percentile of ``data``) instead of adapting per frame.
-    """
-    proxyNode = browserNode.GetProxyNode(sequenceNode)
-    if proxyNode is None or not proxyNode.IsA("vtkMRMLScalarVolumeNode"):
-        return
-    if proxyNode.GetDisplayNode() is None:
-        proxyNode.CreateDefaultDisplayNodes()
-    displayNode = proxyNode.GetDisplayNode()
-    if displayNode is None:
-        return
-    low, high = (float(v) for v in np.percentile(data, [0.5, 99.5]))
-    if not high > low:
-        high = low + 1.0
-    displayNode.AutoWindowLevelOff()
-    displayNode.SetWindowLevelMinMax(low, high)
 
 
 def createBrowserNode(scene: Any | None = None, name: str = "QPerf study") -> Any:
@@ -180,11 +101,7 @@ def addSequenceToBrowser(browserNode: Any, sequenceNode: Any, referenceRole: str
 
 def referencedSequenceNodes(browserNode: Any, referenceRole: str = REFERENCE_SLICE) -> list:
     """The sequence nodes recorded on ``browserNode`` under ``referenceRole``, in order."""
-    return [
-        browserNode.GetNthNodeReference(referenceRole, i)
-        for i in range(browserNode.GetNumberOfNodeReferences(referenceRole))
-        if browserNode.GetNthNodeReference(referenceRole, i) is not None
-    ]
+    return referencedNodes(browserNode, referenceRole)
 
 
 def sequenceNodeFromSeries(
@@ -215,12 +132,8 @@ def sequenceNodeFromSeries(
     scene = getScene(scene)
     if not isinstance(series, PerfusionSeries):
         raise ValidationError(f"series: expected a qperf.PerfusionSeries, found {type(series).__name__}")
-    nodeName = scene.GenerateUniqueName(name or series.name or "slice")
-    sequenceNode = scene.AddNewNodeByClass("vtkMRMLSequenceNode", nodeName)
-    sequenceNode.SetIndexName(TIME_INDEX_NAME)
-    sequenceNode.SetIndexUnit(TIME_INDEX_UNIT)
-    sequenceNode.SetIndexType(slicer.vtkMRMLSequenceNode.NumericIndex)
-    sequenceNode.SetNumericIndexValueTolerance(1e-9)
+    sequenceNode = newTimeSequence(scene, name or series.name or "slice")
+    nodeName = sequenceNode.GetName()
     ijkToRas = slicer.util.vtkMatrixFromArray(series.ijk_to_ras())
     frame = slicer.vtkMRMLScalarVolumeNode()
     wasModifying = sequenceNode.StartModify()
@@ -229,7 +142,7 @@ def sequenceNodeFromSeries(
             frame.SetName(f"{nodeName} [{i:03d}]")
             slicer.util.updateVolumeFromArray(frame, series.data[i][np.newaxis])
             frame.SetIJKToRASMatrix(ijkToRas)
-            sequenceNode.SetDataNodeAtValue(frame, _formatTime(series.time_s[i]))
+            sequenceNode.SetDataNodeAtValue(frame, formatTime(series.time_s[i]))
     finally:
         sequenceNode.EndModify(wasModifying)
     sequenceNode.SetAttribute(ATTR_ROLE, role)
@@ -240,7 +153,7 @@ def sequenceNodeFromSeries(
         sequenceNode.SetAttribute(ATTR_SLICE_POSITION_MM, repr(series.slice_position_mm))
     if series.geometry is None:
         sequenceNode.SetAttribute(ATTR_GEOMETRY_UNKNOWN, "1")
-    sequenceNode.SetAttribute(ATTR_METADATA, _jsonMetadata(series.metadata))
+    sequenceNode.SetAttribute(ATTR_METADATA, jsonMetadata(series.metadata))
     return sequenceNode
 
 

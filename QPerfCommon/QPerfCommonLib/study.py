@@ -23,6 +23,7 @@ import vtk
 from qperf.errors import ValidationError
 from qperf.types import AifCurve, PerfusionStudy
 
+from .scene import getScene, setFixedWindowLevel, updateProxyNodes
 from .sequences import (
     ATTR_METADATA,
     ATTR_NAME,
@@ -32,15 +33,12 @@ from .sequences import (
     REFERENCE_SLICE,
     ROLE_AIF_SERIES,
     ROLE_SLICE,
-    _jsonMetadata,
     addSequenceToBrowser,
     createBrowserNode,
-    getScene,
+    jsonMetadata,
     referencedSequenceNodes,
     sequenceNodeFromSeries,
     seriesFromSequenceNode,
-    setFixedWindowLevel,
-    updateProxyNodes,
 )
 
 ROLE_STUDY = "study"
@@ -174,7 +172,7 @@ def loadStudy(study: StudyOrPath, scene: Any | None = None, name: str | None = N
     browserNode.SetAttribute(ATTR_NAME, study.name)
     browserNode.SetAttribute(ATTR_CONDITION, study.condition)
     browserNode.SetAttribute(ATTR_HEMATOCRIT, repr(study.hematocrit))
-    browserNode.SetAttribute(ATTR_METADATA, _jsonMetadata(study.metadata))
+    browserNode.SetAttribute(ATTR_METADATA, jsonMetadata(study.metadata))
     nodes = StudyNodes(browserNode=browserNode)
     for i, series in enumerate(study.slices):
         sequenceNode = sequenceNodeFromSeries(series, scene, name=series.name or f"slice {i + 1}", role=ROLE_SLICE)

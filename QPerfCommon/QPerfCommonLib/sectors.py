@@ -17,7 +17,7 @@ import vtk
 from qperf.errors import ValidationError
 
 from .labels import labelmapNode, segmentationsLogic
-from .sequences import getScene
+from .scene import getScene
 
 #: Contour colours per territory (RGB 0-1), lighter to darker along the segment numbers.
 TERRITORY_COLORS = {"LAD": (0.95, 0.35, 0.35), "RCA": (0.35, 0.85, 0.35), "LCx": (0.35, 0.55, 1.0)}
