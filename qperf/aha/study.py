@@ -41,7 +41,8 @@ class StudySectors:
     warnings: tuple[str, ...] = ()
 
 
-def _per_slice(name: str, value: Any, n: int) -> list[Any]:
+def per_slice(name: str, value: Any, n: int) -> list[Any]:
+    """``value`` once per slice: a scalar (str, bool, None) repeated, else a sequence of ``n`` items."""
     if isinstance(value, (str, bool)) or value is None:
         return [value] * n
     items = list(value)
@@ -87,9 +88,9 @@ def sectorise(
     n = len(series)
     if n == 0 or not all(isinstance(s, PerfusionSeries) for s in series):
         raise ValidationError(f"series: expected a non-empty list of PerfusionSeries, found {describe(series)}")
-    labels_l = _per_slice("labels", labels, n)
-    ins_l = _per_slice("insertion_yx", insertion_yx, n)
-    sense_l = _per_slice("septum_clockwise", septum_clockwise, n)
+    labels_l = per_slice("labels", labels, n)
+    ins_l = per_slice("insertion_yx", insertion_yx, n)
+    sense_l = per_slice("septum_clockwise", septum_clockwise, n)
     assignment = slice_levels(series, levels=levels, base_first=base_first)
     out, sources, warnings = [], [], []
     for i, s in enumerate(series):

@@ -58,7 +58,7 @@ def write_motion_folder(
     corrected_name: str = "corrected.seq.nrrd",
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a motion correction into ``folder`` (created; it must not exist yet).
+    """Write a motion correction into ``folder`` (created when missing).
 
     Parameters
     ----------
@@ -80,7 +80,7 @@ def write_motion_folder(
     if not isinstance(result, MotionResult):
         raise ValidationError(f"result: expected a MotionResult, found {type(result).__name__}")
     out = Path(folder)
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
     spacing = result.corrected.spacing_mm
     io.write_series(result.corrected, out / corrected_name)
     write_field(result.forward_px, out / FORWARD_NAME, spacing, "corrected_t(p) = original_t(p + u)")

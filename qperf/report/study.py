@@ -13,19 +13,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from qperf.aha.study import sectorise
+from qperf.aha.study import per_slice, sectorise
 from qperf.errors import ValidationError, describe
 from qperf.report.build import SliceResult, build_report
 from qperf.types import PerfusionSeries
 
 __all__ = ["report_study"]
-
-
-def _per_slice(name: str, value: Any, n: int) -> list[Any]:
-    items = list(value)
-    if len(items) != n:
-        raise ValidationError(f"{name}: expected one value per slice ({n}), found {len(items)}")
-    return items
 
 
 def report_study(
@@ -81,7 +74,7 @@ def report_study(
     n = len(series)
     if n == 0 or not all(isinstance(s, PerfusionSeries) for s in series):
         raise ValidationError(f"series: expected a non-empty list of PerfusionSeries, found {describe(series)}")
-    maps_l = _per_slice("maps", maps, n)
+    maps_l = per_slice("maps", maps, n)
     table = sectorise(
         series, labels, insertion_yx, levels=levels, base_first=base_first, septum_clockwise=septum_clockwise
     )

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-from numpy.typing import NDArray
 
 from qperf.cli.commands._options import add_series_options, series_options
 from qperf.errors import ValidationError
@@ -29,11 +24,6 @@ Writes into DIR (created atomically; must not exist unless --overwrite):
                       corrected_t(p) = original_t(p + forward[t, :, p])
   inverse_px.nrrd     original_t(q) = corrected_t(q + inverse[t, :, q]), same layout
   moco.json           key frame, quality score and its parts, timings, settings"""
-
-FIELD_LAYOUT = (
-    "float32 (t, 2, y, x) C order = NRRD axes (x, y, component, frame); component 0 = dy (rows), "
-    "1 = dx (columns), pixels; pull field"
-)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -70,23 +60,10 @@ def _output_name(source: Path) -> str:
     return "corrected.seq.nrrd"
 
 
-def write_field(field: NDArray[np.float32], path: Path, spacing_mm: tuple[float, float], description: str) -> None:
-    """Write a ``(t, 2, y, x)`` displacement field as NRRD (see :data:`FIELD_LAYOUT`)."""
-    import nrrd
-
-    header: dict[str, Any] = {
-        "kinds": ["domain", "domain", "vector", "list"],
-        "encoding": "gzip",
-        "qperf_layout": FIELD_LAYOUT,
-        "qperf_description": description,
-        "qperf_spacing_mm": f"{spacing_mm[0]} {spacing_mm[1]}",
-    }
-    nrrd.write(str(path), np.ascontiguousarray(field, dtype=np.float32), header, index_order="C")
-
-
 def run(args: argparse.Namespace) -> int:
     from qperf import io, motion
     from qperf.io import atomic_dir, check_output
+    from qperf.motion.folder import write_motion_folder
     from qperf.progress import TerminalProgress
 
     out = Path(args.out)
@@ -104,25 +81,7 @@ def run(args: argparse.Namespace) -> int:
         )
     corrected_name = _output_name(Path(args.series))
     with atomic_dir(out, overwrite=args.overwrite, inputs=[args.series]) as tmp:
-        io.write_series(result.corrected, tmp / corrected_name)
-        write_field(result.forward_px, tmp / "forward_px.nrrd", series.spacing_mm, "corrected_t(p) = original_t(p + u)")
-        write_field(result.inverse_px, tmp / "inverse_px.nrrd", series.spacing_mm, "original_t(q) = corrected_t(q + w)")
-        report = {
-            "input": str(args.series),
-            "corrected": corrected_name,
-            "forward_field": "forward_px.nrrd",
-            "inverse_field": "inverse_px.nrrd",
-            "field_layout": FIELD_LAYOUT,
-            "key_frame": result.key_frame,
-            "n_frames": series.n_frames,
-            "n_pd_frames": series.n_pd_frames,
-            "region_yyxx": list(result.region),
-            "engine": result.engine,
-            "settings": result.settings,
-            "quality": result.quality,
-            "timings_s": result.timings_s,
-        }
-        (tmp / "moco.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_motion_folder(result, tmp, corrected_name=corrected_name, extra={"input": str(args.series)})
     if not args.quiet:
         q = result.quality
         print(
