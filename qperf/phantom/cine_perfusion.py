@@ -160,6 +160,114 @@ def _resample_labels(
     return np.asarray(np.argmax(fractions, axis=0), dtype=np.uint8)
 
 
+@dataclass(frozen=True)
+class _Contrast:
+    """The bolus and the myocardial curves of one scan (dynamic clock, s from the first dynamic frame)."""
+
+    blood: Any  # qperf.phantom.kinetics.BloodCurves
+    arrival_s: float
+    flow_ml_min_g: float
+    myocardium: NDArray[np.float64]  # (2, t): normal and defect
+
+
+def _draw_contrast(rng: np.random.Generator, condition: str, dyn_t: NDArray[np.float64]) -> _Contrast:
+    bolus = pk.BolusParameters.draw(rng, condition)
+    bolus = pk.BolusParameters(**{**bolus.__dict__, "arrival_s": float(rng.uniform(3.0, 12.0))})
+    blood = pk.blood_curves(bolus, 0.0, float(dyn_t[-1]))
+    model, _ = pk.get_tissue_model("2cxm-analytic")
+    flow = rng.uniform(*FLOW_RANGE[condition])
+    params = {
+        "Fp": np.array([flow, flow * rng.uniform(0.3, 0.6)]),
+        "PS": np.array([rng.uniform(0.8, 1.6)] * 2),
+        "Vp": np.array([rng.uniform(0.04, 0.1)] * 2),
+        "Visf": np.array([rng.uniform(0.15, 0.3)] * 2),
+    }
+    grid, tissue = pk.simulate_tissue(
+        model, lambda t: blood.at("lv", t), bolus.hematocrit, 0.0, float(dyn_t[-1]), params
+    )
+    return _Contrast(blood, float(bolus.arrival_s), float(flow), np.array([np.interp(dyn_t, grid, c) for c in tissue]))
+
+
+def _defect(frame: CineFrame, rng: np.random.Generator) -> NDArray[np.bool_]:
+    """A subendocardial defect in 40 % of the scans: the inner 3-6 mm of the wall over a random arc."""
+    shape = frame.image.shape
+    if rng.random() >= 0.4 or frame.myocardium is None:
+        return np.zeros(shape, bool)
+    cy, cx = ndi.center_of_mass(frame.lv)
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    ang = np.arctan2(yy - cy, xx - cx)
+    centre, half = rng.uniform(-np.pi, np.pi), rng.uniform(0.4, 1.2)
+    inner = ndi.distance_transform_edt(~frame.lv, sampling=frame.spacing_mm) < rng.uniform(3.0, 6.0)
+    return np.asarray(frame.myocardium & inner & (np.abs((ang - centre + np.pi) % (2 * np.pi) - np.pi) < half))
+
+
+def _gd_frames(
+    frame: CineFrame, contrast: _Contrast, dyn_t: NDArray[np.float64], n_pd: int, rng: np.random.Generator
+) -> tuple[list[NDArray[np.float64]], NDArray[np.bool_]]:
+    """Gd (mmol/L) of every frame (PD frames: none) and the defect: pools, myocardium, and the
+    background's late (liver-like) and muscle enhancement as smooth random fields."""
+    lv, myo, rv = frame.lv, frame.myocardium, frame.rv
+    assert myo is not None and rv is not None
+    shape = frame.image.shape
+    defect = _defect(frame, rng)
+    background = ~(lv | myo | rv)
+    late = psig.smooth_texture(shape, rng, 1.0, cell_px=20)
+    liver_w = np.clip(late - 1.0, 0.0, None) * rng.uniform(0.5, 2.5) * background
+    muscle_w = np.clip(psig.smooth_texture(shape, rng, 1.0, cell_px=12) - 1.0, 0.0, None) * background
+    muscle_curve = contrast.blood.at("muscle_blood", dyn_t) * rng.uniform(0.03, 0.12)
+    out = [np.zeros(shape) for _ in range(n_pd)]
+    for j, t in enumerate(dyn_t):
+        gd = liver_w * contrast.blood.at("liver", [t])[0] + muscle_w * muscle_curve[j]
+        gd[lv] = contrast.blood.at("lv", [t])[0]
+        gd[rv] = contrast.blood.at("rv", [t])[0]
+        gd[myo] = contrast.myocardium[0, j]
+        gd[defect] = contrast.myocardium[1, j]
+        out.append(gd)
+    return out, defect
+
+
+def _breathe(
+    frame: CineFrame, frames: NDArray[np.float32], time_s: NDArray[np.float64], rng: np.random.Generator, amp: float
+) -> tuple[NDArray[np.float32], NDArray[np.uint8]]:
+    """Frames and labels displaced by breathing (cubic B-spline images, nearest-neighbour labels)."""
+    disp = _displacements(frame, time_s, rng, amp)
+    shape = frame.image.shape
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
+    labels_ref = frame.labels()
+    moved = np.empty_like(frames)
+    moved_labels = np.empty(frames.shape, dtype=np.uint8)
+    for k in range(frames.shape[0]):
+        coords = [yy + disp[k, 0], xx + disp[k, 1]]
+        moved[k] = ndi.map_coordinates(frames[k], coords, order=3, mode="nearest")
+        moved_labels[k] = ndi.map_coordinates(labels_ref, coords, order=0, mode="nearest")
+    return moved, moved_labels
+
+
+def _acquire(
+    frame: CineFrame,
+    moved: NDArray[np.float32],
+    moved_labels: NDArray[np.uint8],
+    out_mm: float,
+    n_pd: int,
+    rng: np.random.Generator,
+) -> tuple[NDArray[np.float32], NDArray[np.uint8], NDArray[np.uint8]]:
+    """The output grid (a 300-380 mm field of view): truncated k-space (acquired resolution coarser
+    than the pixels), coil shading, gain and Rician noise; labels per frame and of the reference."""
+    fov_mm = float(rng.uniform(300.0, 380.0))
+    n_out = int(round(fov_mm / out_mm / 2.0)) * 2
+    src, dst, shape = frame.spacing_mm, (out_mm, out_mm), (n_out, n_out)
+    frac = float(rng.uniform(0.6, 1.0))
+    sharp = _resample(psig.truncate_kspace(moved, (frac * src[0] / out_mm, frac * src[1] / out_mm)), src, dst, shape)
+    labels = _resample_labels(moved_labels, src, dst, shape)
+    labels_ref = _resample_labels(frame.labels()[None], src, dst, shape)[0]
+    coil = psig.coil_shading(shape, dst, (np.sin(rng.uniform(0, 6.3)), np.cos(rng.uniform(0, 6.3))), rng, 0.3)
+    gain = float(rng.uniform(200.0, 3000.0))
+    signal = np.clip(sharp, 0.0, None) * coil[None] * gain
+    myo_base = float(np.median(signal[n_pd:][:3][:, labels_ref == 2]))
+    noisy = psig.rician(signal.astype(np.float32), myo_base / rng.uniform(8.0, 25.0), rng)
+    return noisy, labels, labels_ref
+
+
 def simulate_scan(
     frame: CineFrame,
     rng: np.random.Generator,
@@ -196,90 +304,24 @@ def simulate_scan(
     n_pd = int(n_pd_frames if n_pd_frames is not None else (3 if rng.random() < 0.25 else 0))
     amp = float(breathing_mm if breathing_mm is not None else rng.uniform(0.0, 15.0))
     readout, _ = draw_readouts(rng, field_t, None)
-
     time_s = _frame_times(rng, condition, n_frames + n_pd)
     dyn_t = time_s[n_pd:] - time_s[n_pd]
-    bolus = pk.BolusParameters.draw(rng, condition)
-    bolus = pk.BolusParameters(**{**bolus.__dict__, "arrival_s": float(rng.uniform(3.0, 12.0))})
-    blood = pk.blood_curves(bolus, 0.0, float(dyn_t[-1]))
-    model, _ = pk.get_tissue_model("2cxm-analytic")
-    flow = rng.uniform(*FLOW_RANGE[condition])
-    params = {
-        "Fp": np.array([flow, flow * rng.uniform(0.3, 0.6)]),
-        "PS": np.array([rng.uniform(0.8, 1.6)] * 2),
-        "Vp": np.array([rng.uniform(0.04, 0.1)] * 2),
-        "Visf": np.array([rng.uniform(0.15, 0.3)] * 2),
-    }
-    grid, tissue = pk.simulate_tissue(
-        model, lambda t: blood.at("lv", t), bolus.hematocrit, 0.0, float(dyn_t[-1]), params
-    )
-    myo_curves = np.array([np.interp(dyn_t, grid, c) for c in tissue])
-
+    contrast = _draw_contrast(rng, condition, dyn_t)
     pd, t1, t2, residual = _tissue_maps(frame, field_t, rng)
     # Contrast left from an earlier injection (stress after rest, or a second pass): it raises
     # every baseline, so the LV peak is a few times its baseline instead of ten or more.
     gd_before = float(rng.uniform(0.2, 1.0)) if rng.random() < (0.5 if condition == "stress" else 0.2) else 0.0
-    lv, myo, rv = frame.lv, frame.myocardium, frame.rv
-    shape = frame.image.shape
-    # Subendocardial defect: the inner half of the wall over a random arc, at reduced flow.
-    defect = np.zeros(shape, bool)
-    if rng.random() < 0.4:
-        cy, cx = ndi.center_of_mass(lv)
-        yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
-        ang = np.arctan2(yy - cy, xx - cx)
-        centre, half = rng.uniform(-np.pi, np.pi), rng.uniform(0.4, 1.2)
-        inner = ndi.distance_transform_edt(~lv, sampling=frame.spacing_mm) < rng.uniform(3.0, 6.0)
-        defect = myo & inner & (np.abs((ang - centre + np.pi) % (2 * np.pi) - np.pi) < half)
-    late = psig.smooth_texture(shape, rng, 1.0, cell_px=20)
-    background = ~(lv | myo | rv)
-    liver_w = np.clip(late - 1.0, 0.0, None) * rng.uniform(0.5, 2.5) * background
-    muscle_w = np.clip(psig.smooth_texture(shape, rng, 1.0, cell_px=12) - 1.0, 0.0, None) * background
-    muscle_curve = blood.at("muscle_blood", dyn_t) * rng.uniform(0.03, 0.12)
-
-    frames = np.empty((n_frames + n_pd, *shape), dtype=np.float32)
-    for k in range(n_pd + n_frames):
-        if k < n_pd:
-            gd = np.zeros(shape)
-        else:
-            j = k - n_pd
-            gd = liver_w * blood.at("liver", dyn_t[j : j + 1])[0] + muscle_w * muscle_curve[j]
-            gd[lv] = blood.at("lv", dyn_t[j : j + 1])[0]
-            gd[rv] = blood.at("rv", dyn_t[j : j + 1])[0]
-            gd[myo] = myo_curves[0, j]
-            gd[defect] = myo_curves[1, j]
-        gd = gd + gd_before * residual
-        frames[k] = pd * psig.sr_signal(gd, t1, t2, readout, proton_density=k < n_pd)
-
-    disp = _displacements(frame, time_s, rng, amp)
-    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
-    labels_ref = frame.labels()
-    moved = np.empty_like(frames)
-    moved_labels = np.empty(frames.shape, dtype=np.uint8)
-    for k in range(frames.shape[0]):
-        coords = [yy + disp[k, 0], xx + disp[k, 1]]
-        moved[k] = ndi.map_coordinates(frames[k], coords, order=3, mode="nearest")
-        moved_labels[k] = ndi.map_coordinates(labels_ref, coords, order=0, mode="nearest")
-
-    fov_mm = float(rng.uniform(300.0, 380.0))
-    n_out = int(round(fov_mm / out_mm / 2.0)) * 2
-    src = frame.spacing_mm
-    dst = (out_mm, out_mm)
-    # Acquired resolution coarser than the pixels (zero-filled reconstruction): truncated k-space.
-    frac = float(rng.uniform(0.6, 1.0))
-    sharp = _resample(
-        psig.truncate_kspace(moved, (frac * src[0] / out_mm, frac * src[1] / out_mm)), src, dst, (n_out, n_out)
-    )
-    labels = _resample_labels(moved_labels, src, dst, (n_out, n_out))
-    labels_out_ref = _resample_labels(labels_ref[None], src, dst, (n_out, n_out))[0]
-    coil = psig.coil_shading((n_out, n_out), dst, (np.sin(rng.uniform(0, 6.3)), np.cos(rng.uniform(0, 6.3))), rng, 0.3)
-    gain = float(rng.uniform(200.0, 3000.0))
-    signal = np.clip(sharp, 0.0, None) * coil[None] * gain
-    myo_base = float(np.median(signal[n_pd:][:3][:, labels_out_ref == 2]))
-    sigma = myo_base / rng.uniform(8.0, 25.0)
-    noisy = psig.rician(signal.astype(np.float32), sigma, rng)
-
+    gd, defect = _gd_frames(frame, contrast, dyn_t, n_pd, rng)
+    frames = np.stack(
+        [
+            pd * psig.sr_signal(g + gd_before * residual, t1, t2, readout, proton_density=k < n_pd)
+            for k, g in enumerate(gd)
+        ]
+    ).astype(np.float32)
+    moved, moved_labels = _breathe(frame, frames, time_s, rng, amp)
+    noisy, labels, labels_ref = _acquire(frame, moved, moved_labels, out_mm, n_pd, rng)
     series = PerfusionSeries(
-        noisy, time_s, spacing_mm=dst, units="signal", n_pd_frames=n_pd, name=f"{frame.case}/{frame.index}"
+        noisy, time_s, spacing_mm=(out_mm, out_mm), units="signal", n_pd_frames=n_pd, name=f"{frame.case}/{frame.index}"
     )
     info = {
         "case": frame.case,
@@ -291,13 +333,13 @@ def simulate_scan(
         "n_frames": int(n_frames),
         "n_pd_frames": n_pd,
         "breathing_mm": amp,
-        "flow_ml_min_g": float(flow),
+        "flow_ml_min_g": contrast.flow_ml_min_g,
         "residual_gd_mmol_l": gd_before,
-        "arrival_s": float(bolus.arrival_s + time_s[n_pd]),
+        "arrival_s": float(contrast.arrival_s + time_s[n_pd]),
         "defect": bool(defect.any()),
         **contrast_ratios(noisy[n_pd:], labels[n_pd:]),
     }
-    return SimulatedScan(series, labels, labels_out_ref, info)
+    return SimulatedScan(series, labels, labels_ref, info)
 
 
 def contrast_ratios(frames: NDArray[np.float32], labels: NDArray[np.uint8]) -> dict[str, float]:
