@@ -12,7 +12,8 @@ Modules: :mod:`~qperf.phantom.anatomy` (heart and chest), :mod:`~qperf.phantom.r
 :mod:`~qperf.phantom.kinetics` (bolus and tissue curves), :mod:`~qperf.phantom.signal`
 (MR physics), :mod:`~qperf.phantom.motion` (breathing), :mod:`~qperf.phantom.render`
 (image formation), :mod:`~qperf.phantom.truth` (truth and AHA convention),
-:mod:`~qperf.phantom.generate` (assembly), :mod:`~qperf.phantom.writer` (files and preview),
+:mod:`~qperf.phantom.generate` (draws and assembly), :mod:`~qperf.phantom.acquire` (slice and
+AIF images), :mod:`~qperf.phantom.writer` (files and preview),
 :mod:`~qperf.phantom.stream` (training samples).
 """
 

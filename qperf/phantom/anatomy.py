@@ -117,42 +117,18 @@ class Heart:
 
     @classmethod
     def draw(cls, rng: np.random.Generator) -> Heart:
+        """A random heart and its chest.
+
+        The draws are taken in the order written here (keyword arguments left to right); any
+        change of that order changes every phantom study of every seed.
+        """
         axis = _unit(np.array([0.62, -0.45, -0.64]) + rng.normal(0.0, 0.1, 3))
         endo_mid = float(rng.uniform(14.0, 25.0))
         wall_mid = float(rng.uniform(7.0, 11.0) if rng.random() > 0.15 else rng.uniform(11.0, 14.5))
-        pap = (
-            (float(rng.uniform(295, 325)), float(rng.uniform(0.55, 0.85)), float(rng.uniform(3.0, 5.5))),
-            (float(rng.uniform(195, 225)), float(rng.uniform(0.55, 0.85)), float(rng.uniform(3.0, 5.5))),
-        )
-        n_waves = 6
-        waves = np.empty((n_waves, 3))
-        ang = rng.uniform(0, 2 * np.pi, n_waves)
-        freq = 1.0 / rng.uniform(6.0, 18.0, n_waves)
-        waves[:, 0] = np.cos(ang) * freq * 2 * np.pi
-        waves[:, 1] = np.sin(ang) * freq * 2 * np.pi
-        waves[:, 2] = rng.uniform(0, 2 * np.pi, n_waves)
-        body = {
-            "body_cx": float(rng.normal(0.0, 8.0)),
-            "body_cy": float(rng.normal(15.0, 6.0)),
-            "body_ax": float(rng.uniform(140.0, 185.0)),
-            "body_ay": float(rng.uniform(95.0, 125.0)),
-            "subcut_mm": float(rng.uniform(6.0, 22.0)),
-            "lung_gap_mm": float(rng.uniform(3.0, 12.0)),
-            "liver_top_z": float(rng.uniform(-55.0, -25.0)),
-            "aorta_r": float(rng.uniform(10.0, 14.0)),
-            "spine_r": float(rng.uniform(15.0, 20.0)),
-        }
-        vessels = []
-        for _ in range(int(rng.integers(3, 9))):
-            side = rng.choice([-1.0, 1.0])
-            vessels.append(
-                (
-                    float(side * rng.uniform(60.0, 130.0)),
-                    float(rng.uniform(-40.0, 60.0)),
-                    float(rng.uniform(2.0, 5.0)),
-                    int(VESSEL_RV if rng.random() < 0.5 else VESSEL_LV),
-                )
-            )
+        pap = _draw_papillary(rng)
+        waves = _draw_hetero_waves(rng)
+        body = _draw_body(rng)
+        vessels = _draw_vessels(rng)
         return cls(
             long_axis=axis,
             centre_lps=np.array([25.0, -20.0, 0.0]) + rng.normal(0.0, [8.0, 6.0, 8.0]),
@@ -177,7 +153,7 @@ class Heart:
             hetero_waves=waves,
             centre_drift_mm=rng.normal(0.0, 4.0, 2),
             body=body,
-            vessels=tuple(vessels),
+            vessels=vessels,
         )
 
     # Profiles at a long-axis position --------------------------------------------------------
@@ -204,6 +180,56 @@ class Heart:
         p0, p1 = self.trabecular_phase[0], self.trabecular_phase[1]
         ripple = 1.0 + 0.05 * np.cos(13 * theta + p1) + 0.035 * np.cos(21 * theta + p0)
         return np.asarray(depth * bell * self.rv_shape(theta) * ripple)
+
+
+def _draw_papillary(rng: np.random.Generator) -> tuple[tuple[float, float, float], ...]:
+    """Two papillary muscles: (angle in degrees, radius fraction, size in mm)."""
+    return (
+        (float(rng.uniform(295, 325)), float(rng.uniform(0.55, 0.85)), float(rng.uniform(3.0, 5.5))),
+        (float(rng.uniform(195, 225)), float(rng.uniform(0.55, 0.85)), float(rng.uniform(3.0, 5.5))),
+    )
+
+
+def _draw_hetero_waves(rng: np.random.Generator, n_waves: int = 6) -> NDArray[np.float64]:
+    """Plane waves ``(kx, ky, phase)`` of 6-18 mm wavelength for the pixel-level heterogeneity."""
+    waves = np.empty((n_waves, 3))
+    ang = rng.uniform(0, 2 * np.pi, n_waves)
+    freq = 1.0 / rng.uniform(6.0, 18.0, n_waves)
+    waves[:, 0] = np.cos(ang) * freq * 2 * np.pi
+    waves[:, 1] = np.sin(ang) * freq * 2 * np.pi
+    waves[:, 2] = rng.uniform(0, 2 * np.pi, n_waves)
+    return waves
+
+
+def _draw_body(rng: np.random.Generator) -> dict[str, float]:
+    """Body outline, subcutaneous fat, diaphragm, aorta and spine sizes (mm)."""
+    return {
+        "body_cx": float(rng.normal(0.0, 8.0)),
+        "body_cy": float(rng.normal(15.0, 6.0)),
+        "body_ax": float(rng.uniform(140.0, 185.0)),
+        "body_ay": float(rng.uniform(95.0, 125.0)),
+        "subcut_mm": float(rng.uniform(6.0, 22.0)),
+        "lung_gap_mm": float(rng.uniform(3.0, 12.0)),
+        "liver_top_z": float(rng.uniform(-55.0, -25.0)),
+        "aorta_r": float(rng.uniform(10.0, 14.0)),
+        "spine_r": float(rng.uniform(15.0, 20.0)),
+    }
+
+
+def _draw_vessels(rng: np.random.Generator) -> tuple[tuple[float, float, float, int], ...]:
+    """3-8 lung vessels beside the heart: (LPS x, y offsets, radius in mm, class)."""
+    vessels = []
+    for _ in range(int(rng.integers(3, 9))):
+        side = rng.choice([-1.0, 1.0])
+        vessels.append(
+            (
+                float(side * rng.uniform(60.0, 130.0)),
+                float(rng.uniform(-40.0, 60.0)),
+                float(rng.uniform(2.0, 5.0)),
+                int(VESSEL_RV if rng.random() < 0.5 else VESSEL_LV),
+            )
+        )
+    return tuple(vessels)
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,31 @@ def rasterise(heart: Heart, frame: SliceFrame, supersample: int = 3) -> Raster:
     """Sub-pixel class map of one slice; see :class:`Raster`."""
     s = supersample
     px, py, pz = _subpixel_lps(frame, s)
+    classes = _chest(heart, px, py, pz)
+    # heart, in its canonical frame
+    rel = (px - frame.centre_lps[0], py - frame.centre_lps[1], pz - frame.centre_lps[2])
+    u = rel[0] * frame.u_dir[0] + rel[1] * frame.u_dir[1] + rel[2] * frame.u_dir[2]
+    w = rel[0] * frame.w_dir[0] + rel[1] * frame.w_dir[1] + rel[2] * frame.w_dir[2]
+    r = np.hypot(u, w)
+    reach = heart.endo_mid_mm * 1.3 + 17.0 + heart.rv_depth_mm * 1.4 + 15.0
+    box = r < reach
+    ub, wb = u[box], w[box]
+    sub = classes[box]
+    depth_box = _heart(heart, frame, sub, r[box], ub, wb)
+    classes[box] = sub
+    depth = np.full(px.shape, np.nan, dtype=np.float32)
+    depth[box] = depth_box
+    hetero = np.zeros(px.shape, dtype=np.float32)
+    hetero[box] = _heterogeneity(heart, ub, wb)
+    return Raster(
+        supersample=s, classes=classes, depth=depth, hetero=hetero, insertion_yx=_insertion_points(heart, frame)
+    )
+
+
+def _chest(
+    heart: Heart, px: NDArray[np.float64], py: NDArray[np.float64], pz: NDArray[np.float64]
+) -> NDArray[np.int16]:
+    """Classes of the chest at LPS positions: body, fat, lungs, liver, aorta, spine, lung vessels."""
     b = heart.body
     classes = np.zeros(px.shape, dtype=np.int16)
     # body: elliptic cylinder along LPS z, with a subcutaneous fat layer
@@ -104,22 +129,28 @@ def rasterise(heart: Heart, frame: SliceFrame, supersample: int = 3) -> Raster:
     for vx, vy, vr, vc in heart.vessels:
         m = ((px - (c[0] + vx)) ** 2 + (py - (c[1] + vy)) ** 2 < vr * vr) & (classes == LUNG)
         classes[m] = vc
+    return classes
 
-    # heart, in its canonical frame
-    rel = (px - frame.centre_lps[0], py - frame.centre_lps[1], pz - frame.centre_lps[2])
-    u = rel[0] * frame.u_dir[0] + rel[1] * frame.u_dir[1] + rel[2] * frame.u_dir[2]
-    w = rel[0] * frame.w_dir[0] + rel[1] * frame.w_dir[1] + rel[2] * frame.w_dir[2]
-    r = np.hypot(u, w)
-    reach = heart.endo_mid_mm * 1.3 + 17.0 + heart.rv_depth_mm * 1.4 + 15.0
-    box = r < reach
-    rb = r[box]
-    theta = np.mod(np.arctan2(w[box], u[box]), 2 * np.pi)
+
+def _heart(
+    heart: Heart,
+    frame: SliceFrame,
+    sub: NDArray[np.int16],
+    rb: NDArray[np.float64],
+    ub: NDArray[np.float64],
+    wb: NDArray[np.float64],
+) -> NDArray[np.float32]:
+    """Paint the heart into ``sub`` (the sub-pixels near it, at radius ``rb``); return their transmural depth.
+
+    From the outside in: pericardial soft tissue, epicardial fat, RV wall and blood, LV
+    myocardium, then the LV cavity with its trabeculae and papillary muscles.
+    """
+    theta = np.mod(np.arctan2(wb, ub), 2 * np.pi)
     z = frame.zeta
     r_endo = heart.endo_radius(z, theta)
     r_epi = r_endo + heart.wall_thickness(z, theta)
     rv_depth = heart.rv_depth(z, theta)
     fat = np.clip(heart.fat_mm * heart.fat_profile(theta), 0.0, None)
-    sub = classes[box]
     depth_box = np.full(rb.shape, np.nan, dtype=np.float32)
     # pericardial region around the heart: mediastinal soft tissue, not lung
     peri = rb < r_epi + np.where(rv_depth > 0, rv_depth + heart.rv_wall_mm, 0.0) + fat + 4.0
@@ -131,7 +162,22 @@ def rasterise(heart: Heart, frame: SliceFrame, supersample: int = 3) -> Raster:
     myo = rb < r_epi
     sub[myo] = MYO
     depth_box[myo] = ((rb[myo] - r_endo[myo]) / (r_epi[myo] - r_endo[myo])).astype(np.float32)
-    # trabeculated endocardial border and papillary muscles (part of the blood-pool label)
+    _cavity(heart, frame, sub, rb, ub, wb, theta, r_endo)
+    return depth_box
+
+
+def _cavity(
+    heart: Heart,
+    frame: SliceFrame,
+    sub: NDArray[np.int16],
+    rb: NDArray[np.float64],
+    ub: NDArray[np.float64],
+    wb: NDArray[np.float64],
+    theta: NDArray[np.float64],
+    r_endo: NDArray[np.float64],
+) -> None:
+    """The LV cavity: blood, a trabeculated endocardial border and papillary muscles (blood-pool label)."""
+    z = frame.zeta
     trab_depth = (
         1.2 + 1.0 * np.cos(11 * theta + heart.trabecular_phase[0]) * np.cos(17 * theta + heart.trabecular_phase[1])
     ) * (0.6 + 0.4 * min(z / 0.5, 1.0))
@@ -143,7 +189,6 @@ def rasterise(heart: Heart, frame: SliceFrame, supersample: int = 3) -> Raster:
         & (np.cos(23 * theta + heart.trabecular_phase[2] + 0.15 * rb) > 0.2)
     )
     sub[trab] = PAPILLARY
-    ub, wb = u[box], w[box]
     pap_scale = 0.5 if frame.level == "basal" else (0.6 if frame.level == "apical" else 1.0)
     for theta_deg, frac, size in heart.papillary:
         t0 = np.deg2rad(theta_deg)
@@ -151,24 +196,27 @@ def rasterise(heart: Heart, frame: SliceFrame, supersample: int = 3) -> Raster:
         cu, cw = r0 * np.cos(t0), r0 * np.sin(t0)
         rad = size * pap_scale
         sub[cavity & ((ub - cu) ** 2 + (wb - cw) ** 2 < rad * rad)] = PAPILLARY
-    classes[box] = sub
-    depth = np.full(px.shape, np.nan, dtype=np.float32)
-    depth[box] = depth_box
-    hetero = np.zeros(px.shape, dtype=np.float32)
+
+
+def _heterogeneity(heart: Heart, ub: NDArray[np.float64], wb: NDArray[np.float64]) -> NDArray[np.float32]:
+    """Sum of the heart's plane waves, scaled to unit variance (about -1 to 1 typically)."""
     hw = heart.hetero_waves
-    hb = np.zeros(rb.shape)
+    hb = np.zeros(ub.shape)
     for kx, ky, ph in hw:
         hb += np.cos(kx * ub + ky * wb + ph)
-    hetero[box] = (hb / np.sqrt(hw.shape[0] / 2.0)).astype(np.float32)
+    return (hb / np.sqrt(hw.shape[0] / 2.0)).astype(np.float32)
 
-    # insertion points: where the RV free wall meets the LV epicardium
+
+def _insertion_points(heart: Heart, frame: SliceFrame) -> dict[str, tuple[float, float]]:
+    """RV insertion points (pixels): where the RV free wall meets the LV epicardium."""
     ins = {}
+    z = frame.zeta
     ta, ti = heart.rv_angles_rad(z)
     for name, t0 in (("anterior", ta), ("inferior", ti)):
         rad = heart.endo_radius(z, np.array([t0]))[0] + heart.wall_thickness(z, np.array([t0]))[0]
         p = frame.centre_lps + rad * (np.cos(t0) * frame.u_dir + np.sin(t0) * frame.w_dir)
         ins[name] = lps_to_pixel(frame, p)
-    return Raster(supersample=s, classes=classes, depth=depth, hetero=hetero, insertion_yx=ins)
+    return ins
 
 
 def lps_to_pixel(frame: SliceFrame, p: NDArray[np.float64]) -> tuple[float, float]:

@@ -53,57 +53,8 @@ def write_truth_into(ps: PhantomStudy, folder: str | os.PathLike[str]) -> Path:
     """Write the truth files of ``ps`` into the existing folder ``folder`` (see the module docstring)."""
     base = Path(folder)
     truth = ps.truth
-    slices_doc = []
-    for i, t in enumerate(truth.slices, start=1):
-        files: dict[str, str] = {}
-
-        def put(
-            key: str,
-            name: str,
-            array: NDArray[Any],
-            time_s: NDArray[np.float64] | None = None,
-            t: SliceTruth = t,
-            files: dict[str, str] = files,
-        ) -> None:
-            io.write_image(array, base / name, time_s=time_s, spacing_mm=t.spacing_mm, geometry=t.geometry)
-            files[key] = name
-
-        put("labels_ref", f"slice_{i}_labels_ref.nrrd", t.labels_ref)
-        put("labels_moving", f"slice_{i}_labels_moving.seq.nrrd", t.labels_moving, t.time_s)
-        put("aha_segments", f"slice_{i}_aha.nrrd", t.aha_segments)
-        put("mbf_ml_min_g", f"slice_{i}_mbf.nrrd", t.mbf_ml_min_g)
-        put("fp_ml_min_g", f"slice_{i}_fp.nrrd", t.fp_ml_min_g)
-        put("ps_ml_min_g", f"slice_{i}_ps.nrrd", t.ps_ml_min_g)
-        put("vp_ml_g", f"slice_{i}_vp.nrrd", t.vp_ml_g)
-        put("visf_ml_g", f"slice_{i}_visf.nrrd", t.visf_ml_g)
-        put("gd_noise_free", f"slice_{i}_gd_noise_free.seq.nrrd", t.gd_noise_free, t.time_s)
-        for field in ("ref_to_moving", "moving_to_ref"):
-            arr = getattr(t, f"{field}_px")
-            for c, comp in enumerate(("dy", "dx")):
-                put(f"{field}_{comp}_px", f"slice_{i}_{field}_{comp}.seq.nrrd", arr[:, c], t.time_s)
-        slices_doc.append(
-            {
-                "index": i,
-                "level": t.level,
-                "slice_position_mm": t.slice_position_mm,
-                "insertion_points_yx": {k: list(v) for k, v in t.insertion_points_yx.items()},
-                "time_s": t.time_s,
-                "breathing": t.breathing,
-                "files": files,
-            }
-        )
-    aif_files: dict[str, str] = {}
-    if truth.aif_labels_ref is not None and truth.aif_labels_moving is not None and ps.study.aif_series:
-        a = ps.study.aif_series[0]
-        io.write_image(truth.aif_labels_ref, base / "aif_labels_ref.nrrd", spacing_mm=a.spacing_mm, geometry=a.geometry)
-        io.write_image(
-            truth.aif_labels_moving,
-            base / "aif_labels_moving.seq.nrrd",
-            spacing_mm=a.spacing_mm,
-            geometry=a.geometry,
-            time_s=a.time_s,
-        )
-        aif_files = {"labels_ref": "aif_labels_ref.nrrd", "labels_moving": "aif_labels_moving.seq.nrrd"}
+    slices_doc = [_write_slice_truth(base, i, t) for i, t in enumerate(truth.slices, start=1)]
+    aif_files = _write_aif_labels(ps, base)
     io.write_aif_curve(
         AifCurve(truth.aif_blood_gd_mmol_l, truth.aif_time_s, units="gd_mmol_l", kind="blood"), base / "aif_blood.csv"
     )
@@ -123,6 +74,55 @@ def write_truth_into(ps: PhantomStudy, folder: str | os.PathLike[str]) -> Path:
     path = base / "truth.json"
     path.write_text(json.dumps(_jsonable(doc), indent=1) + "\n", encoding="utf-8")
     return path
+
+
+def _write_slice_truth(base: Path, i: int, t: SliceTruth) -> dict[str, Any]:
+    """Write the label, map and motion files of slice ``i``; return its entry of ``truth.json``."""
+    files: dict[str, str] = {}
+
+    def put(key: str, name: str, array: NDArray[Any], time_s: NDArray[np.float64] | None = None) -> None:
+        io.write_image(array, base / name, time_s=time_s, spacing_mm=t.spacing_mm, geometry=t.geometry)
+        files[key] = name
+
+    put("labels_ref", f"slice_{i}_labels_ref.nrrd", t.labels_ref)
+    put("labels_moving", f"slice_{i}_labels_moving.seq.nrrd", t.labels_moving, t.time_s)
+    put("aha_segments", f"slice_{i}_aha.nrrd", t.aha_segments)
+    put("mbf_ml_min_g", f"slice_{i}_mbf.nrrd", t.mbf_ml_min_g)
+    put("fp_ml_min_g", f"slice_{i}_fp.nrrd", t.fp_ml_min_g)
+    put("ps_ml_min_g", f"slice_{i}_ps.nrrd", t.ps_ml_min_g)
+    put("vp_ml_g", f"slice_{i}_vp.nrrd", t.vp_ml_g)
+    put("visf_ml_g", f"slice_{i}_visf.nrrd", t.visf_ml_g)
+    put("gd_noise_free", f"slice_{i}_gd_noise_free.seq.nrrd", t.gd_noise_free, t.time_s)
+    for field in ("ref_to_moving", "moving_to_ref"):
+        arr = getattr(t, f"{field}_px")
+        for c, comp in enumerate(("dy", "dx")):
+            put(f"{field}_{comp}_px", f"slice_{i}_{field}_{comp}.seq.nrrd", arr[:, c], t.time_s)
+    return {
+        "index": i,
+        "level": t.level,
+        "slice_position_mm": t.slice_position_mm,
+        "insertion_points_yx": {k: list(v) for k, v in t.insertion_points_yx.items()},
+        "time_s": t.time_s,
+        "breathing": t.breathing,
+        "files": files,
+    }
+
+
+def _write_aif_labels(ps: PhantomStudy, base: Path) -> dict[str, str]:
+    """Write the labels of the AIF images (when the study has them); return their file names."""
+    truth = ps.truth
+    if truth.aif_labels_ref is None or truth.aif_labels_moving is None or not ps.study.aif_series:
+        return {}
+    a = ps.study.aif_series[0]
+    io.write_image(truth.aif_labels_ref, base / "aif_labels_ref.nrrd", spacing_mm=a.spacing_mm, geometry=a.geometry)
+    io.write_image(
+        truth.aif_labels_moving,
+        base / "aif_labels_moving.seq.nrrd",
+        spacing_mm=a.spacing_mm,
+        geometry=a.geometry,
+        time_s=a.time_s,
+    )
+    return {"labels_ref": "aif_labels_ref.nrrd", "labels_moving": "aif_labels_moving.seq.nrrd"}
 
 
 def write_study(
