@@ -306,6 +306,34 @@ def generate_study(
     srng = _rng(seed, _ACQUISITION, 1)
     scanner, snr_pd = _draw_scanner(srng, field_t, subject.img_readout, frames[0], coil=coil, blur=blur, noise=noise)
     resp = Respiration(breathing, motion_vec, mrng, motion_scale, motion)
+    series, truths = _render_slices(seed, condition, subject, cond, frames, scanner, resp, srng, report)
+    aif_series: tuple[PerfusionSeries, ...] = ()
+    aif_labels: tuple[NDArray[np.uint8], NDArray[np.uint8]] | tuple[None, None] = (None, None)
+    if aif_images:
+        report(0.85, "AIF images")
+        aif_series, aif_labels = _aif_images(seed, condition, subject, cond, resp, noise=noise, coil=coil, blur=blur)
+    parameters = _describe(seed, subject, cond, scanner, snr_pd, motion_vec)
+    ps = _assemble(seed, condition, subject, cond, series, truths, aif_series, aif_labels, parameters)
+    report(1.0, "done")
+    return ps
+
+
+def _render_slices(
+    seed: int,
+    condition: str,
+    subject: _Subject,
+    cond: _Condition,
+    frames: list[an.SliceFrame],
+    scanner: Scanner,
+    resp: Respiration,
+    srng: np.random.Generator,
+    report: Callable[[float, str], None],
+) -> tuple[list[PerfusionSeries], list[SliceTruth]]:
+    """The short-axis series and their truth, base first.
+
+    ``srng`` continues the scanner stream after :func:`_draw_scanner` (one texture per slice);
+    the noise stream runs on from slice to slice.
+    """
     nrng = _rng(seed, _CONDITION_STREAMS[condition] + _NOISE)
     meta: dict[str, Any] = {
         **subject.img_readout.metadata(),
@@ -315,6 +343,7 @@ def generate_study(
     }
     series: list[PerfusionSeries] = []
     truths: list[SliceTruth] = []
+    n_slices = len(frames)
     for k, frame in enumerate(frames):
         report(0.1 + 0.7 * k / n_slices, f"slice {k + 1} of {n_slices}")
         time_s = cond.timing["beat_start_s"] + cond.timing["slice_offset_s"][k]
@@ -322,18 +351,7 @@ def generate_study(
         data, truth = render_slice(subject.heart, frame, time_s, cond.curves, scanner, resp, srng, nrng, hct)
         truths.append(truth)
         series.append(_slice_series(data, time_s, frame, f"slice {k + 1} ({frame.level})", meta))
-    aif_series: tuple[PerfusionSeries, ...] = ()
-    aif_labels: tuple[NDArray[np.uint8], NDArray[np.uint8]] | tuple[None, None] = (None, None)
-    if aif_images:
-        report(0.85, "AIF images")
-        aif_series, aif_labels = _aif_images(seed, condition, subject, cond, resp, noise=noise, coil=coil, blur=blur)
-    extra = {
-        "native_t1_scale": subject.t1_scale,
-        "kspace_fraction_yx": [round(float(v), 4) for v in scanner.kspace_fraction_yx],
-    }
-    ps = _assemble(seed, condition, subject, cond, series, truths, aif_series, aif_labels, snr_pd, motion_vec, extra)
-    report(1.0, "done")
-    return ps
+    return series, truths
 
 
 def _slice_series(
@@ -391,9 +409,7 @@ def _assemble(
     truths: list[SliceTruth],
     aif_series: tuple[PerfusionSeries, ...],
     aif_labels: tuple[NDArray[np.uint8], NDArray[np.uint8]] | tuple[None, None],
-    snr_pd: float,
-    motion_vec: NDArray[np.float64],
-    extra: dict[str, Any],
+    parameters: dict[str, Any],
 ) -> PhantomStudy:
     """The study and its truth (AIF on a 0.5 s grid, per-segment table, the random draws)."""
     hct = cond.bolus.hematocrit
@@ -408,17 +424,6 @@ def _assemble(
         metadata={"source": "qperf.phantom", "seed": int(seed), "kinetic_model": cond.kinetic_model},
     )
     grid = np.arange(0.0, float(max(s.time_s[-1] for s in series)) + 0.5, 0.5)
-    described = _describe(
-        seed,
-        subject.heart,
-        subject.perf,
-        cond.bolus,
-        cond.timing,
-        subject.img_readout,
-        subject.aif_readout,
-        snr_pd,
-        motion_vec,
-    )
     truth = PhantomTruth(
         aif_blood_gd_mmol_l=blood.at("lv", grid),
         aif_time_s=grid,
@@ -428,7 +433,7 @@ def _assemble(
         segments=segment_table(truths, subject.perf, condition),
         condition=condition,
         kinetic_model=cond.kinetic_model,
-        parameters={**described, **extra},
+        parameters=parameters,
         aif_labels_ref=aif_labels[0],
         aif_labels_moving=aif_labels[1],
     )
@@ -436,16 +441,11 @@ def _assemble(
 
 
 def _describe(
-    seed: int,
-    heart: an.Heart,
-    perf: physiology.Perfusion,
-    bolus: BolusParameters,
-    timing: dict[str, Any],
-    img: Readout,
-    aif: Readout,
-    snr_pd: float,
-    motion_vec: NDArray[np.float64],
+    seed: int, subject: _Subject, cond: _Condition, scanner: Scanner, snr_pd: float, motion_vec: NDArray[np.float64]
 ) -> dict[str, Any]:
+    """The random draws recorded in ``truth.json`` (``parameters``), floats rounded to 5 decimals."""
+    heart, perf, timing = subject.heart, subject.perf, cond.timing
+
     def clean(v: Any) -> Any:
         if isinstance(v, np.ndarray):
             return [clean(x) for x in v.tolist()]
@@ -470,11 +470,13 @@ def _describe(
             "territories": list(perf.territories),
             "heterogeneity_sd": clean(perf.heterogeneity_sd),
         },
-        "bolus": clean(dataclasses.asdict(bolus)),
+        "bolus": clean(dataclasses.asdict(cond.bolus)),
         "heart_rate_bpm": clean(timing["heart_rate_bpm"]),
         "slice_offset_s": clean(timing["slice_offset_s"]),
-        "readout": img.metadata(),
-        "aif_readout": aif.metadata(),
+        "readout": subject.img_readout.metadata(),
+        "aif_readout": subject.aif_readout.metadata(),
         "snr_pd_myocardium": clean(snr_pd),
         "breathing_motion_lps_mm": clean(motion_vec),
+        "native_t1_scale": subject.t1_scale,
+        "kspace_fraction_yx": [round(float(v), 4) for v in scanner.kspace_fraction_yx],
     }
