@@ -204,50 +204,83 @@ def build_report(
     slice_entries = []
     warnings: list[str] = []
     for i, s in enumerate(slices):
-        sec = s.sectors
-        one = segment_stats({n: np.asarray(s.maps[n], dtype=np.float64) for n in map_names}, sec.segments)
-        frame = sec.frame
-        present = sorted(int(v) for v in np.unique(sec.segments) if v > 0)
-        geom = s.geometry
-        from_anterior = frame.insertion_from_anterior_deg
-        entry = {
-            "index": i,
-            "name": s.name or f"slice {i + 1}",
-            "level": sec.level,
-            "spacing_mm": list(frame.spacing_mm),
-            "shape": list(sec.segments.shape),
-            "geometry": None
-            if geom is None
-            else {
-                "origin_mm": list(geom.origin_mm),
-                "x_direction": list(geom.x_direction),
-                "y_direction": list(geom.y_direction),
-            },
-            "lv_center_yx": list(frame.center_yx),
-            "insertion_yx": list(sec.insertion_yx),
-            "insertion_angle_deg": frame.insertion_angle_deg,
-            "anterior_angle_deg": frame.anterior_angle_deg,
-            "insertion_from_anterior_deg": from_anterior,
-            "septum_clockwise": frame.septum_clockwise,
-            "sense_source": frame.sense_source,
-            "segments": present,
-            **_region_entry(one, "all", "global"),
-            "qc": jsonable(dict(s.qc)),
-        }
-        slice_entries.append(entry)
-        missing = [n for n in LEVEL_SEGMENTS[sec.level] if n not in present]
-        if missing:
-            warnings.append(f"{entry['name']} ({sec.level}): segments {missing} have no myocardial pixels")
-        lo, hi = INSERTION_FROM_ANTERIOR_RANGE_DEG
-        if from_anterior is not None and not lo <= from_anterior <= hi:
-            warnings.append(
-                f"{entry['name']}: the anterior RV insertion point lies {from_anterior:.0f} degrees from anterior "
-                f"towards the septum (expected {lo:.0f} to {hi:.0f}); check the insertion point and orientation"
-            )
-        n_pix = entry["n_pixels"]
-        n_valid = entry[map_keys(PRIMARY_MAP)["n_valid"]]
-        if n_pix and (n_pix - n_valid) / n_pix > MAX_INVALID_FRACTION:
-            warnings.append(f"{entry['name']}: {n_pix - n_valid} of {n_pix} myocardial pixels have no valid MBF")
+        slice_entries.append(_slice_entry(i, s, map_names))
+        warnings += _slice_warnings(slice_entries[-1], s.sectors)
+    report: dict[str, Any] = {
+        "schema": SCHEMA_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "study": {"name": study_name, "condition": condition, "n_slices": len(slices), "level_source": level_source},
+        "maps": {n: {"quantity": split_map_name(n)[0], "unit": unit_label(n)} for n in map_names},
+        "segments": segments,
+        "territories": territories,
+        "global": _region_with_layers(stats, "global"),
+        "slices": slice_entries,
+        "mpr": None,
+        "qc": _study_qc(stats, slices, warnings, qc),
+        "timings_s": {str(k): float(v) for k, v in (timings_s or {}).items()},
+        "versions": {**versions(), **{str(k): str(v) for k, v in (extra_versions or {}).items()}},
+    }
+    validate_report(report)
+    return report
+
+
+def _slice_entry(i: int, s: SliceResult, map_names: list[str]) -> dict[str, Any]:
+    """The report's entry of slice ``i``: geometry, orientation, present segments, global statistics."""
+    sec = s.sectors
+    one = segment_stats({n: np.asarray(s.maps[n], dtype=np.float64) for n in map_names}, sec.segments)
+    frame = sec.frame
+    geom = s.geometry
+    return {
+        "index": i,
+        "name": s.name or f"slice {i + 1}",
+        "level": sec.level,
+        "spacing_mm": list(frame.spacing_mm),
+        "shape": list(sec.segments.shape),
+        "geometry": None
+        if geom is None
+        else {
+            "origin_mm": list(geom.origin_mm),
+            "x_direction": list(geom.x_direction),
+            "y_direction": list(geom.y_direction),
+        },
+        "lv_center_yx": list(frame.center_yx),
+        "insertion_yx": list(sec.insertion_yx),
+        "insertion_angle_deg": frame.insertion_angle_deg,
+        "anterior_angle_deg": frame.anterior_angle_deg,
+        "insertion_from_anterior_deg": frame.insertion_from_anterior_deg,
+        "septum_clockwise": frame.septum_clockwise,
+        "sense_source": frame.sense_source,
+        "segments": sorted(int(v) for v in np.unique(sec.segments) if v > 0),
+        **_region_entry(one, "all", "global"),
+        "qc": jsonable(dict(s.qc)),
+    }
+
+
+def _slice_warnings(entry: Mapping[str, Any], sec: SliceSectors) -> list[str]:
+    """QC warnings of one slice: segments without pixels, an unlikely insertion point, invalid MBF."""
+    warnings = []
+    missing = [n for n in LEVEL_SEGMENTS[sec.level] if n not in entry["segments"]]
+    if missing:
+        warnings.append(f"{entry['name']} ({sec.level}): segments {missing} have no myocardial pixels")
+    lo, hi = INSERTION_FROM_ANTERIOR_RANGE_DEG
+    from_anterior = entry["insertion_from_anterior_deg"]
+    if from_anterior is not None and not lo <= from_anterior <= hi:
+        warnings.append(
+            f"{entry['name']}: the anterior RV insertion point lies {from_anterior:.0f} degrees from anterior "
+            f"towards the septum (expected {lo:.0f} to {hi:.0f}); check the insertion point and orientation"
+        )
+    n_pix = entry["n_pixels"]
+    n_valid = entry[map_keys(PRIMARY_MAP)["n_valid"]]
+    if n_pix and (n_pix - n_valid) / n_pix > MAX_INVALID_FRACTION:
+        warnings.append(f"{entry['name']}: {n_pix - n_valid} of {n_pix} myocardial pixels have no valid MBF")
+    return warnings
+
+
+def _study_qc(
+    stats: SegmentStats, slices: Sequence[SliceResult], warnings: list[str], qc: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The report's ``qc``: the slices' warnings, levels without a slice, pixel counts, then ``qc`` merged."""
     levels_present = sorted({s.sectors.level for s in slices}, key=LEVELS.index)
     for level in LEVELS:
         if level not in levels_present:
@@ -264,23 +297,7 @@ def build_report(
         extra_warnings = [str(w) for w in user.pop("warnings", [])]
         qc_out.update(jsonable(user))
         qc_out["warnings"] = extra_warnings + warnings
-    report: dict[str, Any] = {
-        "schema": SCHEMA_NAME,
-        "schema_version": SCHEMA_VERSION,
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "study": {"name": study_name, "condition": condition, "n_slices": len(slices), "level_source": level_source},
-        "maps": {n: {"quantity": split_map_name(n)[0], "unit": unit_label(n)} for n in map_names},
-        "segments": segments,
-        "territories": territories,
-        "global": _region_with_layers(stats, "global"),
-        "slices": slice_entries,
-        "mpr": None,
-        "qc": qc_out,
-        "timings_s": {str(k): float(v) for k, v in (timings_s or {}).items()},
-        "versions": {**versions(), **{str(k): str(v) for k, v in (extra_versions or {}).items()}},
-    }
-    validate_report(report)
-    return report
+    return qc_out
 
 
 def add_perfusion_reserve(stress_report: Mapping[str, Any], rest_report: Mapping[str, Any]) -> dict[str, Any]:

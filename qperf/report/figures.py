@@ -106,14 +106,7 @@ def bullseye_figure(
     """
     if not (np.isfinite(vmin) and np.isfinite(vmax) and vmax > vmin):
         raise ValidationError(f"vmin, vmax: expected finite numbers with vmax > vmin, found {vmin!r}, {vmax!r}")
-    if not isinstance(values, Mapping):
-        raise ValidationError(f"values: expected a mapping of segment to value, found {describe(values)}")
-    vals: dict[int, float] = {}
-    for k, v in values.items():
-        n = int(k) if str(k).isdigit() else -1
-        if n not in SEGMENTS:
-            raise ValidationError(f"values: expected segments 1-16, found {k!r}")
-        vals[n] = float("nan") if v is None else float(v)
+    vals = _segment_values(values)
     cmap = cmap or perfusion_cmap(1024)
     norm = Normalize(vmin=vmin, vmax=vmax, clip=True)
     fig = Figure(figsize=(6.0, 5.0), dpi=100, facecolor="white")
@@ -133,6 +126,29 @@ def bullseye_figure(
         ink = "black" if _luminance(color) > 0.5 else "white"
         ax.text(x, y + 0.035, text, ha="center", va="center", fontsize=10, color=ink, fontweight="bold")
         ax.text(x, y - 0.065, str(n), ha="center", va="center", fontsize=7, color=ink)
+    _draw_apex_and_directions(ax)
+    cax = fig.add_axes((0.82, 0.14, 0.04, 0.66))
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=cax, label=colorbar_label)
+    if title:
+        fig.suptitle(title, fontsize=12)
+    return fig
+
+
+def _segment_values(values: Mapping[int | str, float | None]) -> dict[int, float]:
+    """Segment number to value (NaN for None), after checking the mapping and its keys."""
+    if not isinstance(values, Mapping):
+        raise ValidationError(f"values: expected a mapping of segment to value, found {describe(values)}")
+    vals: dict[int, float] = {}
+    for k, v in values.items():
+        n = int(k) if str(k).isdigit() else -1
+        if n not in SEGMENTS:
+            raise ValidationError(f"values: expected segments 1-16, found {k!r}")
+        vals[n] = float("nan") if v is None else float(v)
+    return vals
+
+
+def _draw_apex_and_directions(ax: Any) -> None:
+    """The blank apex (segment 17, not reported) and the names of the four walls."""
     r_apex = BULLSEYE_RINGS["apex"][1]
     ax.add_patch(Circle((0.0, 0.0), r_apex, facecolor="white", edgecolor=(0.7, 0.7, 0.7), linewidth=1.0))
     ax.text(0.0, 0.0, "17\n(apex)", ha="center", va="center", fontsize=7, color=(0.5, 0.5, 0.5))
@@ -152,11 +168,6 @@ def bullseye_figure(
             color=(0.35, 0.35, 0.35),
             rotation=90 if label in ("septal", "lateral") else 0,
         )
-    cax = fig.add_axes((0.82, 0.14, 0.04, 0.66))
-    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=cax, label=colorbar_label)
-    if title:
-        fig.suptitle(title, fontsize=12)
-    return fig
 
 
 def figure_bytes(fig: Figure, fmt: str = "png", dpi: int = 100) -> bytes:

@@ -202,27 +202,11 @@ def flowmap_figure(
     crop_margin_mm : float or None
         Zoom to the labelled region plus this margin; None shows the whole image.
     """
-    mbf = np.asarray(mbf_ml_min_g, dtype=float)
-    if mbf.ndim != 2:
-        raise ValidationError(f"mbf_ml_min_g: expected a (y, x) map, found {describe(mbf)}")
-    if orient not in ("standard", "image"):
-        raise ValidationError(f"orient: expected 'standard' or 'image', found {orient!r}")
-    seg = None if segments is None else np.asarray(segments)
-    lab = None if labels is None else np.asarray(labels)
-    for name, arr in (("segments", seg), ("labels", lab)):
-        if arr is not None and arr.shape != mbf.shape:
-            raise ValidationError(f"{name}: expected shape {mbf.shape} (as the map), found {arr.shape}")
+    mbf, seg, lab = _check_maps(mbf_ml_min_g, segments, labels, orient)
     shape = (int(mbf.shape[0]), int(mbf.shape[1]))
     tf = DisplayOrientation()
     if orient == "standard" and septum_clockwise is not None:
-        anterior = anterior_angle_deg
-        if anterior is None and center_yx is not None and insertion_yx is not None:
-            ins = math.degrees(
-                math.atan2(
-                    (insertion_yx[0] - center_yx[0]) * spacing_mm[0], (insertion_yx[1] - center_yx[1]) * spacing_mm[1]
-                )
-            )
-            anterior = ins - (30.0 if septum_clockwise else -30.0)
+        anterior = _anterior_deg(anterior_angle_deg, septum_clockwise, center_yx, insertion_yx, spacing_mm)
         if anterior is not None:
             tf = display_orientation(anterior, septum_clockwise)
     t: Callable[[NDArray[Any]], NDArray[Any]] = tf.array
@@ -234,7 +218,6 @@ def flowmap_figure(
     dy, dx = tf.spacing((float(spacing_mm[0]), float(spacing_mm[1])))
     ny, nx = mbf.shape
     extent = (-0.5 * dx, (nx - 0.5) * dx, (ny - 0.5) * dy, -0.5 * dy)
-    cmap = perfusion_cmap(1024, bad="black")
     norm = Normalize(vmin=vmin, vmax=vmax, clip=True)
     two = seg is not None or lab is not None
     fig = Figure(figsize=(11.0 if two else 6.0, 5.0), dpi=100, facecolor="white")
@@ -246,46 +229,11 @@ def flowmap_figure(
         ax.set_facecolor("black")
         ax.set_xticks([])
         ax.set_yticks([])
-    ax0 = axes[0]
-    im = ax0.imshow(mbf, cmap=cmap, norm=norm, extent=extent, origin="upper", interpolation="nearest")
-    ax0.set_title("MBF with coronary territories" if seg is not None else "MBF", fontsize=10)
-    if seg is not None:
-        handles = []
-        for terr, members in TERRITORIES.items():
-            _outline(ax0, np.isin(seg, members), (dy, dx), TERRITORY_COLORS[terr], 1.6)
-            handles.append(Line2D([], [], color=TERRITORY_COLORS[terr], lw=2, label=terr))
-        ax0.legend(
-            handles=handles, loc="lower right", fontsize=7, facecolor="black", labelcolor="white", framealpha=0.6
-        )
+    im = _draw_mbf(axes[0], mbf, seg, norm, extent, (dy, dx))
     fig.colorbar(im, ax=list(axes), fraction=0.03, pad=0.02, label="MBF (ml/min/g)")
     if two:
-        ax1 = axes[1]
         grey = np.clip((np.nan_to_num(mbf, nan=0.0) - vmin) / (vmax - vmin), 0, 1)
-        ax1.imshow(grey, cmap="gray", vmin=0, vmax=1, extent=extent, origin="upper", interpolation="nearest")
-        if lab is not None:
-            overlay = np.zeros((*lab.shape, 4))
-            for value, rgb in LABEL_COLORS.items():
-                overlay[lab == value] = (*rgb, 0.45)
-            ax1.imshow(overlay, extent=extent, origin="upper", interpolation="nearest")
-        if seg is not None:
-            _outline(ax1, seg, (dy, dx), "white", 0.7)
-            for n in np.unique(seg[seg > 0]):
-                cy, cx = np.argwhere(seg == n).mean(axis=0)
-                ax1.text(
-                    cx * dx,
-                    cy * dy,
-                    str(int(n)),
-                    ha="center",
-                    va="center",
-                    fontsize=8,
-                    color="white",
-                    path_effects=[patheffects.withStroke(linewidth=2, foreground="black")],
-                )
-        if center is not None:
-            ax1.plot(center[1] * dx, center[0] * dy, "+", color="white", ms=9, mew=1.5)
-        if insertion is not None:
-            ax1.plot(insertion[1] * dx, insertion[0] * dy, "x", color="magenta", ms=9, mew=2)
-        ax1.set_title("Labels, AHA segments, RV insertion (x)", fontsize=10)
+        _draw_overlay(axes[1], grey, seg, lab, center, insertion, extent, (dy, dx))
     for ax in axes:
         x0, x1, y1, y0 = crop if crop is not None else extent
         ax.set_xlim(x0, x1)
@@ -293,3 +241,96 @@ def flowmap_figure(
     note = "anterior up, septum left" if tf.anterior_angle_deg is not None else "as stored (row 0 at the top)"
     fig.suptitle(f"{title}{' - ' if title else ''}{note}", fontsize=11)
     return fig
+
+
+def _check_maps(
+    mbf_ml_min_g: ArrayLike, segments: ArrayLike | None, labels: ArrayLike | None, orient: str
+) -> tuple[NDArray[np.float64], NDArray[Any] | None, NDArray[Any] | None]:
+    """The maps as arrays, after checking their shapes and the orientation name."""
+    mbf = np.asarray(mbf_ml_min_g, dtype=float)
+    if mbf.ndim != 2:
+        raise ValidationError(f"mbf_ml_min_g: expected a (y, x) map, found {describe(mbf)}")
+    if orient not in ("standard", "image"):
+        raise ValidationError(f"orient: expected 'standard' or 'image', found {orient!r}")
+    seg = None if segments is None else np.asarray(segments)
+    lab = None if labels is None else np.asarray(labels)
+    for name, arr in (("segments", seg), ("labels", lab)):
+        if arr is not None and arr.shape != mbf.shape:
+            raise ValidationError(f"{name}: expected shape {mbf.shape} (as the map), found {arr.shape}")
+    return mbf, seg, lab
+
+
+def _anterior_deg(
+    anterior_angle_deg: float | None,
+    septum_clockwise: bool,
+    center_yx: tuple[float, float] | None,
+    insertion_yx: tuple[float, float] | None,
+    spacing_mm: tuple[float, float],
+) -> float | None:
+    """Image angle of anterior: as given, else 30 degrees from the insertion point away from the septum."""
+    if anterior_angle_deg is not None or center_yx is None or insertion_yx is None:
+        return anterior_angle_deg
+    ins = math.degrees(
+        math.atan2((insertion_yx[0] - center_yx[0]) * spacing_mm[0], (insertion_yx[1] - center_yx[1]) * spacing_mm[1])
+    )
+    return ins - (30.0 if septum_clockwise else -30.0)
+
+
+def _draw_mbf(
+    ax: Any,
+    mbf: NDArray[np.float64],
+    seg: NDArray[Any] | None,
+    norm: Normalize,
+    extent: tuple[float, float, float, float],
+    spacing: tuple[float, float],
+) -> Any:
+    """The MBF map (NaN black) with the territory contours and their legend; returns the image."""
+    cmap = perfusion_cmap(1024, bad="black")
+    im = ax.imshow(mbf, cmap=cmap, norm=norm, extent=extent, origin="upper", interpolation="nearest")
+    ax.set_title("MBF with coronary territories" if seg is not None else "MBF", fontsize=10)
+    if seg is not None:
+        handles = []
+        for terr, members in TERRITORIES.items():
+            _outline(ax, np.isin(seg, members), spacing, TERRITORY_COLORS[terr], 1.6)
+            handles.append(Line2D([], [], color=TERRITORY_COLORS[terr], lw=2, label=terr))
+        ax.legend(handles=handles, loc="lower right", fontsize=7, facecolor="black", labelcolor="white", framealpha=0.6)
+    return im
+
+
+def _draw_overlay(
+    ax: Any,
+    grey: NDArray[np.float64],
+    seg: NDArray[Any] | None,
+    lab: NDArray[Any] | None,
+    center: tuple[float, float] | None,
+    insertion: tuple[float, float] | None,
+    extent: tuple[float, float, float, float],
+    spacing: tuple[float, float],
+) -> None:
+    """The map in grey under the labels, the segment borders and numbers, the centre (+) and insertion (x)."""
+    dy, dx = spacing
+    ax.imshow(grey, cmap="gray", vmin=0, vmax=1, extent=extent, origin="upper", interpolation="nearest")
+    if lab is not None:
+        overlay = np.zeros((*lab.shape, 4))
+        for value, rgb in LABEL_COLORS.items():
+            overlay[lab == value] = (*rgb, 0.45)
+        ax.imshow(overlay, extent=extent, origin="upper", interpolation="nearest")
+    if seg is not None:
+        _outline(ax, seg, spacing, "white", 0.7)
+        for n in np.unique(seg[seg > 0]):
+            cy, cx = np.argwhere(seg == n).mean(axis=0)
+            ax.text(
+                cx * dx,
+                cy * dy,
+                str(int(n)),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white",
+                path_effects=[patheffects.withStroke(linewidth=2, foreground="black")],
+            )
+    if center is not None:
+        ax.plot(center[1] * dx, center[0] * dy, "+", color="white", ms=9, mew=1.5)
+    if insertion is not None:
+        ax.plot(insertion[1] * dx, insertion[0] * dy, "x", color="magenta", ms=9, mew=2)
+    ax.set_title("Labels, AHA segments, RV insertion (x)", fontsize=10)

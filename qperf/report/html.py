@@ -61,17 +61,8 @@ def render_html(report: Mapping[str, Any], figures: ReportFigures) -> str:
     parts = [
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{_CSS}</style></head><body>",
         f"<h1>{title}</h1>",
+        _summary(report, k, mpr),
     ]
-    g = report["global"]
-    parts.append(
-        f"<p>Condition: <b>{html.escape(study['condition'])}</b> &middot; slices: {study['n_slices']} "
-        f"(levels from {html.escape(study['level_source'])}) &middot; created {html.escape(report['created_utc'])} "
-        f"UTC</p><p>Global MBF: <b>{_fmt(g[k['mean']])}</b> &plusmn; {_fmt(g[k['sd']])} ml/min/g "
-        f"(median {_fmt(g[k['median']])}; {g['n_pixels']} pixels; endocardial {_fmt(g['endo'][k['mean']])}, "
-        f"epicardial {_fmt(g['epi'][k['mean']])})"
-        + (f" &middot; global MPR <b>{_fmt(mpr.get('global'))}</b>" if mpr else "")
-        + "</p>"
-    )
     warnings = report["qc"]["warnings"]
     if warnings:
         parts.append(
@@ -82,51 +73,10 @@ def render_html(report: Mapping[str, Any], figures: ReportFigures) -> str:
     parts.append("<h2>Bull's-eye</h2>" + _img(figures.bullseye_png, "bull's-eye of mean MBF per segment"))
     if figures.mpr_bullseye_png is not None:
         parts.append(_img(figures.mpr_bullseye_png, "bull's-eye of the perfusion reserve"))
-    header = ["Segment", "Name", "Territory", "Mean", "Median", "SD", "Pixels", "Endo mean", "Epi mean"]
-    if mpr:
-        header.append("MPR")
-    rows = []
-    for n, seg in SEGMENTS.items():
-        e = report["segments"][str(n)]
-        row = [
-            str(n),
-            html.escape(seg.name),
-            seg.territory,
-            _fmt(e[k["mean"]]),
-            _fmt(e[k["median"]]),
-            _fmt(e[k["sd"]]),
-            str(e["n_pixels"]),
-            _fmt(e["endo"][k["mean"]]),
-            _fmt(e["epi"][k["mean"]]),
-        ]
-        if mpr:
-            row.append(_fmt(mpr.get(str(n))))
-        rows.append(row)
-    for t in (*TERRITORIES, "global"):
-        e = report["global"] if t == "global" else report["territories"][t]
-        row = [
-            f"<b>{t}</b>",
-            "territory" if t != "global" else "all segments",
-            "",
-            _fmt(e[k["mean"]]),
-            _fmt(e[k["median"]]),
-            _fmt(e[k["sd"]]),
-            str(e["n_pixels"]),
-            _fmt(e["endo"][k["mean"]]),
-            _fmt(e["epi"][k["mean"]]),
-        ]
-        if mpr:
-            row.append(_fmt(mpr.get(t)))
-        rows.append(row)
-    parts.append("<h2>MBF per segment (ml/min/g)</h2>" + _table(header, rows, left=3))
+    parts.append("<h2>MBF per segment (ml/min/g)</h2>" + _mbf_table(report, k, mpr))
     others = [m for m in report["maps"] if m != PRIMARY_MAP]
     if others:
-        hdr = ["Segment"] + [
-            f"{html.escape(report['maps'][m]['quantity'])} mean ({html.escape(report['maps'][m]['unit'])})"
-            for m in others
-        ]
-        rows = [[str(n)] + [_fmt(report["segments"][str(n)][map_keys(m)["mean"]], 3) for m in others] for n in SEGMENTS]
-        parts.append("<h2>Other maps per segment</h2>" + _table(hdr, rows))
+        parts.append("<h2>Other maps per segment</h2>" + _other_maps_table(report, others))
     parts.append("<h2>Flow maps</h2>")
     for (name, png), entry in zip(figures.flowmaps_png, report["slices"], strict=True):
         parts.append(
@@ -142,3 +92,59 @@ def render_html(report: Mapping[str, Any], figures: ReportFigures) -> str:
     parts.append(f"<p class='small'>Schema {report['schema']} {report['schema_version']} &middot; {versions}</p>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _summary(report: Mapping[str, Any], k: Mapping[str, str], mpr: Mapping[str, Any] | None) -> str:
+    """Condition, slices, creation time and the global MBF (and MPR) of the study."""
+    study = report["study"]
+    g = report["global"]
+    return (
+        f"<p>Condition: <b>{html.escape(study['condition'])}</b> &middot; slices: {study['n_slices']} "
+        f"(levels from {html.escape(study['level_source'])}) &middot; created {html.escape(report['created_utc'])} "
+        f"UTC</p><p>Global MBF: <b>{_fmt(g[k['mean']])}</b> &plusmn; {_fmt(g[k['sd']])} ml/min/g "
+        f"(median {_fmt(g[k['median']])}; {g['n_pixels']} pixels; endocardial {_fmt(g['endo'][k['mean']])}, "
+        f"epicardial {_fmt(g['epi'][k['mean']])})"
+        + (f" &middot; global MPR <b>{_fmt(mpr.get('global'))}</b>" if mpr else "")
+        + "</p>"
+    )
+
+
+def _mbf_row(first: list[str], e: Mapping[str, Any], k: Mapping[str, str]) -> list[str]:
+    return [
+        *first,
+        _fmt(e[k["mean"]]),
+        _fmt(e[k["median"]]),
+        _fmt(e[k["sd"]]),
+        str(e["n_pixels"]),
+        _fmt(e["endo"][k["mean"]]),
+        _fmt(e["epi"][k["mean"]]),
+    ]
+
+
+def _mbf_table(report: Mapping[str, Any], k: Mapping[str, str], mpr: Mapping[str, Any] | None) -> str:
+    """MBF statistics per segment, then per territory and globally, with the MPR when there is one."""
+    header = ["Segment", "Name", "Territory", "Mean", "Median", "SD", "Pixels", "Endo mean", "Epi mean"]
+    if mpr:
+        header.append("MPR")
+    rows = []
+    for n, seg in SEGMENTS.items():
+        row = _mbf_row([str(n), html.escape(seg.name), seg.territory], report["segments"][str(n)], k)
+        if mpr:
+            row.append(_fmt(mpr.get(str(n))))
+        rows.append(row)
+    for t in (*TERRITORIES, "global"):
+        e = report["global"] if t == "global" else report["territories"][t]
+        row = _mbf_row([f"<b>{t}</b>", "territory" if t != "global" else "all segments", ""], e, k)
+        if mpr:
+            row.append(_fmt(mpr.get(t)))
+        rows.append(row)
+    return _table(header, rows, left=3)
+
+
+def _other_maps_table(report: Mapping[str, Any], others: list[str]) -> str:
+    """Segment means of the maps other than MBF, three decimals."""
+    hdr = ["Segment"] + [
+        f"{html.escape(report['maps'][m]['quantity'])} mean ({html.escape(report['maps'][m]['unit'])})" for m in others
+    ]
+    rows = [[str(n)] + [_fmt(report["segments"][str(n)][map_keys(m)["mean"]], 3) for m in others] for n in SEGMENTS]
+    return _table(hdr, rows)

@@ -110,6 +110,34 @@ def _region(where: str, entry: Any, maps: list[str], layers: bool) -> None:
             _region(f"{where}.{layer}", entry.get(layer), maps, False)
 
 
+_TOP_KEYS = (
+    "schema",
+    "schema_version",
+    "study",
+    "maps",
+    "segments",
+    "territories",
+    "global",
+    "slices",
+    "qc",
+    "timings_s",
+    "versions",
+)
+_SLICE_KEYS = (
+    "index",
+    "name",
+    "level",
+    "spacing_mm",
+    "shape",
+    "lv_center_yx",
+    "insertion_yx",
+    "septum_clockwise",
+    "sense_source",
+    "segments",
+    "n_pixels",
+)
+
+
 def validate_report(report: Any) -> None:
     """Check a report against schema ``qperf.report`` 1.x; raise ValidationError naming the first problem.
 
@@ -118,20 +146,7 @@ def validate_report(report: Any) -> None:
     report : mapping
         A report as built by :func:`qperf.report.build_report` or read back from ``report.json``.
     """
-    top = (
-        "schema",
-        "schema_version",
-        "study",
-        "maps",
-        "segments",
-        "territories",
-        "global",
-        "slices",
-        "qc",
-        "timings_s",
-        "versions",
-    )
-    r = _mapping("", report, top)
+    r = _mapping("", report, _TOP_KEYS)
     if r["schema"] != SCHEMA_NAME:
         _fail(".schema", repr(SCHEMA_NAME), r["schema"])
     version = r["schema_version"]
@@ -146,6 +161,24 @@ def validate_report(report: Any) -> None:
     for name, info in maps_section.items():
         split_map_name(name)
         _mapping(f".maps.{name}", info, ("quantity", "unit"))
+    _check_regions(r, maps)
+    _check_slices(r["slices"], study["n_slices"], maps)
+    qc = _mapping(".qc", r["qc"], ("warnings",))
+    if not isinstance(qc["warnings"], list) or not all(isinstance(w, str) for w in qc["warnings"]):
+        _fail(".qc.warnings", "a list of strings", qc["warnings"])
+    for key, value in _mapping(".timings_s", r["timings_s"]).items():
+        _number(f".timings_s.{key}", value, allow_none=False)
+    _mapping(".versions", r["versions"], ("qperf",))
+    mpr = r.get("mpr")
+    if mpr is not None:
+        m = _mapping(".mpr", mpr, ("map", "values"))
+        values = _mapping(".mpr.values", m["values"], (*(str(n) for n in SEGMENTS), *TERRITORIES, "global"))
+        for key, value in values.items():
+            _number(f".mpr.values.{key}", value)
+
+
+def _check_regions(r: Mapping[str, Any], maps: list[str]) -> None:
+    """The 16 segments (names, levels, territories as in the AHA table), the territories and global."""
     segments = _mapping(".segments", r["segments"], tuple(str(n) for n in SEGMENTS))
     for n, seg in SEGMENTS.items():
         where = f".segments.{n}"
@@ -161,40 +194,15 @@ def validate_report(report: Any) -> None:
     for t in TERRITORIES:
         _region(f".territories.{t}", territories[t], maps, True)
     _region(".global", r["global"], maps, True)
-    slices = r["slices"]
-    if not isinstance(slices, list) or len(slices) != study["n_slices"]:
-        _fail(".slices", f"a list of {study['n_slices']} slices", slices)
+
+
+def _check_slices(slices: Any, n_slices: int, maps: list[str]) -> None:
+    """One entry per slice, each with its level and global statistics."""
+    if not isinstance(slices, list) or len(slices) != n_slices:
+        _fail(".slices", f"a list of {n_slices} slices", slices)
     for i, s in enumerate(slices):
         where = f".slices[{i}]"
-        entry = _mapping(
-            where,
-            s,
-            (
-                "index",
-                "name",
-                "level",
-                "spacing_mm",
-                "shape",
-                "lv_center_yx",
-                "insertion_yx",
-                "septum_clockwise",
-                "sense_source",
-                "segments",
-                "n_pixels",
-            ),
-        )
+        entry = _mapping(where, s, _SLICE_KEYS)
         if entry["level"] not in LEVELS:
             _fail(f"{where}.level", f"one of {', '.join(LEVELS)}", entry["level"])
         _region(where, entry, maps, False)
-    qc = _mapping(".qc", r["qc"], ("warnings",))
-    if not isinstance(qc["warnings"], list) or not all(isinstance(w, str) for w in qc["warnings"]):
-        _fail(".qc.warnings", "a list of strings", qc["warnings"])
-    for key, value in _mapping(".timings_s", r["timings_s"]).items():
-        _number(f".timings_s.{key}", value, allow_none=False)
-    _mapping(".versions", r["versions"], ("qperf",))
-    mpr = r.get("mpr")
-    if mpr is not None:
-        m = _mapping(".mpr", mpr, ("map", "values"))
-        values = _mapping(".mpr.values", m["values"], (*(str(n) for n in SEGMENTS), *TERRITORIES, "global"))
-        for key, value in values.items():
-            _number(f".mpr.values.{key}", value)
