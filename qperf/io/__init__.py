@@ -140,19 +140,7 @@ def read_series(
         raise FormatError(f"{p}: no such file or folder")
     fmt = series_format(p)
     if fmt == "dicom":
-        study = read_study(p)
-        if study.n_slices != 1:
-            raise ValidationError(f"{p}: the folder holds {study.n_slices} slices; read it with read_study")
-        series = study.slices[0]
-        if (
-            time_s is not None
-            or frame_interval_s is not None
-            or spacing_mm is not None
-            or units
-            or n_pd_frames is not None
-        ):
-            series = _override(series, time_s, frame_interval_s, spacing_mm, units, n_pd_frames)
-        return series
+        return _read_dicom_series(p, time_s, frame_interval_s, spacing_mm, units, n_pd_frames)
     if fmt == "nrrd":
         kwargs, missing = read_nrrd_series(p, time_s=time_s, frame_interval_s=frame_interval_s)
     elif fmt == "nifti":
@@ -165,6 +153,41 @@ def read_series(
     if spacing_mm is not None:
         kwargs["spacing_mm"] = spacing_mm
         missing = [m for m in missing if m != "spacing_mm"]
+    _fill_missing(p, kwargs, missing, allow_missing_time)
+    if units is not None:
+        kwargs["units"] = units
+        kwargs["metadata"].pop("units_recorded", None)
+    if n_pd_frames is not None:
+        kwargs["n_pd_frames"] = n_pd_frames
+    kwargs["metadata"].setdefault("source", str(p))
+    if not kwargs.get("name"):
+        kwargs["name"] = _stem(p)
+    try:
+        return PerfusionSeries(**kwargs)
+    except ValidationError as exc:
+        raise type(exc)(f"{p.name}: {exc}") from exc
+
+
+def _read_dicom_series(
+    p: Path,
+    time_s: ArrayLike | None,
+    frame_interval_s: float | None,
+    spacing_mm: tuple[float, float] | None,
+    units: str | None,
+    n_pd_frames: int | None,
+) -> PerfusionSeries:
+    """The one slice of a DICOM folder, with the caller's overrides."""
+    study = read_study(p)
+    if study.n_slices != 1:
+        raise ValidationError(f"{p}: the folder holds {study.n_slices} slices; read it with read_study")
+    series = study.slices[0]
+    if time_s is not None or frame_interval_s is not None or spacing_mm is not None or units or n_pd_frames is not None:
+        series = _override(series, time_s, frame_interval_s, spacing_mm, units, n_pd_frames)
+    return series
+
+
+def _fill_missing(p: Path, kwargs: dict[str, Any], missing: list[str], allow_missing_time: bool) -> None:
+    """Raise for times or spacing the file does not record, or (describe-only) number the frames and say so."""
     if "time_s" in missing:
         if not allow_missing_time:
             raise MissingMetadataError(
@@ -181,18 +204,6 @@ def read_series(
                 "spacing_mm",
             )
         kwargs["metadata"]["spacing_recorded"] = False
-    if units is not None:
-        kwargs["units"] = units
-        kwargs["metadata"].pop("units_recorded", None)
-    if n_pd_frames is not None:
-        kwargs["n_pd_frames"] = n_pd_frames
-    kwargs["metadata"].setdefault("source", str(p))
-    if not kwargs.get("name"):
-        kwargs["name"] = _stem(p)
-    try:
-        return PerfusionSeries(**kwargs)
-    except ValidationError as exc:
-        raise type(exc)(f"{p.name}: {exc}") from exc
 
 
 def _override(

@@ -393,6 +393,32 @@ def read_dicom_folder(folder: str | os.PathLike[str], *, progress: ProgressCallb
         raise FormatError(f"{root}: no such folder")
     if not root.is_dir():
         raise FormatError(f"{root}: expected a folder of DICOM files, found a file")
+    groups = _group_frames(_read_frames(root, report))
+    for g in groups:
+        _check_group(g)
+    groups, ignored = _drop_still_series(groups)
+    frames = [f for g in groups for f in g.frames]
+    time_source = _choose_clock(groups)
+    t0 = min(f.clock_s for f in frames)
+    _classify_aif(groups)
+    myo = [g for g in groups if not g.is_aif]
+    aif = [g for g in groups if g.is_aif]
+    thickness = _place_slices(groups, myo, aif, root)
+
+    report(0.85, "assembling slices")
+    slices = [
+        _build_series(g, t0, f"slice {i + 1}", g.position_mm, root, time_source, thickness) for i, g in enumerate(myo)
+    ]
+    aif_series = _build_aif(aif, t0, root, time_source, thickness)
+    if not slices:  # only AIF images in the folder: they are the slices
+        slices, aif_series = aif_series, []
+    aif_series = _match_pd_frames(slices, aif_series)
+    report(1.0, "done")
+    return _study(root, myo or aif, slices, aif_series, time_source, ignored)
+
+
+def _read_frames(root: Path, report: Callable[[float, str], None]) -> list[Frame]:
+    """Every 2D frame of the DICOM images below ``root``, each SOP instance once."""
     paths = dicom_files(root)
     frames: list[Frame] = []
     seen: set[str] = set()
@@ -407,47 +433,52 @@ def read_dicom_folder(folder: str | os.PathLike[str], *, progress: ProgressCallb
             report(0.8 * (i + 1) / len(paths), f"reading DICOM files ({i + 1}/{len(paths)})")
     if not frames:
         raise FormatError(f"{root}: no DICOM images found ({len(paths)} files searched)")
+    return frames
 
-    groups = _group_frames(frames)
-    for g in groups:
-        _check_group(g)
-    groups, ignored = _drop_still_series(groups)
-    frames = [f for g in groups for f in g.frames]
-    time_source = _choose_clock(groups)
-    t0 = min(f.clock_s for f in frames)
-    _classify_aif(groups)
-    myo = [g for g in groups if not g.is_aif]
-    aif = [g for g in groups if g.is_aif]
+
+def _place_slices(groups: list[_Group], myo: list[_Group], aif: list[_Group], root: Path) -> float:
+    """Set every group's position along the normal of the longest series and sort ``myo`` by it.
+
+    Returns the slice thickness: the smallest gap between slices, else 8 mm.
+    """
     reference_normal = max(myo or aif, key=lambda g: len(g.frames)).first.normal
     for g in groups:
         g.position_mm = float(np.dot(g.first.position, reference_normal))
     _fail_on_overlap(myo, f"{root}")
     myo.sort(key=lambda g: g.position_mm)
     gaps = np.abs(np.diff([g.position_mm for g in myo]))
-    thickness = float(np.min(gaps)) if gaps.size and np.min(gaps) > 0 else _DEFAULT_THICKNESS_MM
+    return float(np.min(gaps)) if gaps.size and np.min(gaps) > 0 else _DEFAULT_THICKNESS_MM
 
-    report(0.85, "assembling slices")
-    slices = [
-        _build_series(g, t0, f"slice {i + 1}", g.position_mm, root, time_source, thickness) for i, g in enumerate(myo)
-    ]
-    aif_series = _build_aif(aif, t0, root, time_source, thickness)
-    if not slices:  # only AIF images in the folder: they are the slices
-        slices, aif_series = aif_series, []
+
+def _match_pd_frames(slices: list[PerfusionSeries], aif_series: list[PerfusionSeries]) -> list[PerfusionSeries]:
+    """AIF series with no more PD frames than the slice with the fewest.
+
+    PD frames are acquired in the same beats for AIF and slices: when the flip angles of the
+    slices do not show them, the AIF keeps as few so its dynamic part covers theirs.
+    """
     fewest_pd = min(s.n_pd_frames for s in slices)
     if aif_series and aif_series[0].n_pd_frames > fewest_pd:
-        # PD frames are acquired in the same beats for AIF and slices: when the flip angles
-        # of the slices do not show them, the AIF keeps as few so its dynamic part covers theirs
-        aif_series = [
+        return [
             s.replace(n_pd_frames=fewest_pd, metadata={**s.metadata, "n_pd_frames_detected": s.n_pd_frames})
             for s in aif_series
         ]
-    report(1.0, "done")
+    return aif_series
 
-    first_ds = (myo or aif)[0].first.ds
+
+def _study(
+    root: Path,
+    named: list[_Group],
+    slices: list[PerfusionSeries],
+    aif_series: list[PerfusionSeries],
+    time_source: str,
+    ignored: list[str],
+) -> PerfusionStudy:
+    """The study, its condition and hematocrit from the first group of ``named`` (QPerf comments or names)."""
+    first_ds = named[0].first.ds
     comments = comment_values(first_ds)
     condition = comments.get("condition")
     if condition not in ("stress", "rest", "unknown"):
-        condition = _condition([g.first.description for g in myo or aif])
+        condition = _condition([g.first.description for g in named])
     hematocrit = comments.get("hematocrit", DEFAULT_HEMATOCRIT)
     study_meta: dict[str, Any] = {"source": str(root), "time_source": time_source}
     if ignored:

@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pydicom
@@ -224,43 +224,9 @@ def frames_of(path: Path, ds: Dataset) -> list[Frame]:
     if not rows or not cols:
         raise MissingMetadataError(f"{path}: missing Rows/Columns (0028,0010/0011)", "Rows")
     frames = []
-    for k in range(n_frames) if enhanced else (-1,):
-        fi = k
-        position = _vector(_get(ds, fi, "PlanePositionSequence", "ImagePositionPatient") or [], 3)
-        orientation = _vector(_get(ds, fi, "PlaneOrientationSequence", "ImageOrientationPatient") or [], 6)
-        spacing = _vector(_get(ds, fi, "PixelMeasuresSequence", "PixelSpacing") or [], 2)
-        for value, tag, keyword in (
-            (position, "(0020,0032)", "ImagePositionPatient"),
-            (orientation, "(0020,0037)", "ImageOrientationPatient"),
-            (spacing, "(0028,0030)", "PixelSpacing"),
-        ):
-            if value is None:
-                raise MissingMetadataError(
-                    f"{path}: missing or malformed {keyword} {tag}; QPerf needs the slice geometry", keyword
-                )
-        assert position is not None and orientation is not None and spacing is not None
-        x_dir, y_dir = orientation[:3], orientation[3:]
-        if not (np.linalg.norm(x_dir) > 0 and np.linalg.norm(y_dir) > 0) or not np.all(spacing > 0):
-            raise FormatError(f"{path}: degenerate ImageOrientationPatient or PixelSpacing")
-        if enhanced:
-            acq_date, acq_time = _parse_dt(_get(ds, fi, "FrameContentSequence", "FrameAcquisitionDateTime"))
-            trigger = as_float(_get(ds, fi, "CardiacSynchronizationSequence", "NominalCardiacTriggerDelayTime"))
-            instance = as_int(_get(ds, fi, "FrameContentSequence", "TemporalPositionIndex"))
-            flip = as_float(_get(ds, fi, "MRTimingAndRelatedParametersSequence", "FlipAngle"))
-            echo = as_float(_get(ds, fi, "MREchoSequence", "EffectiveEchoTime"))
-            slope = as_float(_get(ds, fi, "PixelValueTransformationSequence", "RescaleSlope"))
-            intercept = as_float(_get(ds, fi, "PixelValueTransformationSequence", "RescaleIntercept"))
-            echo_number = None
-        else:
-            acq_date, acq_time = _parse_dt(ds.get("AcquisitionDateTime"))
-            if acq_time is None:
-                acq_date, acq_time = _parse_da(ds.get("AcquisitionDate")), _parse_tm(ds.get("AcquisitionTime"))
-            trigger = as_float(ds.get("TriggerTime"))
-            instance = as_int(ds.get("InstanceNumber"))
-            flip = as_float(ds.get("FlipAngle"))
-            echo = as_float(ds.get("EchoTime"))
-            echo_number = as_int(ds.get("EchoNumbers")) if not isinstance(ds.get("EchoNumbers"), list) else None
-            slope, intercept = as_float(ds.get("RescaleSlope")), as_float(ds.get("RescaleIntercept"))
+    for fi in range(n_frames) if enhanced else (-1,):
+        position, x_dir, y_dir, spacing = _frame_geometry(path, ds, fi)
+        a = _enhanced_acquisition(ds, fi) if enhanced else _classic_acquisition(ds)
         frames.append(
             Frame(
                 path=path,
@@ -275,18 +241,82 @@ def frames_of(path: Path, ds: Dataset) -> list[Frame]:
                 y_dir=y_dir / np.linalg.norm(y_dir),
                 spacing_mm=(float(spacing[0]), float(spacing[1])),
                 thickness_mm=as_float(_get(ds, fi, "PixelMeasuresSequence", "SliceThickness")),
-                acq_date=acq_date,
-                acq_time_s=acq_time,
-                trigger_s=None if trigger is None else trigger / 1000.0,
-                instance=instance,
-                flip_deg=flip,
-                echo_time_ms=echo,
-                echo_number=echo_number,
-                slope=1.0 if slope is None or slope == 0 else slope,
-                intercept=0.0 if intercept is None else intercept,
+                acq_date=a.acq_date,
+                acq_time_s=a.acq_time_s,
+                trigger_s=None if a.trigger_ms is None else a.trigger_ms / 1000.0,
+                instance=a.instance,
+                flip_deg=a.flip_deg,
+                echo_time_ms=a.echo_time_ms,
+                echo_number=a.echo_number,
+                slope=1.0 if a.slope is None or a.slope == 0 else a.slope,
+                intercept=0.0 if a.intercept is None else a.intercept,
             )
         )
     return frames
+
+
+_Geometry = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]
+
+
+class _Acquired(NamedTuple):
+    """What one frame records of its acquisition (None where it records nothing)."""
+
+    acq_date: int | None
+    acq_time_s: float | None
+    trigger_ms: float | None
+    instance: int | None
+    flip_deg: float | None
+    echo_time_ms: float | None
+    echo_number: int | None
+    slope: float | None
+    intercept: float | None
+
+
+def _frame_geometry(path: Path, ds: Dataset, fi: int) -> _Geometry:
+    """Position, row and column directions (not yet normalised) and spacing of frame ``fi``."""
+    position = _vector(_get(ds, fi, "PlanePositionSequence", "ImagePositionPatient") or [], 3)
+    orientation = _vector(_get(ds, fi, "PlaneOrientationSequence", "ImageOrientationPatient") or [], 6)
+    spacing = _vector(_get(ds, fi, "PixelMeasuresSequence", "PixelSpacing") or [], 2)
+    for value, tag, keyword in (
+        (position, "(0020,0032)", "ImagePositionPatient"),
+        (orientation, "(0020,0037)", "ImageOrientationPatient"),
+        (spacing, "(0028,0030)", "PixelSpacing"),
+    ):
+        if value is None:
+            raise MissingMetadataError(
+                f"{path}: missing or malformed {keyword} {tag}; QPerf needs the slice geometry", keyword
+            )
+    assert position is not None and orientation is not None and spacing is not None
+    x_dir, y_dir = orientation[:3], orientation[3:]
+    if not (np.linalg.norm(x_dir) > 0 and np.linalg.norm(y_dir) > 0) or not np.all(spacing > 0):
+        raise FormatError(f"{path}: degenerate ImageOrientationPatient or PixelSpacing")
+    return position, x_dir, y_dir, spacing
+
+
+def _enhanced_acquisition(ds: Dataset, fi: int) -> _Acquired:
+    """Times, flip angle, echo and rescaling of frame ``fi`` of an Enhanced MR file (functional groups)."""
+    acq_date, acq_time = _parse_dt(_get(ds, fi, "FrameContentSequence", "FrameAcquisitionDateTime"))
+    trigger = as_float(_get(ds, fi, "CardiacSynchronizationSequence", "NominalCardiacTriggerDelayTime"))
+    instance = as_int(_get(ds, fi, "FrameContentSequence", "TemporalPositionIndex"))
+    flip = as_float(_get(ds, fi, "MRTimingAndRelatedParametersSequence", "FlipAngle"))
+    echo = as_float(_get(ds, fi, "MREchoSequence", "EffectiveEchoTime"))
+    slope = as_float(_get(ds, fi, "PixelValueTransformationSequence", "RescaleSlope"))
+    intercept = as_float(_get(ds, fi, "PixelValueTransformationSequence", "RescaleIntercept"))
+    return _Acquired(acq_date, acq_time, trigger, instance, flip, echo, None, slope, intercept)
+
+
+def _classic_acquisition(ds: Dataset) -> _Acquired:
+    """Times, flip angle, echo and rescaling of a single-frame image (AcquisitionDateTime, else Date and Time)."""
+    acq_date, acq_time = _parse_dt(ds.get("AcquisitionDateTime"))
+    if acq_time is None:
+        acq_date, acq_time = _parse_da(ds.get("AcquisitionDate")), _parse_tm(ds.get("AcquisitionTime"))
+    trigger = as_float(ds.get("TriggerTime"))
+    instance = as_int(ds.get("InstanceNumber"))
+    flip = as_float(ds.get("FlipAngle"))
+    echo = as_float(ds.get("EchoTime"))
+    echo_number = as_int(ds.get("EchoNumbers")) if not isinstance(ds.get("EchoNumbers"), list) else None
+    slope, intercept = as_float(ds.get("RescaleSlope")), as_float(ds.get("RescaleIntercept"))
+    return _Acquired(acq_date, acq_time, trigger, instance, flip, echo, echo_number, slope, intercept)
 
 
 def dicom_files(folder: Path) -> list[Path]:

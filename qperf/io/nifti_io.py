@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from qperf.errors import FormatError
 from qperf.io.atomic import atomic_file
@@ -55,8 +56,6 @@ def read_nifti_series(
 
     Returns the arguments and the list of required fields not recorded in the file.
     """
-    import nibabel as nib
-
     p = Path(path)
     img, data = _load(p)
     if data.ndim == 4 and data.shape[2] == 1:
@@ -67,15 +66,7 @@ def read_nifti_series(
     arr = np.ascontiguousarray(np.transpose(data, (2, 1, 0)))
     header = img.header
     zooms = [float(z) for z in header.get_zooms()]
-    spacing = (zooms[1], zooms[0])
-    extra: dict[str, Any] = {}
-    for ext in getattr(header, "extensions", []) or []:
-        content = ext.get_content()
-        if isinstance(content, bytes):
-            content = content.decode("utf-8", errors="replace")
-        content = str(content).rstrip("\x00")
-        if ext.get_code() == _EXT_CODE and content.startswith(_EXT_PREFIX):
-            extra = json.loads(content[len(_EXT_PREFIX) :])
+    extra = _qperf_extension(header)
     missing: list[str] = []
     times = None
     if "time_s" in extra:
@@ -83,22 +74,10 @@ def read_nifti_series(
     elif frame_interval_s is not None:
         times = np.arange(arr.shape[0]) * float(frame_interval_s)
     else:
-        dt = zooms[-1] if len(zooms) >= 4 else (zooms[2] if data.ndim == 3 and len(zooms) == 3 else 0.0)
-        unit = "sec"
-        if hasattr(header, "get_xyzt_units"):
-            unit = header.get_xyzt_units()[1] or "sec"
-        if dt > 0 and isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)) and unit in _TIME_UNIT_S:
-            times = np.arange(arr.shape[0]) * dt * _TIME_UNIT_S[unit]
-        else:
+        times = _header_times(img, zooms, arr.shape[0])
+        if times is None:
             missing.append("time_s")
-    geometry = None
-    if isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
-        sform_code = int(header["sform_code"])
-        qform_code = int(header["qform_code"])
-        if sform_code > 0 or qform_code > 0:
-            affine = header.get_sform() if sform_code > 0 else header.get_qform()
-            lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
-            geometry, spacing = SliceGeometry.from_ijk_to_lps(lps)
+    geometry, spacing = _geometry(img, (zooms[1], zooms[0]))
     if extra.get("geometry_unknown"):
         geometry = None
     kwargs: dict[str, Any] = {
@@ -116,6 +95,52 @@ def read_nifti_series(
     if "units" not in extra:
         kwargs["metadata"]["units_recorded"] = False
     return kwargs, missing
+
+
+def _qperf_extension(header: Any) -> dict[str, Any]:
+    """What QPerf wrote in the header extension (exact times, units, ...), empty for other files."""
+    extra: dict[str, Any] = {}
+    for ext in getattr(header, "extensions", []) or []:
+        content = ext.get_content()
+        if isinstance(content, bytes):
+            content = content.decode("utf-8", errors="replace")
+        content = str(content).rstrip("\x00")
+        if ext.get_code() == _EXT_CODE and content.startswith(_EXT_PREFIX):
+            extra = json.loads(content[len(_EXT_PREFIX) :])
+    return extra
+
+
+def _header_times(img: Any, zooms: list[float], n_frames: int) -> NDArray[Any] | None:
+    """Regular frame times from the NIfTI time step and its unit; None for Analyze or no usable step.
+
+    ``img`` holds the 3D ``(x, y, t)`` or 4D ``(x, y, 1, t)`` series.
+    """
+    import nibabel as nib
+
+    dt = zooms[-1] if len(zooms) >= 4 else (zooms[2] if len(zooms) == 3 else 0.0)
+    header = img.header
+    unit = "sec"
+    if hasattr(header, "get_xyzt_units"):
+        unit = header.get_xyzt_units()[1] or "sec"
+    if dt > 0 and isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)) and unit in _TIME_UNIT_S:
+        return np.arange(n_frames) * dt * _TIME_UNIT_S[unit]
+    return None
+
+
+def _geometry(img: Any, spacing: tuple[float, float]) -> tuple[SliceGeometry | None, tuple[float, float]]:
+    """Geometry and spacing from the sform (else the qform), converted from RAS+ to LPS; none for Analyze."""
+    import nibabel as nib
+
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        return None, spacing
+    header = img.header
+    sform_code = int(header["sform_code"])
+    qform_code = int(header["qform_code"])
+    if sform_code > 0 or qform_code > 0:
+        affine = header.get_sform() if sform_code > 0 else header.get_qform()
+        lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
+        return SliceGeometry.from_ijk_to_lps(lps)
+    return None, spacing
 
 
 def write_nifti_series(series: PerfusionSeries, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
