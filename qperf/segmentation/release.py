@@ -43,9 +43,7 @@ def _fmt(d: dict[str, Any], key: str, digits: int = 3) -> str:
 
 
 def card_markdown(card: dict[str, Any]) -> str:
-    m = card.get("metrics", {}).get("held_out_phantom", {})
-    g = card.get("metrics", {}).get("held_out_phantom_gd", {})
-    a = card.get("metrics", {}).get("held_out_phantom_aif_lv", {})
+    """The model card for people (``<name>.md``): the JSON card's content as Markdown."""
     lines = [
         f"# Model card: {card['name']} {card['version']}",
         "",
@@ -56,35 +54,9 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"- Input: {card['input']['summary']}",
         f"- Output: {card['output']}",
         "",
-        "## Training",
-        f"- Data: {card['training']['data']}",
-        f"- Steps: {card['training']['steps']} x batch {card['training']['config']['batch_size']} "
-        f"({card['training']['samples_seen']} randomised samples), "
-        f"{card['training']['time_minutes']:.0f} minutes on {card['training']['hardware']}.",
-        f"- Best validation myocardium Dice during training (network grid): {card['training']['best_val_dice_myo']:.4f}",
-        "- Configuration: see `training.config` in the JSON card.",
+        *_training_lines(card["training"]),
         "",
-        "## Measured accuracy (held-out phantom studies, full pipeline, native pixel grid)",
-        f"- Command: `{card['metrics']['command']}`",
-        f"- Slices: {m.get('n_slices')}; heart found (myocardium Dice >= 0.5) in {m.get('found_slices', 'n/a')}",
-        f"- Myocardium Dice: {_fmt(m, 'dice_myo')}",
-        f"- LV blood pool Dice: {_fmt(m, 'dice_lv')}",
-        f"- RV blood pool Dice: {_fmt(m, 'dice_rv')}",
-        f"- Myocardium FP rate: {_fmt(m, 'fp_rate_myo')}; FN rate: {_fmt(m, 'fn_rate_myo')}",
-        f"- Myocardium precision: {_fmt(m, 'precision_myo')}; recall: {_fmt(m, 'recall_myo')}",
-        f"- Mean boundary distance (mm): {_fmt(m, 'mean_boundary_mm', 2)}",
-        f"- Hausdorff distance (mm): {_fmt(m, 'hausdorff_mm', 2)}",
-        f"- RV insertion angle error (degrees): {_fmt(m, 'angle_error_deg', 2)}",
-        f"- Slices with QC flags: {m.get('qc_flagged_slices')}",
-        "",
-        "Same studies converted to Gd (qperf.gd.series_to_gd) before segmentation:",
-        f"- Myocardium Dice: {_fmt(g, 'dice_myo')}",
-        f"- Mean boundary distance (mm): {_fmt(g, 'mean_boundary_mm', 2)}; Hausdorff (mm): {_fmt(g, 'hausdorff_mm', 2)}",
-        f"- RV insertion angle error (degrees): {_fmt(g, 'angle_error_deg', 2)}",
-        "",
-        "LV detection in the phantom's dual-sequence AIF images (same studies):",
-        f"- LV Dice: {a.get('dice_lv', {}).get('mean', float('nan')):.3f} +- {a.get('dice_lv', {}).get('sd', float('nan')):.3f}"
-        f" over {a.get('n_series')} series; found (Dice > 0.3) in {100 * a.get('found_fraction', float('nan')):.0f} %",
+        *_phantom_lines(card),
         "",
         "## Measured accuracy on series that resemble real scans (per frame, held-out patients)",
         *_real_like_lines(card.get("metrics", {}).get("held_out_real_like")),
@@ -111,6 +83,48 @@ def card_markdown(card: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _training_lines(t: dict[str, Any]) -> list[str]:
+    return [
+        "## Training",
+        f"- Data: {t['data']}",
+        f"- Steps: {t['steps']} x batch {t['config']['batch_size']} "
+        f"({t['samples_seen']} randomised samples), "
+        f"{t['time_minutes']:.0f} minutes on {t['hardware']}.",
+        f"- Best validation myocardium Dice during training (network grid): {t['best_val_dice_myo']:.4f}",
+        "- Configuration: see `training.config` in the JSON card.",
+    ]
+
+
+def _phantom_lines(card: dict[str, Any]) -> list[str]:
+    """Held-out phantom accuracy: signal and Gd inputs, and the LV found in the AIF images."""
+    m = card.get("metrics", {}).get("held_out_phantom", {})
+    g = card.get("metrics", {}).get("held_out_phantom_gd", {})
+    a = card.get("metrics", {}).get("held_out_phantom_aif_lv", {})
+    return [
+        "## Measured accuracy (held-out phantom studies, full pipeline, native pixel grid)",
+        f"- Command: `{card['metrics']['command']}`",
+        f"- Slices: {m.get('n_slices')}; heart found (myocardium Dice >= 0.5) in {m.get('found_slices', 'n/a')}",
+        f"- Myocardium Dice: {_fmt(m, 'dice_myo')}",
+        f"- LV blood pool Dice: {_fmt(m, 'dice_lv')}",
+        f"- RV blood pool Dice: {_fmt(m, 'dice_rv')}",
+        f"- Myocardium FP rate: {_fmt(m, 'fp_rate_myo')}; FN rate: {_fmt(m, 'fn_rate_myo')}",
+        f"- Myocardium precision: {_fmt(m, 'precision_myo')}; recall: {_fmt(m, 'recall_myo')}",
+        f"- Mean boundary distance (mm): {_fmt(m, 'mean_boundary_mm', 2)}",
+        f"- Hausdorff distance (mm): {_fmt(m, 'hausdorff_mm', 2)}",
+        f"- RV insertion angle error (degrees): {_fmt(m, 'angle_error_deg', 2)}",
+        f"- Slices with QC flags: {m.get('qc_flagged_slices')}",
+        "",
+        "Same studies converted to Gd (qperf.gd.series_to_gd) before segmentation:",
+        f"- Myocardium Dice: {_fmt(g, 'dice_myo')}",
+        f"- Mean boundary distance (mm): {_fmt(g, 'mean_boundary_mm', 2)}; Hausdorff (mm): {_fmt(g, 'hausdorff_mm', 2)}",
+        f"- RV insertion angle error (degrees): {_fmt(g, 'angle_error_deg', 2)}",
+        "",
+        "LV detection in the phantom's dual-sequence AIF images (same studies):",
+        f"- LV Dice: {a.get('dice_lv', {}).get('mean', float('nan')):.3f} +- {a.get('dice_lv', {}).get('sd', float('nan')):.3f}"
+        f" over {a.get('n_series')} series; found (Dice > 0.3) in {100 * a.get('found_fraction', float('nan')):.0f} %",
+    ]
 
 
 def _real_like_lines(m: dict[str, Any] | None) -> list[str]:
@@ -145,7 +159,6 @@ def release(
     net.load_state_dict(state["model"])
     net.eval()
     metrics = measure(Segmenter(net), n_studies, name)
-    cfg = state["train_config"]
     card: dict[str, Any] = {
         "name": name,
         "version": version,
@@ -159,50 +172,12 @@ def release(
             "net_config": net_cfg.to_dict(),
             "parameters": count_parameters(net),
         },
-        "input": {
-            "summary": (
-                f"dynamic frames resampled to {pre.N_CHANNELS} channels {pre.DT_S} s apart aligned on the bolus arrival "
-                f"(channel {pre.FOOT_CHANNEL}), per-pixel baseline removed, divided by the robust peak; "
-                f"{pre.CROP_PX} x {pre.CROP_PX} crop at {pre.GRID_SPACING_MM} mm around the located heart"
-            ),
-            "grid_spacing_mm": pre.GRID_SPACING_MM,
-            "crop_px": pre.CROP_PX,
-            "n_channels": pre.N_CHANNELS,
-            "dt_s": pre.DT_S,
-            "foot_channel": pre.FOOT_CHANNEL,
-        },
+        "input": _input_section(),
         "output": "4 class logits (0 background, 1 LV blood pool, 2 myocardium, 3 RV) + 2 insertion heat maps "
         "(image-handed junction points; named anterior/inferior from the slice geometry)",
-        "training": {
-            "data": training_data_summary(cfg),
-            "config": cfg,
-            "steps": int(state["step"]),
-            "samples_seen": int(state["step"]) * int(cfg["batch_size"]),
-            "time_minutes": float(state.get("elapsed_s", 0.0)) / 60.0,
-            "hardware": f"{platform.machine()} CPU, {cfg.get('threads')} threads (shared machine)",
-            "best_val_dice_myo": float(state.get("best", float("nan"))),
-            "validation": (
-                f"{cfg['n_val_slices']} phantom slices from seed stream {cfg['val_seed']}"
-                + (
-                    f" and {cfg.get('n_val_real_like')} series simulated on the real cine anatomy of the training patients"
-                    if cfg.get("cine_path")
-                    else ""
-                )
-                + " (network grid); the best checkpoint by the mean myocardium Dice of the two"
-            ),
-        },
+        "training": _training_section(state),
         "metrics": metrics,
-        "limitations": [
-            "No real perfusion images with manual labels were available for training: the network learned from "
-            "label-driven synthetic series and the phantom; real-scan accuracy is estimated on series simulated on "
-            "real anatomy (metrics.held_out_real_like), which is not the same as measured on real scans.",
-            "The two insertion heat maps are defined by image handedness; anterior/inferior naming needs the "
-            "slice geometry (without it, the upper point in the image is called anterior and QC says so).",
-            "The network reads the contrast dynamics on a grid in seconds: wrong frame times (for example an "
-            "assumed interval for files that record none) are partly absorbed by rescaling the time axis to the "
-            "RV-to-LV transit measured in the data.",
-            "Pixel spacing matters (the network works in mm): files without spacing need it given.",
-        ],
+        "limitations": list(LIMITATIONS),
     }
     if extra:
         card.update(extra)
@@ -212,6 +187,59 @@ def release(
     card_path.with_suffix(".md").write_text(card_markdown(full))
     load_network(weights)  # the written files verify
     return weights, card_path
+
+
+#: What the card states the network cannot do.
+LIMITATIONS = (
+    "No real perfusion images with manual labels were available for training: the network learned from "
+    "label-driven synthetic series and the phantom; real-scan accuracy is estimated on series simulated on "
+    "real anatomy (metrics.held_out_real_like), which is not the same as measured on real scans.",
+    "The two insertion heat maps are defined by image handedness; anterior/inferior naming needs the "
+    "slice geometry (without it, the upper point in the image is called anterior and QC says so).",
+    "The network reads the contrast dynamics on a grid in seconds: wrong frame times (for example an "
+    "assumed interval for files that record none) are partly absorbed by rescaling the time axis to the "
+    "RV-to-LV transit measured in the data.",
+    "Pixel spacing matters (the network works in mm): files without spacing need it given.",
+)
+
+
+def _input_section() -> dict[str, Any]:
+    """The input conventions of :mod:`qperf.segmentation.preprocessing`, as the card states them."""
+    return {
+        "summary": (
+            f"dynamic frames resampled to {pre.N_CHANNELS} channels {pre.DT_S} s apart aligned on the bolus arrival "
+            f"(channel {pre.FOOT_CHANNEL}), per-pixel baseline removed, divided by the robust peak; "
+            f"{pre.CROP_PX} x {pre.CROP_PX} crop at {pre.GRID_SPACING_MM} mm around the located heart"
+        ),
+        "grid_spacing_mm": pre.GRID_SPACING_MM,
+        "crop_px": pre.CROP_PX,
+        "n_channels": pre.N_CHANNELS,
+        "dt_s": pre.DT_S,
+        "foot_channel": pre.FOOT_CHANNEL,
+    }
+
+
+def _training_section(state: dict[str, Any]) -> dict[str, Any]:
+    """Data, configuration, steps, time and validation of the run that made the checkpoint ``state``."""
+    cfg = state["train_config"]
+    return {
+        "data": training_data_summary(cfg),
+        "config": cfg,
+        "steps": int(state["step"]),
+        "samples_seen": int(state["step"]) * int(cfg["batch_size"]),
+        "time_minutes": float(state.get("elapsed_s", 0.0)) / 60.0,
+        "hardware": f"{platform.machine()} CPU, {cfg.get('threads')} threads (shared machine)",
+        "best_val_dice_myo": float(state.get("best", float("nan"))),
+        "validation": (
+            f"{cfg['n_val_slices']} phantom slices from seed stream {cfg['val_seed']}"
+            + (
+                f" and {cfg.get('n_val_real_like')} series simulated on the real cine anatomy of the training patients"
+                if cfg.get("cine_path")
+                else ""
+            )
+            + " (network grid); the best checkpoint by the mean myocardium Dice of the two"
+        ),
+    }
 
 
 def training_data_summary(cfg: dict[str, Any]) -> str:
