@@ -68,12 +68,14 @@ class Harmonics:
 
     @classmethod
     def draw(cls, rng: np.random.Generator, scale: float, n: int = 5, first: int = 2) -> Harmonics:
+        """Amplitudes ``N(0, scale)`` decaying as ``(k - first + 1)^-1.2``, zero below harmonic ``first``."""
         k = np.arange(1, n + 1, dtype=float)
         amp = rng.normal(0.0, scale, n) / np.maximum(k - first + 1.0, 1.0) ** 1.2
         amp[k < first] = 0.0
         return cls(amp, rng.uniform(0, 2 * np.pi, n))
 
     def __call__(self, theta: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The function at the angles ``theta`` (radians)."""
         out = np.ones_like(theta)
         for i, (a, p) in enumerate(zip(self.amplitude, self.phase, strict=True)):
             if a != 0.0:
@@ -158,20 +160,24 @@ class Heart:
 
     # Profiles at a long-axis position --------------------------------------------------------
     def endo_radius(self, zeta: float, theta: NDArray[np.float64]) -> NDArray[np.float64]:
+        """LV endocardial radius (mm): the mid radius, tapering to 15 % at the apex, times the shape profile."""
         scale = 0.15 + 0.85 * np.sin(np.pi / 2 * min(zeta / 0.6, 1.0)) + 0.06 * max(zeta - 0.5, 0.0)
         return np.asarray(self.endo_mid_mm * scale * _blend(self.endo_base, self.endo_apex, zeta, theta))
 
     def wall_thickness(self, zeta: float, theta: NDArray[np.float64]) -> NDArray[np.float64]:
+        """LV wall thickness (mm): the mid value, 72 % at the apex, times the profile, within 4-17 mm."""
         scale = 0.72 + 0.28 * min(zeta / 0.5, 1.0)
         return np.asarray(
             np.clip(self.wall_mid_mm * scale * _blend(self.wall_base, self.wall_apex, zeta, theta), 4.0, 17.0)
         )
 
     def rv_angles_rad(self, zeta: float) -> tuple[float, float]:
+        """Anterior and inferior RV insertion angles (radians); each moves in by up to 12.5 degrees at the apex."""
         shrink = 0.5 * (1.0 - min(zeta / 0.5, 1.0)) * 25.0  # the RV narrows towards the apex
         return float(np.deg2rad(self.rv_anterior_deg + shrink)), float(np.deg2rad(self.rv_inferior_deg - shrink))
 
     def rv_depth(self, zeta: float, theta: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Depth (mm) of the RV cavity outside the LV wall: a skewed bell between the insertion angles, 0 elsewhere."""
         ta, ti = self.rv_angles_rad(zeta)
         x = np.clip((np.mod(theta, 2 * np.pi) - ta) / (ti - ta), 0.0, 1.0)
         bell = np.sin(np.pi * x**self.rv_skew) ** 0.55
@@ -270,6 +276,8 @@ class Placement:
         spacing_mm: float | None = None,
         standard_view: bool = False,
     ) -> Placement:
+        """A random in-plane rotation and flip (none with ``standard_view``), 1.4-3 mm pixels, a
+        128-256 matrix over a 280-420 mm field of view, the LV in the middle quarter of each axis."""
         a = heart.long_axis
         normal = a
         ant = np.array([0.0, -1.0, 0.0])

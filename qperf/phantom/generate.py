@@ -47,12 +47,14 @@ _BOLUS, _TIMING, _BREATHING, _MOTION, _NOISE, _SCANNER = range(6)
 
 
 def _rng(seed: int, *stream: int) -> np.random.Generator:
+    """The generator of one random stream of a seed."""
     return np.random.default_rng([int(seed), *stream])
 
 
 def _check(
     seed: int, n_slices: int, n_frames: int, condition: str, field_t: float, motion_scale: float, t1_variation: float
 ) -> None:
+    """Raise ValidationError naming the first option out of range."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValidationError(f"seed: expected a non-negative integer, found {seed!r}")
     if isinstance(n_slices, bool) or not isinstance(n_slices, (int, np.integer)) or not 1 <= n_slices <= 8:
@@ -84,6 +86,8 @@ def draw_readouts(rng: np.random.Generator, field_t: float, readout: str | None)
 
 
 def _timing(rng: np.random.Generator, condition: str, n_frames: int, n_slices: int) -> dict[str, Any]:
+    """Heart beats (75-105 bpm at stress, 55-80 at rest, 3 % RR variation, 2 % ectopic beats) and
+    the acquisition time of each slice and of the AIF image within the beat."""
     hr = rng.uniform(75.0, 105.0) if condition == "stress" else rng.uniform(55.0, 80.0)
     rr = 60.0 / hr * (1.0 + rng.normal(0.0, 0.03, n_frames))
     for k in np.nonzero(rng.random(n_frames - 1) < 0.02)[0]:  # ectopic beat, compensatory pause
@@ -116,6 +120,7 @@ def _draw_subject(
     spacing_mm: float | None,
     standard_view: bool,
 ) -> _Subject:
+    """The seed's heart, perfusion, placement, readouts and native T1 (each from its own stream)."""
     heart = an.Heart.draw(_rng(seed, _HEART))
     perf = physiology.Perfusion.draw(_rng(seed, _PERFUSION))
     placement = an.Placement.draw(
@@ -151,6 +156,8 @@ def _simulate_condition(
     subject: _Subject,
     progress: Callable[[float, str], None],
 ) -> _Condition:
+    """Beat times, the bolus (arriving within the first third of short acquisitions) and the
+    blood and tissue curves of the condition (tissue from the plasma parameters)."""
     cs = _CONDITION_STREAMS[condition]
     timing = _timing(_rng(seed, cs + _TIMING), condition, n_frames, n_slices)
     starts = timing["beat_start_s"]
@@ -357,6 +364,7 @@ def _render_slices(
 def _slice_series(
     data: NDArray[np.float32], time_s: NDArray[np.float64], frame: an.SliceFrame, name: str, meta: dict[str, Any]
 ) -> PerfusionSeries:
+    """The acquired series of one slice, in signal units with its PD frames."""
     return PerfusionSeries(
         data=data,
         time_s=time_s,

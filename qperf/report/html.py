@@ -110,6 +110,7 @@ def _summary(report: Mapping[str, Any], k: Mapping[str, str], mpr: Mapping[str, 
 
 
 def _mbf_row(first: list[str], e: Mapping[str, Any], k: Mapping[str, str]) -> list[str]:
+    """``first`` then mean, median, SD, pixel count and the endo and epi means of region ``e``."""
     return [
         *first,
         _fmt(e[k["mean"]]),

@@ -86,6 +86,7 @@ def card_markdown(card: dict[str, Any]) -> str:
 
 
 def _training_lines(t: dict[str, Any]) -> list[str]:
+    """Data, steps, time and best validation Dice of the card's ``training`` section."""
     return [
         "## Training",
         f"- Data: {t['data']}",
