@@ -69,7 +69,7 @@ def test_card_metrics_refreshed_without_touching_the_weights(tmp_path: Path) -> 
     for suffix in (".json", ".pt"):
         shutil.copy(MODELS_DIR / f"{DEFAULT_MODEL}{suffix}", tmp_path / f"{DEFAULT_MODEL}{suffix}")
     copy = tmp_path / f"{DEFAULT_MODEL}.json"
-    refresh_metrics(copy, n_studies=1, extra={"note": "checked"})
+    refresh_metrics(copy, n_studies=1, extra={"note": "checked"}, n_real_like=0)
     new = json.loads(copy.read_text())
     assert new["sha256"] == card["sha256"] == sha256_of(tmp_path / f"{DEFAULT_MODEL}.pt")
     assert new["architecture"] == card["architecture"] and new["training"] == card["training"]

@@ -21,6 +21,7 @@ def guideBlocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", GUIDE.read_text(encoding="utf-8"), re.S)
 
 
+@pytest.mark.slow
 def test_the_console_guide_runs_as_written_and_gives_arrays_and_tables(monkeypatch, capsys):
     scene = slicer.vtkMRMLScene()
     monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)

@@ -59,6 +59,7 @@ def analyses(tmp_path_factory):
     return cliReport, result.report, guiExported, folder / "cli", flow, browser
 
 
+@pytest.mark.slow
 def test_gui_and_cli_give_the_same_segment_and_global_mbf(analyses):
     cliReport, guiReport, guiExported, *_ = analyses
     cli = {k: cliReport["segments"][str(k)][KEY] for k in range(1, 17)}

@@ -57,6 +57,7 @@ def install(source: Path, relative: str, destination: Path) -> None:
     shutil.copyfile(source / relative, target)
 
 
+@pytest.mark.slow
 def test_installed_layout_imports_its_own_qperf_and_passes_the_self_tests(tmp_path):
     modules = tmp_path / "lib" / "Slicer-5.10" / "qt-scripted-modules"
     top = (REPO / "CMakeLists.txt").read_text()

@@ -164,6 +164,7 @@ def test_supplied_labels_are_checked_against_the_study(phantomStudy):
         segmentStudy(study, segmenter="gpu")
 
 
+@pytest.mark.slow
 def test_a_second_run_replaces_the_outputs_under_the_browser(scene, phantomStudy):
     logic = SegmentationLogic(scene)
     nodes = logic.loadStudy(phantomStudy.study)
@@ -210,6 +211,7 @@ def test_ground_truth_export_keeps_existing_cases_unless_asked(scene, phantomStu
         exportGroundTruth(empty, tmp_path, "study B")
 
 
+@pytest.mark.slow
 def test_a_browser_made_elsewhere_is_segmented_and_segmented_again(scene, phantomStudy):
     """Sequences played by a plain browser (as Slicer's DICOM module makes them) are the slices."""
     from QPerfCommonLib.sequences import addSequenceToBrowser, createBrowserNode, sequenceNodeFromSeries
@@ -231,6 +233,7 @@ def test_a_browser_made_elsewhere_is_segmented_and_segmented_again(scene, phanto
     np.testing.assert_array_equal(logic.correctedSeries(browser, 0).data, series.data)
 
 
+@pytest.mark.slow
 def test_a_saved_scene_is_corrected_again_after_reopening(scene, tmp_path):
     """Motion fields, labels and points come back from the saved scene; an edit still reaches every frame."""
     from QPerfCommonLib.scene import openScene, saveScene

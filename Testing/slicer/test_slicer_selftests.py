@@ -11,6 +11,7 @@ from QPerfFlowLib import selftest as flowSelfTest  # noqa: E402
 from QPerfSegLib import selftest as segSelfTest  # noqa: E402
 
 
+@pytest.mark.slow
 def test_qperfseg_self_test_passes_in_a_fresh_scene(scene):
     messages = []
     result = segSelfTest.runSelfTest(scene, log=messages.append)
@@ -23,6 +24,7 @@ def test_qperfseg_self_test_passes_in_a_fresh_scene(scene):
     assert workflow["myoDiceMean"] > workflow["myoDiceStaticMean"] and workflow["sectorAgreement"] > 0.85
 
 
+@pytest.mark.slow
 def test_qperfcommon_self_test_passes_in_a_fresh_scene(scene):
     messages = []
     result = commonSelfTest.runSelfTest(scene, log=messages.append)
@@ -33,6 +35,7 @@ def test_qperfcommon_self_test_passes_in_a_fresh_scene(scene):
     assert scene.GetNodesByClass("vtkMRMLSequenceNode").GetNumberOfItems() == 2 + 2 * 4
 
 
+@pytest.mark.slow
 def test_qperfflow_self_test_passes_in_a_fresh_scene(scene):
     messages = []
     result = flowSelfTest.runSelfTest(scene, log=messages.append)

@@ -302,7 +302,9 @@ def measure(segmenter: Segmenter, n_studies: int, name: str, n_real_like: int = 
     }
 
 
-def refresh_metrics(card_path: str | Path, n_studies: int = 10, extra: dict[str, Any] | None = None) -> Path:
+def refresh_metrics(
+    card_path: str | Path, n_studies: int = 10, extra: dict[str, Any] | None = None, n_real_like: int = 36
+) -> Path:
     """Measure a shipped model again (same weights, current pre- and post-processing) and rewrite its card.
 
     Only ``metrics`` changes (with the date it was measured, and ``extra`` merged into it,
@@ -312,7 +314,7 @@ def refresh_metrics(card_path: str | Path, n_studies: int = 10, extra: dict[str,
     path = Path(card_path)
     card = json.loads(path.read_text())
     net, _, _ = load_network(path)
-    metrics = measure(Segmenter(net, card), n_studies, str(card.get("name", path.stem)))
+    metrics = measure(Segmenter(net, card), n_studies, str(card.get("name", path.stem)), n_real_like)
     metrics["command"] = f"python -m qperf.segmentation.release --refresh {path.name} --n-studies {n_studies}"
     metrics["measured"] = time.strftime("%Y-%m-%d")
     metrics.update(extra or {})
