@@ -74,6 +74,7 @@ def test_gui_and_cli_give_the_same_segment_and_global_mbf(analyses):
         assert guiSlice["qc"]["labels_source"] == cliSlice["qc"]["labels_source"] == "cnn"
 
 
+@pytest.mark.slow
 def test_gui_and_cli_give_the_same_maps_and_segment_table(analyses):
     cliReport, _, _, cliFolder, flow, browser = analyses
     for i in range(3):
@@ -85,6 +86,7 @@ def test_gui_and_cli_give_the_same_maps_and_segment_table(analyses):
         assert rows[(str(k), "all")] == cliReport["segments"][str(k)][KEY]
 
 
+@pytest.mark.slow
 def test_gui_and_cli_reports_differ_only_in_their_timings(analyses):
     cliReport, guiReport, guiExported, *_ = analyses
     untimed = [{k: v for k, v in r.items() if k not in ("timings_s", "created_utc")} for r in (cliReport, guiExported)]
