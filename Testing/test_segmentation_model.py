@@ -129,6 +129,37 @@ def test_a_small_heart_outranked_by_a_vessel_is_still_found(segmenter, phantom_s
     assert segmenter.heart_score(segmenter.predict_grid(with_vessel)[0]) >= 0.75
 
 
+def test_rival_heart_candidates_are_all_examined(segmenter, phantom_study, monkeypatch) -> None:
+    """A candidate the locator scores near the best is segmented too, even when the best one's
+    output already looks like a heart, and the most heart-like output wins; a weak candidate
+    is not looked at once a heart is found."""
+    from qperf.segmentation import inference
+    from qperf.segmentation import preprocessing as pre
+
+    series = phantom_study.study.slices[1]
+    temporal = pre.temporal_input(series)
+    true_centre = pre.scored_heart_candidates(temporal.enhancement, series.spacing_mm)[0][0]
+    decoy = (true_centre[0] + 40.0, true_centre[1] - 30.0)
+    looked: list[tuple[float, float]] = []
+    real = segmenter._centred_output
+
+    def recording(temporal, centre, spacing):  # type: ignore[no-untyped-def]
+        looked.append(tuple(centre))
+        return real(temporal, centre, spacing)
+
+    monkeypatch.setattr(segmenter, "_centred_output", recording)
+    for decoy_score, examined in ((0.8, 2), (0.3, 1)):
+        looked.clear()
+        candidates = [(decoy, 1.0), (true_centre, decoy_score)]
+        if decoy_score < inference.RIVAL_LOCATOR_SCORE:
+            candidates = [(true_centre, 1.0), (decoy, decoy_score)]
+        monkeypatch.setattr(pre, "scored_heart_candidates", lambda *a, c=candidates, **k: c)
+        out, tf, info = segmenter._predict(series, temporal)
+        assert len(looked) == examined
+        assert np.hypot(*(np.asarray(tf.centre_yx) - np.asarray(true_centre))) < 10.0
+        assert info["chosen"]["network_score"] >= inference.MIN_HEART_SCORE
+
+
 def test_units_and_scaling_do_not_change_the_result(segmenter, phantom_study) -> None:
     series = phantom_study.study.slices[1]
     a = segmenter(series)
