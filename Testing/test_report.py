@@ -102,6 +102,8 @@ def test_missing_levels_and_qc_warnings(rng):
     assert rep["segments"]["1"]["slices"] == []
     assert any("no basal slice" in w for w in rep["qc"]["warnings"])
     assert any("no apical slice" in w for w in rep["qc"]["warnings"])
+    single = report.build_report(slices[0])  # one SliceResult, not in a list
+    assert single["segments"]["7"]["n_pixels"] == rep["segments"]["7"]["n_pixels"] > 0
     bad = slices[0]
     mbf = bad.maps["mbf_ml_min_g"].copy()
     mbf[bad.sectors.segments > 0] = np.nan

@@ -164,7 +164,7 @@ def build_report(
 
     Parameters
     ----------
-    slices : sequence of SliceResult
+    slices : sequence of SliceResult, or one SliceResult
         The analysed slices, each with the same set of maps.
     study_name : str
     condition : {"stress", "rest", "unknown"}
@@ -184,6 +184,8 @@ def build_report(
         JSON-ready report following schema ``qperf.report`` 1.0 (``qperf/report/schema.md``);
         statistics that cannot be computed (no pixels) are None.
     """
+    if isinstance(slices, SliceResult):
+        slices = [slices]
     map_names = _check_slices(slices)
     if condition not in CONDITIONS:
         raise ValidationError(f"condition: expected one of {', '.join(CONDITIONS)}, found {condition!r}")
