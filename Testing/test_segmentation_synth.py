@@ -167,3 +167,14 @@ def test_real_cine_anatomy_and_rv(shared_data: Path) -> None:
         # the RV touches the myocardium and never overlaps the LV labels
         assert not (f.rv & (f.lv | f.myocardium)).any()
         assert (ndimage.binary_dilation(f.myocardium, iterations=4) & f.rv).any()
+
+
+def test_crops_away_from_the_heart_hold_little_or_no_heart() -> None:
+    item = synthesize(phantom_label_map(4), np.random.default_rng(5))
+    from qperf.segmentation.augment import AugmentConfig
+
+    near = make_sample(item, np.random.default_rng(1), AugmentConfig(), size=64)[1]
+    away = [make_sample(item, np.random.default_rng(k), AugmentConfig(p_away=1.0), size=64)[1] for k in range(4)]
+    heart = np.isin(near, (1, 2, 3)).mean()
+    assert heart > 0.05
+    assert all(np.isin(y, (1, 2, 3)).mean() < 0.5 * heart for y in away)

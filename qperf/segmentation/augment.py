@@ -10,7 +10,8 @@ pre-processing as inference:
 - timing: random subsets of frames (frame count, irregular intervals), time stretched by
   0.6-1.7 (transit times), random alignment jitter;
 - geometry: rotation by any angle, flips, scaling of +-15 %, a shift of the heart within the
-  crop (the localisation's error), and a small per-frame displacement (motion-correction residue).
+  crop (the localisation's error), and a small per-frame displacement (motion-correction residue);
+  optionally (``p_away``) a crop centred away from the heart, where the answer is "no heart".
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ class AugmentConfig:
     scale_range: tuple[float, float] = (0.85, 1.15)
     shift_mm: float = 15.0
     motion_residue_px: float = 0.8
+    p_away: float = 0.0
+    away_mm: tuple[float, float] = (70.0, 130.0)
 
 
 def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], strength: float) -> NDArray[np.float32]:
@@ -190,6 +193,23 @@ def junction_order(points_vu: NDArray[np.float64], labels: NDArray[np.integer]) 
     return (0, 1) if rel[0] >= rel[1] else (1, 0)
 
 
+def _away_from_heart(
+    centre: tuple[float, float],
+    shape: tuple[int, ...],
+    spacing: tuple[float, float],
+    cfg: AugmentConfig,
+    rng: np.random.Generator,
+) -> tuple[float, float]:
+    """A crop centre ``away_mm`` from the heart (inside the image): a sample where the network
+    must find no heart, or only its edge, so that a vessel or the liver elsewhere in a full field
+    of view is not taken for one."""
+    angle = rng.uniform(0, 2 * np.pi)
+    distance = rng.uniform(*cfg.away_mm)
+    y = centre[0] + distance * np.sin(angle) / spacing[0]
+    x = centre[1] + distance * np.cos(angle) / spacing[1]
+    return float(np.clip(y, 0, shape[0] - 1)), float(np.clip(x, 0, shape[1] - 1))
+
+
 def make_sample(
     item: AnnotatedSlice,
     rng: np.random.Generator,
@@ -225,6 +245,8 @@ def make_sample(
     if augment:
         ang = float(rng.uniform(0, 2 * np.pi)) if cfg.rotation else 0.0
         shift = rng.normal(0.0, cfg.shift_mm / 2.0, size=2).clip(-cfg.shift_mm, cfg.shift_mm)
+        if cfg.p_away > 0 and rng.random() < cfg.p_away:
+            cy, cx = _away_from_heart((cy, cx), item.labels.shape, spacing, cfg, rng)
         cy += shift[0] / spacing[0]
         cx += shift[1] / spacing[1]
         tf = pre.CropTransform.make(
