@@ -12,14 +12,10 @@ replace the classical one without touching the callers:
 one, each checking the other. The network belongs to :mod:`qperf.segmentation`, which sits
 above this package: :mod:`qperf.segmentation.aif_lv` registers it as ``"cnn"``
 (:func:`~qperf.segmentation.aif_lv.register`), and its ``detect_lv`` and ``aif_from_images``
-do so before they detect; until then ``"auto"`` is the classical detector alone. Measured LV Dice, real AIF example ``aif_example1`` (frame
-interval not recorded; assumed anywhere from 0.4 to 1.2 s): auto 0.870, network 0.862,
-classical 0.870 at every interval (the network trusting the clock: 0.61-0.85 up to 0.9 s, 0
-from 1.0 s). 18 phantom AIF series (6 with breathing), clock as simulated or stretched by 0.33,
-0.6, 1.6 or 3: median 0.950 for all three, minimum auto 0.800, network 0.839, classical 0.774,
-the same at every stretch (the network trusting the clock: found in 78 % at 3).
-AIF from the mask, 17 phantom studies: the network's own mask reaches nearer the wall and
-lowered the peak by up to 8 % more than the classical or common mask on a noise-free one.
+do so before they detect; until then ``"auto"`` is the classical detector alone. LV Dice on the
+real AIF example ``aif_example1`` (frame interval not recorded, assumed 0.4-1.2 s): auto 0.870,
+network 0.862, classical 0.870 at every interval; on 18 phantom AIF series with clocks
+stretched 0.33-3 times, median 0.950 for all three (minimum auto 0.800).
 
 The classical detector uses the first pass of the bolus only:
 
@@ -29,7 +25,8 @@ The classical detector uses the first pass of the bolus only:
    enhancement histogram and well above the noise (the blood pools enhance far more than
    tissue).
 3. The right ventricle fills before the left: the candidates' arrival times (half of their
-   first-pass peak reached) are split into an early and a late group (two-class Otsu on the times) when the groups are clearly apart.
+   first-pass peak reached) are split into an early and a late group (two-class Otsu on the
+   times) when the groups are clearly apart.
 4. Connected components of the late group are scored by size, mean enhancement, compactness
    and closeness to the early (right-heart) group; the best is the LV.
 5. The pool is trimmed to pixels above half of its own peak enhancement (the half-maximum

@@ -16,53 +16,17 @@ Field layout: ``(t, 2, y, x)`` float32 pixels, component 0 = rows (dy), 1 = colu
 pull convention ``corrected[t](p) = original[t](p + forward_px[t, :, p])`` (see
 :mod:`qperf.motion.fields`).
 
-Engines compared
-----------------
-Both engines run inside the same driver (synthetic frames, 3 rounds, key-frame anchoring),
-``benchmarks/bench_motion.py --repeats 1 --threads 1`` on the 2-core development machine
-(SimpleITK rows measured while other work ran: load average about 4):
+Engines: ``torch`` (default; all frames in one batch, cubic B-spline control grid 16 -> 8 px,
+squared LNCC with an analytic gradient, Adam on a 4/2/1 pyramid) and ``sitk`` (SimpleITK
+symmetric-forces demons per frame). On a 106 x 102 x 60 phantom crop (``benchmarks/bench_motion.py``)
+the torch engine brings the heart residual from 2.65 to 0.48 px (myocardium Dice median 0.94)
+in 1.7 s on one thread; demons leaves 2.90 px (it fails on whole frames: the bolus, PD frames)
+and is 6-10 times slower. One thread is the robust choice on a shared machine.
 
-- ``torch`` (default): all frames in one batch; cubic B-spline control grid (16 -> 8 px),
-  squared LNCC (window 7) with an analytic gradient, Adam on a 4/2/1 pyramid.
-- ``sitk``: SimpleITK fast symmetric-forces demons per frame on locally normalised images,
-  4/2/1 pyramid, Gaussian field smoothing (sigma 2 px).
-
-===========================  ======  ==================================  =====================
-case                         engine  heart residual, median (px)         time (1 / 2 threads)
-===========================  ======  ==================================  =====================
-simulated 128 x 128 x 60     torch   4.03 -> 0.73; worst decile 1.3      2.7 s / 1.6 s
-simulated 128 x 128 x 60     sitk    4.03 -> 0.62; worst decile 3.6      17.6 s (loaded)
-phantom 106 x 102 crop x 60  torch   2.65 -> 0.48; Dice med 0.94, min 0.90  1.7 s / 1.0 s
-phantom 106 x 102 crop x 60  sitk    2.40 -> 2.90; Dice med 0.69         15.1 s (loaded)
-===========================  ======  ==================================  =====================
-
-("worst decile": 90th percentile over frames of the per-frame median; "before" is measured
-against each run's own key frame; torch rows with synthetic-frame ranks 0, 3, 8.) Peak
-resident memory of the benchmark process 0.78 GB. Demons matches the torch engine on typical
-frames of the simple simulation but fails on whole frames (bolus, PD frames) and on the
-phantom, where residual intensity differences between a frame and its synthetic target pull
-its sum-of-squares forces; it is also 6-10 times slower. The batched LNCC engine is the default.
-
-Two torch threads halve the time on an idle machine; on a machine busy with other work the
-many small parallel operations of the batched engine wait on each other (the same cases took
-70-125 s with two threads), where one thread is the robust choice.
-
-Known limits
-------------
-- The pre-contrast frames of signal-unit series show the heart with little contrast of its own;
-  they align with the structures around it, which can leave the heart about 1 pixel off
-  (phantom: myocardium Dice of those frames 0.84-0.88 against the key frame, later frames
-  0.91-0.97).
-- Proton-density frames use a stiffer field; on the phantom they reach about 0.4 pixel, on the
-  simple simulation (almost no heart contrast in its PD frames) about 1.4 pixel.
-- Capture range: jumps beyond about 8 pixels from the breathing mean (a gasp) are not
-  followed; such a frame stays misaligned (seen once on a phantom with amplified breathing).
-- The field regulariser is deliberately stiff (membrane weight 0.3): softer fields followed
-  local deformation better on the simple simulation (0.30 instead of 0.65 pixel) but dilated
-  the LV at the bolus peak of the real, already corrected rest slice (its myocardial curve
-  peak rose from 0.27 to 0.40 mmol/L).
-- Restricting the region with ``heart_mask`` speeds the correction up; the similarity
-  inside the region is weighted uniformly (weighting it towards the heart measured worse).
+Known limits: pre-contrast frames of signal series align with the structures around the heart
+(about 1 px off on the phantom); proton-density frames reach about 0.4 px; jumps beyond about
+8 px from the breathing mean (a gasp) are not followed; the field regulariser is stiff (membrane
+weight 0.3) because softer fields dilated the LV at the bolus peak of the real rest slice.
 """
 
 from qperf.motion.driver import DEFAULT_RANKS, MotionResult, correct_series

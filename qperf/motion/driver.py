@@ -22,13 +22,10 @@ Engine = Literal["torch", "sitk"]
 Resample = Literal["spline", "bicubic"]
 
 #: Principal components kept (besides the temporal mean) in the synthetic frames, per round;
-#: later rounds use the last value. The first round registers every frame to the temporal
-#: mean (rank 0): with large, nearly two-state breathing motion, even one component would
-#: reproduce the motion itself rather than the contrast change. Later rounds need enough
-#: components for the whole bolus passage (RV, LV and myocardial phases): with 2 and 6 the
-#: phantom's myocardial curves came out flattened at the bolus (flow 20-30 % low in most
-#: segments); with 3 and 8, 0.52 -> 0.48 pixel heart residual and about 10 % less flow error.
-#: A series with few frames gets fewer (:data:`FRAMES_PER_COMPONENT`).
+#: later rounds use the last value. The first round registers to the temporal mean (with large,
+#: nearly two-state breathing even one component reproduces the motion); later rounds need enough
+#: components for the RV, LV and myocardial phases (3 then 8: 0.48 px heart residual on the
+#: phantom, and about 10 % less flow error than 2 then 6).
 DEFAULT_RANKS: tuple[int, ...] = (0, 3, 8)
 #: Dynamic frames per synthetic-frame component at most: with few frames, each further
 #: component takes up more of the motion itself.
