@@ -361,3 +361,20 @@ def test_segment_leaves_a_still_slice_uncorrected(segmenter, phantom_study) -> N
     assert metrics.dice(result.labels_ref == 2, truth.labels_ref == 2) >= MIN_MYO_DICE
     with pytest.raises(ValueError, match="motion"):
         segmenter.segment(series, motion="sometimes")
+
+
+def test_a_series_without_a_heart_is_flagged(segmenter, phantom_study) -> None:
+    """Noise, or a slice whose heart was replaced by still tissue: the QC says it failed."""
+    from scipy import ndimage
+
+    from qperf.types import PerfusionSeries
+
+    rng = np.random.default_rng(0)
+    noise = PerfusionSeries(100 + rng.normal(0, 5, (50, 96, 96)), np.arange(50) * 0.8, spacing_mm=(2.0, 2.0))
+    assert not segmenter.segment(noise).qc.ok
+    series = phantom_study.study.slices[0]
+    heart = ndimage.binary_dilation(np.isin(phantom_study.truth.slices[0].labels_ref, (1, 2, 3)), iterations=6)
+    data = series.data.copy()
+    data[:, heart] = data[series.n_pd_frames][heart]
+    result = segmenter.segment(series.replace(data=data))
+    assert not result.qc.ok and result.qc.flags
