@@ -8,6 +8,7 @@
 >>> result = analyze_study(study, options)             # all three, the QC and the report
 >>> result.report["segments"]["7"]["mbf_mean_ml_min_g"]
 >>> write_analysis(result, "analysis/")
+>>> analyze_files(StudySource("study.json"), options, "analysis/")  # read, analyse, write (qperf analyze)
 
 Each step takes and returns frozen dataclasses (:mod:`qperf.workflow.results`); an annotator's
 labels enter as ``AnalysisOptions(labels=..., insertion_points_yx=...)`` or as an edited
@@ -15,6 +16,7 @@ labels enter as ``AnalysisOptions(labels=..., insertion_points_yx=...)`` or as a
 """
 
 from qperf.workflow.analyze import STEPS, analyze_study, build_study_report, quality_report, write_analysis
+from qperf.workflow.files import StudySource, analyze_files, read_source
 from qperf.workflow.options import AnalysisOptions
 from qperf.workflow.quantify import motion_corrected_echoes, quantify_study, study_aif
 from qperf.workflow.regions import (
@@ -50,6 +52,8 @@ __all__ = [
     "SliceFlowMaps",
     "SliceSegmentation",
     "StudyAnalysis",
+    "StudySource",
+    "analyze_files",
     "analyze_study",
     "away_from_blood",
     "build_study_report",
@@ -61,6 +65,7 @@ __all__ = [
     "motion_region",
     "quality_report",
     "quantify_study",
+    "read_source",
     "sectorise_study",
     "segment_study",
     "statistics_mask",

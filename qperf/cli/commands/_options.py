@@ -27,3 +27,36 @@ def series_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.pd_frames is not None:
         options["n_pd_frames"] = args.pd_frames
     return options
+
+
+def add_analysis_options(parser: argparse.ArgumentParser) -> None:
+    """Options of the one-click analysis that ``qperf analyze`` and ``qperf batch`` share."""
+    parser.add_argument("--model", default="btex", choices=["btex", "fermi", "2cxm", "tofts"], help="kinetic model")
+    parser.add_argument("--dt", type=float, default=0.5, metavar="SECONDS", help="fitting grid interval")
+    parser.add_argument("--hematocrit", type=float, help="override the study's hematocrit")
+    parser.add_argument("--segmenter", metavar="MODEL", help="segmentation model file instead of the shipped one")
+    parser.add_argument(
+        "--motion",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="respiratory motion correction of the slices: when the heart moves (auto, default), always, never",
+    )
+    parser.add_argument("--no-moco", action="store_true", help="the same as --motion off (series already corrected)")
+    parser.add_argument(
+        "--delay",
+        choices=["study", "slice", "pixel"],
+        default="study",
+        help="AIF-tissue delay: one for the study (default), one per slice, or searched for every pixel",
+    )
+
+
+def analysis_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of :class:`qperf.workflow.AnalysisOptions` from :func:`add_analysis_options`."""
+    return {
+        "model": args.model,
+        "dt_s": args.dt,
+        "motion": "off" if args.no_moco else args.motion,
+        "segmenter": args.segmenter,
+        "hematocrit": args.hematocrit,
+        "delay": args.delay,
+    }

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from qperf.cli.commands._options import add_series_options, series_options
+from qperf.cli.commands._options import add_analysis_options, add_series_options, analysis_options, series_options
 from qperf.errors import ValidationError
 
 NAME = "analyze"
@@ -26,30 +26,14 @@ replace the CNN and give a new report in seconds."""
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("study", help="study.json, a study folder or a DICOM folder")
     parser.add_argument("--out", required=True, help="output folder (must not exist unless --overwrite)")
-    parser.add_argument("--model", default="btex", choices=["btex", "fermi", "2cxm", "tofts"], help="kinetic model")
-    parser.add_argument("--dt", type=float, default=0.5, metavar="SECONDS", help="fitting grid interval")
     parser.add_argument("--aif", metavar="CURVE", help="AIF curve (.csv) to use instead of the study's")
     parser.add_argument("--aif-kind", choices=["blood", "plasma"], help="what the --aif curve holds")
-    parser.add_argument("--hematocrit", type=float, help="override the study's hematocrit")
     parser.add_argument("--labels", nargs="+", metavar="LABELS", help="label map per slice (NRRD, corrected frame)")
     parser.add_argument(
         "--insertion", nargs="+", metavar="POINT", help="anterior insertion point per slice: JSON or Y,X"
     )
-    parser.add_argument("--segmenter", metavar="MODEL", help="segmentation model file instead of the shipped one")
     parser.add_argument("--levels", nargs="+", choices=["basal", "mid", "apical"], help="slice levels, in slice order")
-    parser.add_argument(
-        "--motion",
-        choices=["auto", "on", "off"],
-        default="auto",
-        help="respiratory motion correction of the slices: when the heart moves (auto, default), always, never",
-    )
-    parser.add_argument("--no-moco", action="store_true", help="the same as --motion off (series already corrected)")
-    parser.add_argument(
-        "--delay",
-        choices=["study", "slice", "pixel"],
-        default="study",
-        help="AIF-tissue delay: one for the study (default), one per slice, or searched for every pixel",
-    )
+    add_analysis_options(parser)
     add_series_options(parser)
 
 
@@ -84,30 +68,22 @@ def read_labels(path: str) -> np.ndarray:
 def run(args: argparse.Namespace) -> int:
     from qperf import io
     from qperf.progress import TerminalProgress
-    from qperf.workflow import AnalysisOptions, analyze_study, write_analysis
+    from qperf.workflow import AnalysisOptions, StudySource, analyze_files
 
     io.check_output(args.out, args.overwrite, inputs=[args.study])
     if (args.labels is None) != (args.insertion is None):
         raise ValidationError("--labels and --insertion go together (they replace the CNN)")
-    study = io.read_study(args.study, **series_options(args))
-    aif = io.read_aif_curve(args.aif, kind=args.aif_kind) if args.aif else None
+    source = StudySource(args.study, series_options(args), aif=args.aif, aif_kind=args.aif_kind if args.aif else None)
     options = AnalysisOptions(
-        model=args.model,
-        dt_s=args.dt,
-        motion="off" if args.no_moco else args.motion,
+        **analysis_options(args),
         labels=[read_labels(p) for p in args.labels] if args.labels else None,
         insertion_points_yx=[read_insertion(t, i + 1) for i, t in enumerate(args.insertion)]
         if args.insertion
         else None,
-        aif=aif,
-        segmenter=args.segmenter,
         levels=args.levels,
-        hematocrit=args.hematocrit,
-        delay=args.delay,
     )
     with TerminalProgress("analyze", enabled=not args.quiet) as progress:
-        result = analyze_study(study, options, progress=progress)
-    write_analysis(result, args.out, overwrite=args.overwrite)
+        result = analyze_files(source, options, args.out, overwrite=args.overwrite, progress=progress)
     if not args.quiet:
         print(summary(result.report))
         print(f"wrote {args.out}")
