@@ -29,7 +29,7 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from qperf.kinetics import _spectral
+from qperf.kinetics import _basis_cache, _spectral
 from qperf.kinetics.base import FloatArray
 
 FP_RANGE = (0.1, 6.0)
@@ -114,7 +114,8 @@ def rates_to_params(u: FloatArray, a: FloatArray, b: FloatArray, fp: FloatArray)
 def transfer_basis(model: TransferModel, n_time: int, dt_s: float) -> tuple[NDArray[np.complex64], int, float]:
     """Transfer functions of ``q`` (unit flow) for all table entries, shape ``(n_entries, F)`` (cached).
 
-    Evaluated on the time grid refined ``LUT_UPSAMPLE`` times (accuracy of the curves).
+    Evaluated on the time grid refined ``LUT_UPSAMPLE`` times (accuracy of the curves). Kept
+    in memory for the last grid, and on disk between processes (:mod:`qperf.kinetics._basis_cache`).
     """
     key = (n_time, round(dt_s, 9), model.length_cm, model.dp_cm2_s, model.disf_cm2_s)
     cached = _BASIS_CACHE.get(key)
@@ -124,11 +125,16 @@ def transfer_basis(model: TransferModel, n_time: int, dt_s: float) -> tuple[NDAr
     dt_s = dt_s / LUT_UPSAMPLE
     n_fft, sigma, s = _spectral.damped_grid(n_fine, dt_s)
     u, a, b = (x.reshape(-1) for x in np.meshgrid(*grid_axes(), indexing="ij"))
-    # With Vp = 1 ml/g: Fp = 60 u, PS = 60 a, Visf = a / b reproduce the rates; divide by Fp.
-    one = np.ones_like(u)
-    g = model.transfer(60.0 * u, 60.0 * a, one, a / b, s) / (60.0 * u)[:, None]
-    g = g * _spectral.hat_factor(s, dt_s)[None, :]
-    entry = (g.astype(np.complex64), n_fft, sigma)
+    disk_key = (*key, LUT_UPSAMPLE, N_U, N_A, N_B, U_RANGE, A_RANGE, B_RANGE)
+    basis = _basis_cache.load(model, disk_key, (u.shape[0], s.shape[0]))
+    if basis is None:
+        # With Vp = 1 ml/g: Fp = 60 u, PS = 60 a, Visf = a / b reproduce the rates; divide by Fp.
+        one = np.ones_like(u)
+        g = model.transfer(60.0 * u, 60.0 * a, one, a / b, s) / (60.0 * u)[:, None]
+        g = g * _spectral.hat_factor(s, dt_s)[None, :]
+        basis = g.astype(np.complex64)
+        _basis_cache.save(model, disk_key, basis)
+    entry = (basis, n_fft, sigma)
     _BASIS_CACHE.clear()  # keep one grid in memory
     _BASIS_CACHE[key] = entry
     return entry
