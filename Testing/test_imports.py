@@ -34,6 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("qperf.aha",),
     ("qperf.report",),
     ("qperf.pipeline", "qperf.workflow"),
+    ("qperf.batch",),
     ("qperf.cli",),
 )
 #: Top-level modules of the Slicer application, which the core never imports.
