@@ -63,6 +63,21 @@ def _check(args: argparse.Namespace) -> None:
         raise ValidationError("--workers: the Dask cluster decides its workers; leave it out with --scheduler")
 
 
+def _check_extra(scheduler: str | None) -> None:
+    """Refuse to start without the packages of the ``batch`` extra (found without importing them)."""
+    from importlib.util import find_spec
+
+    from qperf.errors import NotAvailableError
+
+    needed = ["pyarrow"] + (["distributed"] if scheduler is not None else [])
+    missing = [name for name in needed if find_spec(name) is None]
+    if missing:
+        raise NotAvailableError(
+            f"qperf batch needs {' and '.join(missing)} (the Parquet summary, Dask clusters): "
+            "pip install 'qperf[batch]' (or -e \".[batch]\" in a checkout)"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from qperf.batch import BatchOptions, BatchProgress, plan_batch, run_batch
     from qperf.workflow import AnalysisOptions
@@ -75,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(dry_run_table(tasks, resume=args.resume))
         return 0
+    _check_extra(args.scheduler)
     batch = BatchOptions(
         workers=args.workers,
         threads_per_worker=args.threads_per_worker,
