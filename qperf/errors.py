@@ -8,6 +8,9 @@ that expects the standard exception for bad arguments keeps working.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class QPerfError(Exception):
     """Base class of every error QPerf raises deliberately."""
@@ -45,3 +48,47 @@ class MissingMetadataError(FormatError):
     def __init__(self, message: str, field: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+class QPerfWarning(UserWarning):
+    """A number that can be read but is probably wrong; the work goes on.
+
+    The command line prints each as ``qperf <command>: warning: ...`` on stderr, and the
+    outputs' QC (``report.json`` ``qc.warnings``, ``insertion.json``) records the same text.
+    """
+
+
+def warn(message: str) -> None:
+    """Issue a :class:`QPerfWarning` (from the caller's caller, as the warnings module counts)."""
+    import warnings
+
+    warnings.warn(QPerfWarning(message), stacklevel=3)
+
+
+@contextmanager
+def collect_warnings() -> Iterator[list[str]]:
+    """Gather the texts of the :class:`QPerfWarning` issued inside the block, then issue them again.
+
+    >>> with collect_warnings() as notes:
+    ...     analyse(...)
+    >>> report["qc"]["warnings"] += notes
+
+    The list is filled when the block ends; the warnings still reach the caller's own handler
+    (the command line prints them), and other warnings pass through untouched.
+    """
+    import warnings
+
+    messages: list[str] = []
+    try:
+        with warnings.catch_warnings(record=True) as records:
+            warnings.simplefilter("always")
+            yield messages
+    finally:
+        for record in records:
+            if issubclass(record.category, QPerfWarning):
+                text = str(record.message)
+                if text not in messages:
+                    messages.append(text)
+                warnings.warn(QPerfWarning(text), stacklevel=3)
+            else:
+                warnings.warn_explicit(record.message, record.category, record.filename, record.lineno)

@@ -147,6 +147,8 @@ class PerfusionSeries:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if np.iscomplexobj(self.data):
+            raise ValidationError(f"data: expected real numbers, found {describe(np.asarray(self.data))}")
         try:
             data = np.array(self.data, dtype=np.float32, copy=True, order="C")
         except (TypeError, ValueError) as exc:
