@@ -26,13 +26,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from qperf.errors import FormatError, MissingMetadataError, ValidationError
+from qperf.errors import FormatError, MissingMetadataError, QPerfError, ValidationError, describe
+from qperf.io import schema
 from qperf.io.aif_csv import read_aif_csv, write_aif_csv
 from qperf.io.atomic import atomic_dir, atomic_file, check_output
 from qperf.io.nifti_io import read_nifti_series, write_nifti_series
@@ -45,6 +48,8 @@ from qperf.io.nrrd_io import (
     write_nrrd_series,
 )
 from qperf.io.numpy_io import read_numpy_series, write_numpy_series
+from qperf.io.paths import inside
+from qperf.io.schema import validate
 from qperf.progress import ProgressCallback
 from qperf.types import AifCurve, PerfusionSeries, PerfusionStudy
 
@@ -338,59 +343,108 @@ def read_study(
 
 
 def _read_manifest(path: Path, series_options: dict[str, Any]) -> PerfusionStudy:
-    if path.stat().st_size == 0:
-        raise FormatError(f"{path}: empty file")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FormatError(f"{path.name}: not valid JSON ({exc})") from exc
-    if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
-        raise FormatError(f'{path.name}: not a QPerf study manifest (expected "format": "{MANIFEST_FORMAT}")')
-    version = doc.get("version")
-    if version != MANIFEST_VERSION:
-        raise FormatError(f"{path.name}: manifest version {version!r} is not supported (expected {MANIFEST_VERSION})")
+    """A study from its manifest: every field checked (:data:`qperf.io.schema.MANIFEST`), every path inside its folder."""
+    doc = _manifest_document(path)
     base = path.parent
-    entries = doc.get("slices")
+    fields = validate(doc, schema.MANIFEST, path.name, unknown="error")
+    entries = fields["slices"]
     if not isinstance(entries, list) or not entries:
-        raise FormatError(f"{path.name}: 'slices' must list at least one series file")
-
-    def series_entry(entry: Any, where: str) -> PerfusionSeries:
-        if isinstance(entry, str):
-            entry = {"path": entry}
-        if not isinstance(entry, dict) or "path" not in entry:
-            raise FormatError(f"{path.name}: {where} needs a 'path'")
-        options = dict(series_options)
-        for key in ("frame_interval_s", "units", "n_pd_frames", "axes"):
-            if key in entry:
-                options[key] = entry[key]
-        if "spacing_mm" in entry:
-            options["spacing_mm"] = tuple(entry["spacing_mm"])
-        series = read_series(base / entry["path"], **options)
-        if "slice_position_mm" in entry or "name" in entry:
-            series = series.replace(
-                slice_position_mm=entry.get("slice_position_mm", series.slice_position_mm),
-                name=entry.get("name", series.name),
-            )
-        return series
-
-    slices = [series_entry(e, f"slices[{i}]") for i, e in enumerate(entries)]
-    aif = None
-    if doc.get("aif"):
-        a = doc["aif"] if isinstance(doc["aif"], dict) else {"path": doc["aif"]}
-        aif = read_aif_curve(base / a["path"], kind=a.get("kind"), frame_interval_s=a.get("frame_interval_s"))
-    aif_series = [series_entry(e, f"aif_series[{i}]") for i, e in enumerate(doc.get("aif_series") or [])]
+        raise FormatError(
+            f"{path.name}: slices: expected a list of at least one series file, found {describe(entries)}"
+        )
+    slices = [_manifest_series(path, e, f"slices[{i}]", series_options) for i, e in enumerate(entries)]
+    aif = _manifest_aif(path, fields.get("aif"))
+    listed = fields.get("aif_series") or []
+    if not isinstance(listed, list):
+        raise FormatError(f"{path.name}: aif_series: expected a list of series files, found {describe(listed)}")
+    aif_series = [_manifest_series(path, e, f"aif_series[{i}]", series_options) for i, e in enumerate(listed)]
     try:
         return PerfusionStudy(
             slices,
             aif=aif,
             aif_series=tuple(aif_series),
-            condition=doc.get("condition", "unknown"),
-            hematocrit=doc.get("hematocrit", 0.42),
-            name=doc.get("name", base.name),
-            metadata=doc.get("metadata", {}),
+            condition=fields.get("condition", "unknown"),
+            hematocrit=fields.get("hematocrit", 0.42),
+            name=fields.get("name", base.name),
+            metadata=fields.get("metadata", {}),
         )
     except ValidationError as exc:
         raise type(exc)(f"{path.name}: {exc}") from exc
+
+
+def _manifest_document(path: Path) -> dict[str, Any]:
+    """The manifest's JSON object, its format and version checked."""
+    if path.stat().st_size == 0:
+        raise FormatError(f"{path}: empty file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(
+            f"{path.name}: expected UTF-8 JSON text, found a byte that is not text (at {exc.start})"
+        ) from None
+    doc = schema.parse_json(text, path.name)
+    if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
+        raise FormatError(f'{path.name}: not a QPerf study manifest (expected "format": "{MANIFEST_FORMAT}")')
+    version = doc.get("version")
+    if version != MANIFEST_VERSION or isinstance(version, bool):
+        raise FormatError(f"{path.name}: version: expected {MANIFEST_VERSION}, found {describe(version)}")
+    return doc
+
+
+def _manifest_series(path: Path, entry: Any, where: str, series_options: dict[str, Any]) -> PerfusionSeries:
+    """One series entry (a path, or an object with a path and reading options) of a manifest."""
+    if isinstance(entry, str):
+        entry = {"path": entry}
+    if not isinstance(entry, dict):
+        raise FormatError(
+            f"{path.name}: {where}: expected a file name or an object with a 'path', found {describe(entry)}"
+        )
+    fields = validate(entry, schema.MANIFEST_SERIES, f"{path.name}: {where}", unknown="error")
+    file = inside(path.parent, fields["path"], f"{path.name}: {where}.path")
+    if file.is_dir() and (file / MANIFEST_NAME).exists():
+        raise FormatError(
+            f"{path.name}: {where}.path: {fields['path']!r} is a study folder; expected a series file or a DICOM folder"
+        )
+    options = dict(series_options)
+    for key in ("frame_interval_s", "units", "n_pd_frames", "axes"):
+        if key in fields:
+            options[key] = fields[key]
+    if "spacing_mm" in fields:
+        options["spacing_mm"] = tuple(fields["spacing_mm"].tolist())
+    with _named_in(f"{path.name}: {where}"):
+        series = read_series(file, **options)
+    if "slice_position_mm" in fields or "name" in fields:
+        series = series.replace(
+            slice_position_mm=fields.get("slice_position_mm", series.slice_position_mm),
+            name=fields.get("name", series.name),
+        )
+    return series
+
+
+def _manifest_aif(path: Path, entry: Any) -> AifCurve | None:
+    """The AIF curve entry of a manifest (a file name, or an object with a path, kind and frame interval)."""
+    if entry is None or entry == "":
+        return None
+    if isinstance(entry, str):
+        entry = {"path": entry}
+    if not isinstance(entry, dict):
+        raise FormatError(f"{path.name}: aif: expected a file name or an object with a 'path', found {describe(entry)}")
+    fields = validate(entry, schema.MANIFEST_AIF, f"{path.name}: aif", unknown="error")
+    file = inside(path.parent, fields["path"], f"{path.name}: aif.path")
+    if file.exists() and not file.is_file():
+        raise FormatError(f"{path.name}: aif.path: expected an AIF curve file, found the folder {fields['path']!r}")
+    with _named_in(f"{path.name}: aif"):
+        return read_aif_curve(file, kind=fields.get("kind"), frame_interval_s=fields.get("frame_interval_s"))
+
+
+@contextmanager
+def _named_in(where: str) -> Iterator[None]:
+    """Put ``where`` (the manifest and its entry) before the message of a QPerf error raised inside."""
+    try:
+        yield
+    except QPerfError as exc:
+        exc.args = (f"{where}: {exc}", *exc.args[1:])
+        raise
 
 
 def write_study_into(

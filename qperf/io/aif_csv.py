@@ -44,23 +44,39 @@ def read_aif_csv(path: str | os.PathLike[str], *, kind: str | None = None) -> Ai
             reader = csv.DictReader(row for row in fh if row.strip() and not row.lstrip().startswith("#"))
             fieldnames = [f.strip() for f in (reader.fieldnames or [])]
             rows = list(reader)
-    except (UnicodeDecodeError, csv.Error) as exc:
+    except UnicodeDecodeError as exc:
+        raise FormatError(
+            f"{p.name}: expected CSV text, found a byte that is not UTF-8 text (at {exc.start})"
+        ) from None
+    except csv.Error as exc:
         raise FormatError(f"{p.name}: not a readable CSV file ({exc})") from exc
     if "time_s" not in fieldnames:
         raise FormatError(f"{p.name}: expected a header with a 'time_s' column, found {fieldnames or 'no header'}")
     value_col = next((c for c in _VALUE_COLUMNS if c in fieldnames), None)
     if value_col is None:
         raise FormatError(f"{p.name}: expected a value column ({', '.join(_VALUE_COLUMNS)}), found {fieldnames}")
-    try:
-        t = np.array([float(r["time_s"]) for r in rows])
-        v = np.array([float(r[value_col]) for r in rows])
-    except (TypeError, ValueError) as exc:
-        raise FormatError(f"{p.name}: non-numeric value in columns time_s/{value_col} ({exc})") from exc
+    t = _column(rows, "time_s", p.name)
+    v = _column(rows, value_col, p.name)
     units, implied = _VALUE_COLUMNS[value_col]
     try:
         return AifCurve(v, t, units=units, kind=kind or implied or "blood")
     except ValidationError as exc:
         raise FormatError(f"{p.name}: {exc}") from exc
+
+
+def _column(rows: list[dict[str, str]], column: str, name: str) -> np.ndarray:
+    """The numbers of one column; a cell that is not a number is refused with its row (the header is row 1)."""
+    values = []
+    for i, row in enumerate(rows, start=2):
+        cell = row.get(column)
+        try:
+            values.append(float(cell))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            found = "nothing" if cell is None or not str(cell).strip() else repr(cell)
+            raise FormatError(
+                f"{name}: row {i}: {column}: non-numeric value; expected a number, found {found}"
+            ) from None
+    return np.asarray(values, dtype=float)
 
 
 def write_aif_csv(aif: AifCurve, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from qperf.errors import FormatError, ValidationError
+from qperf.errors import FormatError, ValidationError, warn
 from qperf.io.dicom_read import (
     Frame,
     as_float,
@@ -138,27 +138,20 @@ def _drop_still_series(groups: list[_Group]) -> tuple[list[_Group], list[str]]:
     return kept, ignored
 
 
-def _choose_clock(groups: list[_Group]) -> str:
-    """Pick one time source for the whole study: acquisition time, trigger time, else instance number."""
+def _choose_clock(groups: list[_Group]) -> tuple[str, list[str]]:
+    """Pick one time source for the whole study: acquisition time, trigger time, else instance number.
+
+    Returns the source and the warnings: frames of one slice that share a time (which frames,
+    which tag) and frames whose acquisition times run against their InstanceNumber.
+    """
     frames = [f for g in groups for f in g.frames]
-
-    def distinct(values: list[float]) -> bool:
-        r = np.round(np.asarray(values), 6)
-        return len(np.unique(r)) == len(r)
-
+    notes: list[str] = []
     if all(f.acq_time_s is not None for f in frames):
-        with_dates = all(f.acq_date is not None for f in frames)
-        first_day = min(int(f.acq_date or 0) for f in frames) if with_dates else 0
-        for f in frames:
-            # days counted from the first day keep microseconds exact in float64
-            f.clock_s = (int(f.acq_date or 0) - first_day) * 86400.0 + float(f.acq_time_s or 0.0)
-        if not with_dates:
-            clocks = np.array([f.clock_s for f in frames])
-            if clocks.max() - clocks.min() > 43200.0:  # the acquisition crossed midnight
-                for f in frames:
-                    f.clock_s += 86400.0 if f.clock_s < 43200.0 else 0.0
-        if all(distinct([f.clock_s for f in g.frames]) for g in groups):
-            return "acquisition_time"
+        _set_acquisition_clock(frames)
+        shared = _shared_times(groups, lambda f: f.clock_s, lambda f: f.time_tag)
+        if not shared:
+            return "acquisition_time", _against_instance(groups)
+        notes += shared
     if all(f.trigger_s is not None and f.instance is not None for f in frames):
         increasing = True
         for g in groups:
@@ -167,18 +160,92 @@ def _choose_clock(groups: list[_Group]) -> str:
         if increasing:
             for f in frames:
                 f.clock_s = float(f.trigger_s or 0.0)
-            return "trigger_time"
+            return "trigger_time", [n + "; frame times taken from TriggerTime (0018,1060)" for n in notes]
     for g in groups:
         numbers = [f.instance for f in g.frames]
         if any(n is None for n in numbers) or len(set(numbers)) != len(numbers):
             raise FormatError(
                 f"{g.where()}: cannot order the frames: no distinct AcquisitionTime, TriggerTime or InstanceNumber"
+                + (f" ({notes[0]})" if notes else "")
             )
     interval = _assumed_interval_s(frames)
     for g in groups:
         for rank, f in enumerate(sorted(g.frames, key=lambda f: int(f.instance or 0))):
             f.clock_s = rank * interval
-    return "instance_number"
+    suffix = f"; frames ordered by InstanceNumber (0020,0013), {interval:.3g} s apart (the times are not recorded)"
+    return "instance_number", [n + suffix for n in notes]
+
+
+def _set_acquisition_clock(frames: list[Frame]) -> None:
+    """Every frame's clock from its acquisition date and time (days counted from the first)."""
+    with_dates = all(f.acq_date is not None for f in frames)
+    first_day = min(int(f.acq_date or 0) for f in frames) if with_dates else 0
+    for f in frames:
+        # days counted from the first day keep microseconds exact in float64
+        f.clock_s = (int(f.acq_date or 0) - first_day) * 86400.0 + float(f.acq_time_s or 0.0)
+    if not with_dates:
+        clocks = np.array([f.clock_s for f in frames])
+        if clocks.max() - clocks.min() > 43200.0:  # the acquisition crossed midnight
+            for f in frames:
+                f.clock_s += 86400.0 if f.clock_s < 43200.0 else 0.0
+
+
+def _shared_times(groups: list[_Group], time: Callable[[Frame], float], tag: Callable[[Frame], str]) -> list[str]:
+    """One line per slice whose frames share a time: the frames (files) and the tag."""
+    out = []
+    for g in groups:
+        seen: dict[float, Frame] = {}
+        pairs = []
+        for f in g.frames:
+            key = round(time(f), 6)
+            if key in seen:
+                pairs.append((seen[key], f))
+            seen.setdefault(key, f)
+        if pairs:
+            a, b = pairs[0]
+            more = f" (and {len(pairs) - 1} more pairs)" if len(pairs) > 1 else ""
+            out.append(f"{g.where()}: frames {a.label()} and {b.label()} share {tag(b)} {time(b):.3f} s{more}")
+    return out
+
+
+def _against_instance(groups: list[_Group]) -> list[str]:
+    """One line per slice whose acquisition times go back while InstanceNumber goes up (times win)."""
+    out = []
+    for g in groups:
+        if any(f.instance is None for f in g.frames) or len({f.instance for f in g.frames}) < len(g.frames):
+            continue
+        ordered = sorted(g.frames, key=lambda f: int(f.instance or 0))
+        for a, b in zip(ordered, ordered[1:], strict=False):
+            if b.clock_s < a.clock_s:
+                out.append(
+                    f"{g.where()}: {b.label()} (InstanceNumber {b.instance}) was acquired before {a.label()} "
+                    f"(InstanceNumber {a.instance}) by {b.time_tag}; frames ordered by acquisition time"
+                )
+                break
+    return out
+
+
+def _drop_copies(groups: list[_Group]) -> list[str]:
+    """Leave out frames that repeat another of their slice (same time, InstanceNumber and pixels); say which."""
+    out = []
+    for g in groups:
+        kept: dict[tuple[Any, ...], Frame] = {}
+        dropped = []
+        for f in g.frames:
+            pixels = f.ds.get("PixelData") if f.frame_index < 0 else None
+            key = (f.acq_date, f.acq_time_s, f.trigger_s, f.instance, pixels)
+            if pixels is not None and key in kept:
+                dropped.append((kept[key], f))
+            else:
+                kept.setdefault(key, f)
+        if dropped:
+            g.frames = [f for f in g.frames if all(f is not d for _, d in dropped)]
+            a, b = dropped[0]
+            out.append(
+                f"{g.where()}: {len(dropped)} frame(s) repeat another (same {b.time_tag or 'time'}, InstanceNumber "
+                f"and pixels), e.g. {b.label()} repeats {a.label()}; the repeats are left out"
+            )
+    return out
 
 
 def _assumed_interval_s(frames: list[Frame]) -> float:
@@ -386,6 +453,14 @@ def read_dicom_folder(folder: str | os.PathLike[str], *, progress: ProgressCallb
     TriggerTime when it increases with InstanceNumber, else by InstanceNumber alone; in the
     last case times are frame counts times the nominal RR interval (or 1 s) and
     ``metadata["time_recorded"]`` is False. ``metadata["time_source"]`` says which was used.
+
+    Frame times that disagree are never passed over silently. A frame that repeats another of
+    its slice (same time, InstanceNumber and pixel data: a file exported twice) is left out.
+    When other frames of one slice share an acquisition time, the acquisition times cannot
+    order them and the next source above is used for the whole study. Acquisition times that
+    go back while InstanceNumber goes up are kept (they order the frames). Each case is a
+    :class:`~qperf.errors.QPerfWarning` naming the slice, the frames (files) and the tag, and
+    is listed in the study's ``metadata["warnings"]``.
     """
     report: Callable[[float, str], None] = progress or null_progress
     root = Path(folder)
@@ -396,9 +471,13 @@ def read_dicom_folder(folder: str | os.PathLike[str], *, progress: ProgressCallb
     groups = _group_frames(_read_frames(root, report))
     for g in groups:
         _check_group(g)
+    notes = _drop_copies(groups)
     groups, ignored = _drop_still_series(groups)
     frames = [f for g in groups for f in g.frames]
-    time_source = _choose_clock(groups)
+    time_source, clock_notes = _choose_clock(groups)
+    notes += clock_notes
+    for note in notes:
+        warn(note)
     t0 = min(f.clock_s for f in frames)
     _classify_aif(groups)
     myo = [g for g in groups if not g.is_aif]
@@ -414,7 +493,7 @@ def read_dicom_folder(folder: str | os.PathLike[str], *, progress: ProgressCallb
         slices, aif_series = aif_series, []
     aif_series = _match_pd_frames(slices, aif_series)
     report(1.0, "done")
-    return _study(root, myo or aif, slices, aif_series, time_source, ignored)
+    return _study(root, myo or aif, slices, aif_series, time_source, ignored, notes)
 
 
 def _read_frames(root: Path, report: Callable[[float, str], None]) -> list[Frame]:
@@ -472,6 +551,7 @@ def _study(
     aif_series: list[PerfusionSeries],
     time_source: str,
     ignored: list[str],
+    notes: list[str],
 ) -> PerfusionStudy:
     """The study, its condition and hematocrit from the first group of ``named`` (QPerf comments or names)."""
     first_ds = named[0].first.ds
@@ -483,6 +563,8 @@ def _study(
     study_meta: dict[str, Any] = {"source": str(root), "time_source": time_source}
     if ignored:
         study_meta["ignored_series"] = ignored
+    if notes:
+        study_meta["warnings"] = list(notes)
     for key, keyword in (("patient_id", "PatientID"), ("study_uid", "StudyInstanceUID"), ("study_date", "StudyDate")):
         if first_ds.get(keyword):
             study_meta[key] = str(first_ds.get(keyword))

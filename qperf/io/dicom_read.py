@@ -79,6 +79,7 @@ class Frame:
     slope: float
     intercept: float
     clock_s: float = 0.0
+    time_tag: str = ""  # the attribute acq_time_s came from, with its tag
 
     @property
     def normal(self) -> NDArray[np.float64]:
@@ -192,8 +193,12 @@ def read_dataset(path: Path) -> Dataset | None:
         return None
     try:
         ds = pydicom.dcmread(path, force=force)
-    except InvalidDicomError:
-        return None
+    except InvalidDicomError as exc:
+        if force:
+            return None
+        raise FormatError(
+            f"{path}: cannot read the DICOM file ({str(exc).splitlines()[0] if str(exc) else 'invalid'})"
+        ) from exc
     except Exception as exc:  # a damaged DICOM file: say which and why
         if force:
             return None
@@ -203,8 +208,8 @@ def read_dataset(path: Path) -> Dataset | None:
         sop_class = str(
             ds.get("SOPClassUID", "") or getattr(ds, "file_meta", Dataset()).get("MediaStorageSOPClassUID", "")
         )
-        if sop_class in _MR_IMAGE_CLASSES:
-            raise FormatError(f"{path}: an MR image without pixel data (is the file truncated?)")
+        if sop_class in _MR_IMAGE_CLASSES or (not force and not sop_class):
+            raise FormatError(f"{path}: a DICOM file without pixel data (is the file truncated?)")
         return None  # presentation states, structured reports, raw data
     if str(ds.get("SOPClassUID", "")).startswith(_SECONDARY_CAPTURE_PREFIX):
         return None  # screenshots and reports, not acquisitions
@@ -244,6 +249,7 @@ def frames_of(path: Path, ds: Dataset) -> list[Frame]:
                 acq_date=a.acq_date,
                 acq_time_s=a.acq_time_s,
                 trigger_s=None if a.trigger_ms is None else a.trigger_ms / 1000.0,
+                time_tag=a.time_tag,
                 instance=a.instance,
                 flip_deg=a.flip_deg,
                 echo_time_ms=a.echo_time_ms,
@@ -270,6 +276,7 @@ class _Acquired(NamedTuple):
     echo_number: int | None
     slope: float | None
     intercept: float | None
+    time_tag: str = ""
 
 
 def _frame_geometry(path: Path, ds: Dataset, fi: int) -> _Geometry:
@@ -302,21 +309,24 @@ def _enhanced_acquisition(ds: Dataset, fi: int) -> _Acquired:
     echo = as_float(_get(ds, fi, "MREchoSequence", "EffectiveEchoTime"))
     slope = as_float(_get(ds, fi, "PixelValueTransformationSequence", "RescaleSlope"))
     intercept = as_float(_get(ds, fi, "PixelValueTransformationSequence", "RescaleIntercept"))
-    return _Acquired(acq_date, acq_time, trigger, instance, flip, echo, None, slope, intercept)
+    tag = "FrameAcquisitionDateTime (0018,9074)"
+    return _Acquired(acq_date, acq_time, trigger, instance, flip, echo, None, slope, intercept, tag)
 
 
 def _classic_acquisition(ds: Dataset) -> _Acquired:
     """Times, flip angle, echo and rescaling of a single-frame image (AcquisitionDateTime, else Date and Time)."""
     acq_date, acq_time = _parse_dt(ds.get("AcquisitionDateTime"))
+    tag = "AcquisitionDateTime (0008,002A)"
     if acq_time is None:
         acq_date, acq_time = _parse_da(ds.get("AcquisitionDate")), _parse_tm(ds.get("AcquisitionTime"))
+        tag = "AcquisitionTime (0008,0032)"
     trigger = as_float(ds.get("TriggerTime"))
     instance = as_int(ds.get("InstanceNumber"))
     flip = as_float(ds.get("FlipAngle"))
     echo = as_float(ds.get("EchoTime"))
     echo_number = as_int(ds.get("EchoNumbers")) if not isinstance(ds.get("EchoNumbers"), list) else None
     slope, intercept = as_float(ds.get("RescaleSlope")), as_float(ds.get("RescaleIntercept"))
-    return _Acquired(acq_date, acq_time, trigger, instance, flip, echo, echo_number, slope, intercept)
+    return _Acquired(acq_date, acq_time, trigger, instance, flip, echo, echo_number, slope, intercept, tag)
 
 
 def dicom_files(folder: Path) -> list[Path]:

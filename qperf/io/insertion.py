@@ -13,7 +13,6 @@ frame. Ground-truth training cases may also hold the plain form ``{"anterior": [
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,8 +21,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from qperf.errors import FormatError
+from qperf.errors import FormatError, describe
+from qperf.io.schema import Bad, numbers, parse_json
 from qperf.types import PerfusionSeries
+
+_POINT = numbers(2)
 
 COORDINATES = "pixel_yx: (row, column) of the input grid; lps_mm: DICOM patient space (null without geometry)"
 
@@ -72,25 +74,45 @@ def read_anterior_point(path: str | os.PathLike[str], slice_number: int | None =
         1-based slice to take from a document with several slices.
     """
     p = Path(path)
-    if not p.is_file():
-        raise FormatError(f"{p}: no such file")
-    try:
-        doc: Any = json.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FormatError(f"{p.name}: not valid JSON ({exc})") from exc
-    if isinstance(doc, dict) and isinstance(doc.get("anterior"), list) and len(doc["anterior"]) == 2:
-        return (float(doc["anterior"][0]), float(doc["anterior"][1]))
+    doc = read_json(p)
+    if isinstance(doc, dict) and "anterior" in doc and "slices" not in doc:
+        return point_yx(doc["anterior"], f"{p.name}: anterior")
     records = doc.get("slices") if isinstance(doc, dict) else None
     if not isinstance(records, list) or not records:
-        raise FormatError(f'{p.name}: expected "slices" records or an "anterior" point')
+        raise FormatError(f'{p.name}: expected "slices" records or an "anterior" point [y, x], found {describe(doc)}')
     if slice_number is not None and len(records) > 1:
         records = [r for r in records if isinstance(r, dict) and r.get("slice") == slice_number]
         if not records:
             raise FormatError(f"{p.name}: no record for slice {slice_number}")
     elif len(records) > 1:
         raise FormatError(f"{p.name}: holds {len(records)} slices; say which one")
+    record = records[0]
     try:
-        y, x = records[0]["reference"]["anterior"]["pixel_yx"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise FormatError(f"{p.name}: no anterior insertion point (expected reference.anterior.pixel_yx)") from exc
+        value = record["reference"]["anterior"]["pixel_yx"]
+    except (KeyError, TypeError, IndexError):
+        raise FormatError(
+            f"{p.name}: slices[0]: expected an anterior insertion point at reference.anterior.pixel_yx, found none"
+        ) from None
+    return point_yx(value, f"{p.name}: reference.anterior.pixel_yx")
+
+
+def read_json(path: Path) -> Any:
+    """A JSON document, or :class:`~qperf.errors.FormatError` naming the file and what is wrong."""
+    if not path.is_file():
+        raise FormatError(f"{path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(
+            f"{path.name}: expected UTF-8 JSON text, found a byte that is not text (at {exc.start})"
+        ) from None
+    return parse_json(text, path.name)
+
+
+def point_yx(value: Any, where: str) -> tuple[float, float]:
+    """A point ``[y, x]`` of two finite numbers, or :class:`~qperf.errors.FormatError` naming where."""
+    try:
+        y, x = _POINT(value)
+    except Bad as exc:
+        raise FormatError(f"{where}: expected {exc} [y, x] in pixels, found {describe(value)}") from None
     return (float(y), float(x))

@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from qperf.errors import FormatError
+from qperf.errors import FormatError, ValidationError
 from qperf.io.atomic import atomic_file
 from qperf.io.nrrd_io import _jsonable
+from qperf.io.schema import NIFTI_EXTENSION, check_metadata, parse_json, validate
 from qperf.types import PerfusionSeries, SliceGeometry
 
 _EXT_CODE = 6  # NIFTI_ECODE_COMMENT
@@ -66,18 +67,21 @@ def read_nifti_series(
     arr = np.ascontiguousarray(np.transpose(data, (2, 1, 0)))
     header = img.header
     zooms = [float(z) for z in header.get_zooms()]
-    extra = _qperf_extension(header)
+    extra = validate(_qperf_extension(header, p.name), NIFTI_EXTENSION, f"{p.name}: QPerf header extension")
     missing: list[str] = []
     times = None
     if "time_s" in extra:
-        times = np.asarray(extra["time_s"], dtype=float)
+        times = extra["time_s"]
     elif frame_interval_s is not None:
         times = np.arange(arr.shape[0]) * float(frame_interval_s)
     else:
-        times = _header_times(img, zooms, arr.shape[0])
+        times = _header_times(img, zooms, arr.shape[0], p.name)
         if times is None:
             missing.append("time_s")
-    geometry, spacing = _geometry(img, (zooms[1], zooms[0]))
+    geometry, spacing = _geometry(img, _pixdim_spacing(header, zooms), p.name)
+    if geometry is None and not (np.all(np.isfinite(spacing)) and min(spacing) > 0):
+        missing.append("spacing_mm")  # pixdim records no usable spacing
+        spacing = (1.0, 1.0)
     if extra.get("geometry_unknown"):
         geometry = None
     kwargs: dict[str, Any] = {
@@ -86,18 +90,18 @@ def read_nifti_series(
         "spacing_mm": spacing,
         "geometry": geometry,
         "units": extra.get("units", "signal"),
-        "n_pd_frames": int(extra.get("n_pd_frames", 0)),
+        "n_pd_frames": extra.get("n_pd_frames", 0),
         "name": extra.get("name", ""),
-        "metadata": dict(extra.get("metadata", {})),
+        "metadata": check_metadata(extra.get("metadata", {}), f"{p.name}: QPerf header extension"),
     }
     if extra.get("slice_position_mm") is not None:
-        kwargs["slice_position_mm"] = float(extra["slice_position_mm"])
+        kwargs["slice_position_mm"] = extra["slice_position_mm"]
     if "units" not in extra:
         kwargs["metadata"]["units_recorded"] = False
     return kwargs, missing
 
 
-def _qperf_extension(header: Any) -> dict[str, Any]:
+def _qperf_extension(header: Any, name: str) -> dict[str, Any]:
     """What QPerf wrote in the header extension (exact times, units, ...), empty for other files."""
     extra: dict[str, Any] = {}
     for ext in getattr(header, "extensions", []) or []:
@@ -106,18 +110,35 @@ def _qperf_extension(header: Any) -> dict[str, Any]:
             content = content.decode("utf-8", errors="replace")
         content = str(content).rstrip("\x00")
         if ext.get_code() == _EXT_CODE and content.startswith(_EXT_PREFIX):
-            extra = json.loads(content[len(_EXT_PREFIX) :])
+            doc = parse_json(content[len(_EXT_PREFIX) :], f"{name}: QPerf header extension")
+            if not isinstance(doc, dict):
+                raise FormatError(
+                    f"{name}: QPerf header extension: expected an object of named fields, found {type(doc).__name__}"
+                )
+            extra = doc
     return extra
 
 
-def _header_times(img: Any, zooms: list[float], n_frames: int) -> NDArray[Any] | None:
-    """Regular frame times from the NIfTI time step and its unit; None for Analyze or no usable step.
+def _header_times(img: Any, zooms: list[float], n_frames: int, name: str) -> NDArray[Any] | None:
+    """Regular frame times from the NIfTI time step and its unit; None for Analyze or no step recorded (0).
 
     ``img`` holds the 3D ``(x, y, t)`` or 4D ``(x, y, 1, t)`` series.
+
+    Raises
+    ------
+    FormatError
+        A time step that is not a positive number (NaN, negative).
     """
     import nibabel as nib
 
     dt = zooms[-1] if len(zooms) >= 4 else (zooms[2] if len(zooms) == 3 else 0.0)
+    pixdim = np.asarray(img.header["pixdim"], dtype=float) if "pixdim" in img.header else None
+    raw = float(pixdim[len(zooms)]) if pixdim is not None and len(zooms) in (3, 4) else dt
+    if not np.isfinite(raw) or raw < 0:
+        raise FormatError(
+            f"{name}: pixdim[{len(zooms)}] (the frame interval): expected a positive number of seconds, found {raw:g}; "
+            "give the frame interval (--frame-interval SECONDS) to read the file"
+        )
     header = img.header
     unit = "sec"
     if hasattr(header, "get_xyzt_units"):
@@ -127,7 +148,15 @@ def _header_times(img: Any, zooms: list[float], n_frames: int) -> NDArray[Any] |
     return None
 
 
-def _geometry(img: Any, spacing: tuple[float, float]) -> tuple[SliceGeometry | None, tuple[float, float]]:
+def _pixdim_spacing(header: Any, zooms: list[float]) -> tuple[float, float]:
+    """``(dy, dx)`` as ``pixdim[2], pixdim[1]`` record them (sign and NaN kept, so they can be refused)."""
+    if "pixdim" in header:
+        pixdim = np.asarray(header["pixdim"], dtype=float)
+        return (float(pixdim[2]), float(pixdim[1]))
+    return (zooms[1], zooms[0])
+
+
+def _geometry(img: Any, spacing: tuple[float, float], name: str) -> tuple[SliceGeometry | None, tuple[float, float]]:
     """Geometry and spacing from the sform (else the qform), converted from RAS+ to LPS; none for Analyze."""
     import nibabel as nib
 
@@ -139,7 +168,11 @@ def _geometry(img: Any, spacing: tuple[float, float]) -> tuple[SliceGeometry | N
     if sform_code > 0 or qform_code > 0:
         affine = header.get_sform() if sform_code > 0 else header.get_qform()
         lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
-        return SliceGeometry.from_ijk_to_lps(lps)
+        try:
+            return SliceGeometry.from_ijk_to_lps(lps)
+        except ValidationError as exc:
+            which = "sform" if sform_code > 0 else "qform"
+            raise FormatError(f"{name}: {which}: invalid geometry ({exc})") from exc
     return None, spacing
 
 

@@ -26,6 +26,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from qperf.errors import FormatError, ValidationError
 from qperf.io.atomic import atomic_file
+from qperf.io.paths import inside
+from qperf.io.schema import NRRD_FIELDS, check_metadata, validate
 from qperf.types import PerfusionSeries, SliceGeometry
 
 _LIST_AXIS = 3
@@ -136,20 +138,44 @@ def write_nrrd_image(
     return Path(path)
 
 
+def _spacings(header: dict[str, Any], path: Path) -> tuple[float, float]:
+    """``(dy, dx)`` from the ``spacings`` field (no geometry), or 1 mm without one."""
+    spacings = header.get("spacings")
+    if spacings is None:
+        return (1.0, 1.0)
+    sp = np.asarray(spacings, dtype=float).reshape(-1)
+    if sp.size < 2 or not np.all(np.isfinite(sp[:2])) or not np.all(sp[:2] > 0):
+        raise FormatError(f"{path.name}: 'spacings': expected positive pixel spacings in mm, found {sp.tolist()}")
+    return (float(sp[1]), float(sp[0]))
+
+
+def _spatial_rows(header: dict[str, Any], path: Path) -> list[NDArray[np.float64]]:
+    """The rows of ``space directions`` of the image axes (not the list or time axis), each checked."""
+    kinds = [str(k).lower() for k in header.get("kinds", [])]
+    rows = []
+    for i, d in enumerate(header["space directions"]):
+        r = np.asarray(d, dtype=float).reshape(-1)
+        if (i < len(kinds) and kinds[i] in ("list", "time")) or (r.size and np.all(np.isnan(r))):
+            continue
+        if r.shape != (3,) or not np.all(np.isfinite(r)) or not np.linalg.norm(r) > 0:
+            raise FormatError(
+                f"{path.name}: 'space directions': expected a finite, non-zero vector for axis {i}, found {r.tolist()}"
+            )
+        rows.append(r)
+    if len(rows) < 2:
+        raise FormatError(f"{path.name}: 'space directions' has fewer than two spatial axes")
+    return rows
+
+
 def _geometry_from_header(header: dict[str, Any], path: Path) -> tuple[SliceGeometry | None, tuple[float, float]]:
     directions = header.get("space directions")
     space = str(header.get("space", "")).lower()
     if directions is None:
-        spacings = header.get("spacings")
-        if spacings is not None:
-            sp = np.asarray(spacings, dtype=float)
-            return None, (float(sp[1]), float(sp[0]))
-        return None, (1.0, 1.0)
-    rows = [np.asarray(d, dtype=float) for d in directions]
-    rows = [r for r in rows if r.shape == (3,) and np.all(np.isfinite(r))]
-    if len(rows) < 2:
-        raise FormatError(f"{path.name}: 'space directions' has fewer than two spatial axes")
-    origin = np.asarray(header.get("space origin", np.zeros(3)), dtype=float)
+        return None, _spacings(header, path)
+    rows = _spatial_rows(header, path)
+    origin = np.asarray(header.get("space origin", np.zeros(3)), dtype=float).reshape(-1)
+    if origin.shape != (3,) or not np.all(np.isfinite(origin)):
+        raise FormatError(f"{path.name}: 'space origin': expected three finite numbers (mm), found {origin.tolist()}")
     if space in ("right-anterior-superior", "ras"):
         flip = np.array([-1.0, -1.0, 1.0])
         rows = [r * flip for r in rows]
@@ -165,7 +191,7 @@ def _geometry_from_header(header: dict[str, Any], path: Path) -> tuple[SliceGeom
     try:
         return SliceGeometry.from_ijk_to_lps(m)
     except ValidationError as exc:
-        raise FormatError(f"{path.name}: invalid geometry: {exc}") from exc
+        raise FormatError(f"{path.name}: 'space directions': invalid geometry ({exc})") from exc
 
 
 def _read_raw(path: Path) -> tuple[NDArray[Any], dict[str, Any]]:
@@ -173,11 +199,31 @@ def _read_raw(path: Path) -> tuple[NDArray[Any], dict[str, Any]]:
         raise FormatError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise FormatError(f"{path}: empty file")
+    _check_data_file(path)
     try:
         data, header = nrrd.read(str(path), index_order="C")
     except Exception as exc:  # pynrrd raises many kinds of errors for malformed files
         raise FormatError(f"{path.name}: not a readable NRRD file ({' '.join(str(exc).split())[:120]})") from exc
     return np.asarray(data), header
+
+
+def _check_data_file(path: Path) -> None:
+    """A detached header's data file must lie in the header's folder (symlinks resolved)."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"NRRD":
+                return  # not a NRRD file; reported by the reader
+            fh.seek(0)
+            lines = [line.decode("latin-1") for line in fh.read(65536).split(b"\n\n", 1)[0].split(b"\n")]
+    except OSError:
+        return
+    for line in lines:
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() in ("data file", "datafile"):
+            name = value.strip()
+            if name.upper().startswith("LIST") or len(name.split()) > 1:
+                raise FormatError(f"{path.name}: 'data file' {name!r}: expected one data file beside the header")
+            inside(path.parent, name, f"{path.name}: 'data file'")
 
 
 def _time_from_header(header: dict[str, Any], n: int, path: Path) -> NDArray[np.float64] | None:
@@ -186,9 +232,20 @@ def _time_from_header(header: dict[str, Any], n: int, path: Path) -> NDArray[np.
             try:
                 values = np.array([float(v) for v in str(header[key]).split()], dtype=float)
             except ValueError as exc:
-                raise FormatError(f"{path.name}: '{key}' holds non-numeric index values") from exc
+                raise FormatError(f"{path.name}: '{key}': expected frame times in seconds, found text") from exc
             if values.shape[0] != n:
-                raise FormatError(f"{path.name}: '{key}' has {values.shape[0]} values for {n} frames")
+                raise FormatError(
+                    f"{path.name}: '{key}': expected {n} frame times (one per frame), found {values.shape[0]}"
+                )
+            if not np.all(np.isfinite(values)):
+                raise FormatError(f"{path.name}: '{key}': expected finite frame times, found NaN or infinity")
+            steps = np.diff(values)
+            if np.any(steps <= 0):
+                k = int(np.argmax(steps <= 0))
+                raise FormatError(
+                    f"{path.name}: '{key}': expected strictly increasing frame times, found {values[k]:.4g} s "
+                    f"followed by {values[k + 1]:.4g} s (frames {k} and {k + 1})"
+                )
             return values
     return None
 
@@ -283,19 +340,19 @@ def read_nrrd_series(
         times = np.arange(img.array.shape[0]) * float(frame_interval_s)
     if times is None:
         missing.append("time_s")
-    f = img.fields
+    f = validate(img.fields, NRRD_FIELDS, p.name)
     kwargs: dict[str, Any] = {
         "data": img.array,
         "time_s": times,
         "spacing_mm": img.spacing_mm,
-        "geometry": None if f.get("qperf_geometry_unknown") == "1" else img.geometry,
+        "geometry": None if f.get("qperf_geometry_unknown") else img.geometry,
         "units": f.get("qperf_units", "signal"),
-        "n_pd_frames": int(f.get("qperf_n_pd_frames", "0")),
+        "n_pd_frames": f.get("qperf_n_pd_frames", 0),
         "name": f.get("qperf_name", ""),
-        "metadata": json.loads(f["qperf_metadata"]) if "qperf_metadata" in f else {},
+        "metadata": check_metadata(f.get("qperf_metadata", {}), f"{p.name}: qperf_metadata"),
     }
     if "qperf_slice_position_mm" in f:
-        kwargs["slice_position_mm"] = float(f["qperf_slice_position_mm"])
+        kwargs["slice_position_mm"] = f["qperf_slice_position_mm"]
     if "qperf_units" not in f:
         kwargs["metadata"]["units_recorded"] = False
     return kwargs, missing

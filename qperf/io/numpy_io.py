@@ -18,6 +18,7 @@ import numpy as np
 from qperf.errors import FormatError, ValidationError
 from qperf.io.atomic import atomic_file
 from qperf.io.nrrd_io import _jsonable
+from qperf.io.schema import NPZ_ARRAYS, check_metadata, validate
 from qperf.types import PerfusionSeries, SliceGeometry
 
 AXES = ("tyx", "yxt")
@@ -26,6 +27,8 @@ AXES = ("tyx", "yxt")
 def _orient(arr: np.ndarray, axes: str, name: str) -> np.ndarray:
     if axes not in AXES:
         raise ValidationError(f"axes: expected one of {', '.join(AXES)}, found {axes!r}")
+    if arr.dtype.kind not in "biuf":
+        raise FormatError(f"{name}: data: expected real numbers, found an array of dtype {arr.dtype}")
     if arr.ndim != 3:
         hint = " (a single 2D image has no time axis)" if arr.ndim == 2 else ""
         raise FormatError(f"{name}: expected a 3D array ({axes}), found shape {arr.shape}{hint}")
@@ -53,31 +56,7 @@ def read_numpy_series(
     kwargs: dict[str, Any] = {"metadata": {}}
     if isinstance(loaded, np.lib.npyio.NpzFile):
         with loaded:
-            if "data" not in loaded.files:
-                raise FormatError(
-                    f"{p.name}: .npz needs an array named 'data', found {', '.join(loaded.files) or 'none'}"
-                )
-            kwargs["data"] = _orient(np.asarray(loaded["data"]), axes, p.name)
-            if "time_s" in loaded.files:
-                kwargs["time_s"] = np.asarray(loaded["time_s"], dtype=float)
-            if "spacing_mm" in loaded.files and spacing_mm is None:
-                kwargs["spacing_mm"] = tuple(np.asarray(loaded["spacing_mm"], dtype=float).tolist())
-            if "n_pd_frames" in loaded.files:
-                kwargs["n_pd_frames"] = int(loaded["n_pd_frames"])
-            if "units" in loaded.files:
-                kwargs["units"] = str(loaded["units"])
-            else:
-                kwargs["metadata"]["units_recorded"] = False
-            if "metadata" in loaded.files:
-                kwargs["metadata"].update(json.loads(str(loaded["metadata"])))
-            if "ijk_to_lps" in loaded.files:
-                geometry, sp = SliceGeometry.from_ijk_to_lps(loaded["ijk_to_lps"])
-                kwargs["geometry"] = geometry
-                kwargs.setdefault("spacing_mm", sp)
-            if "slice_position_mm" in loaded.files:
-                kwargs["slice_position_mm"] = float(loaded["slice_position_mm"])
-            if "name" in loaded.files:
-                kwargs["name"] = str(loaded["name"])
+            kwargs.update(_npz_fields(loaded, p.name, axes, spacing_mm is None))
     else:
         kwargs["data"] = _orient(np.asarray(loaded), axes, p.name)
         kwargs["metadata"]["units_recorded"] = False
@@ -93,6 +72,34 @@ def read_numpy_series(
         missing.append("spacing_mm")
         kwargs["spacing_mm"] = (1.0, 1.0)
     return kwargs, missing
+
+
+def _npz_fields(loaded: Any, name: str, axes: str, want_spacing: bool) -> dict[str, Any]:
+    """The series fields of a QPerf ``.npz``, each array checked (:data:`qperf.io.schema.NPZ_ARRAYS`)."""
+    if "data" not in loaded.files:
+        raise FormatError(f"{name}: .npz needs an array named 'data', found {', '.join(loaded.files) or 'none'}")
+    try:
+        arrays = {k: np.asarray(loaded[k]) for k in loaded.files}
+    except Exception as exc:  # object arrays (pickles are refused), damaged members
+        raise FormatError(f"{name}: not a readable NumPy file ({' '.join(str(exc).split())[:120]})") from exc
+    f = validate({k: v for k, v in arrays.items() if k != "data"}, NPZ_ARRAYS, name)
+    out: dict[str, Any] = {"data": _orient(arrays["data"], axes, name), "metadata": {}}
+    for key in ("time_s", "n_pd_frames", "units", "slice_position_mm", "name"):
+        if key in f:
+            out[key] = f[key]
+    if "spacing_mm" in f and want_spacing:
+        out["spacing_mm"] = tuple(f["spacing_mm"].tolist())
+    if "units" not in f:
+        out["metadata"]["units_recorded"] = False
+    out["metadata"].update(check_metadata(f.get("metadata", {}), f"{name}: metadata"))
+    if "ijk_to_lps" in f:
+        try:
+            geometry, sp = SliceGeometry.from_ijk_to_lps(f["ijk_to_lps"])
+        except ValidationError as exc:
+            raise FormatError(f"{name}: ijk_to_lps: invalid geometry ({exc})") from exc
+        out["geometry"] = geometry
+        out.setdefault("spacing_mm", sp)
+    return out
 
 
 def write_numpy_series(series: PerfusionSeries, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
