@@ -16,6 +16,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,7 +148,10 @@ def run_task(task: StudyTask) -> StudyRecord:
         from qperf.batch.checksum import study_key
 
         key = study_key(task)
-        analyze_files(task.source, task.options, task.out_dir, overwrite=task.overwrite)
+        with warnings.catch_warnings():
+            # a study's warnings go into its report's QC (and the summary), not onto the batch's terminal
+            warnings.simplefilter("ignore")
+            analyze_files(task.source, task.options, task.out_dir, overwrite=task.overwrite)
         elapsed = time.perf_counter() - start
         write_marker(task, key, elapsed)
     except Exception as exc:

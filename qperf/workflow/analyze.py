@@ -6,7 +6,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from qperf import __version__
+from qperf.errors import collect_warnings
 from qperf.progress import ProgressCallback, null_progress, scaled
 from qperf.types import LABEL_MYO, PerfusionStudy
 from qperf.workflow.options import AnalysisOptions
@@ -74,21 +75,30 @@ def analyze_study(
     Raises
     ------
     ValidationError
-        Supplied labels or points that do not fit the study.
+        Supplied labels or points that do not fit the study; a slice of constant data; an AIF
+        curve without enhancement or beyond any blood concentration (:mod:`qperf.checks`).
     NotAvailableError
         A step cannot run: no AIF, or no trained model and no labels supplied.
+
+    Notes
+    -----
+    Warnings (:class:`~qperf.errors.QPerfWarning`: a slice that does not enhance, an AIF peak
+    outside the physiological range, what the readers noted in the study's metadata) go into
+    the report's ``qc.warnings`` and are issued again for the caller.
     """
     options = options or AnalysisOptions()
     progress = progress or null_progress
     steps = _Steps(progress)
-    with steps.step("segmentation") as p:
-        if segmentation is None:
-            segmentation = segment_study(study, options, segmenter=segmenter, progress=p)
-    with steps.step("flow") as p:
-        flow_maps = quantify_study(study, segmentation, options, progress=p)
+    with collect_warnings() as notes:
+        check_inputs(study, options)
+        with steps.step("segmentation") as p:
+            if segmentation is None:
+                segmentation = segment_study(study, options, segmenter=segmenter, progress=p)
+        with steps.step("flow") as p:
+            flow_maps = quantify_study(study, segmentation, options, progress=p)
     with steps.step("segments"):
         sectors = sectorise_study(study, segmentation, flow_maps, options)
-        quality = quality_report(segmentation, flow_maps, sectors)
+        quality = quality_report(segmentation, flow_maps, sectors, [*_recorded_warnings(study), *notes])
     with steps.step("report") as p:
         report, figures = build_study_report(study, segmentation, flow_maps, sectors, quality, dict(steps.timings))
     timings = {**steps.timings, "total": float(sum(steps.timings.values()))}
@@ -97,8 +107,40 @@ def analyze_study(
     return StudyAnalysis(study, segmentation, flow_maps, sectors, quality, report, figures, timings)
 
 
-def quality_report(segmentation: Segmentation, flow_maps: FlowMaps, sectors: SectorTable) -> QualityReport:
-    """Per-slice QC (labels, motion, fit, pixels left out of the statistics) and study QC."""
+def check_inputs(study: PerfusionStudy, options: AnalysisOptions) -> None:
+    """Refuse what cannot be analysed before any step runs; warn about what is probably wrong.
+
+    Every slice (:func:`qperf.checks.check_series`) and an AIF curve of the options or the
+    study (:func:`qperf.checks.check_aif`); an AIF found in the AIF images is checked when it is.
+    """
+    from qperf.checks import check_aif, check_series
+
+    for i, series in enumerate(study.slices):
+        check_series(series, f"slice {i + 1}" + (f" ({series.name})" if series.name else ""))
+    hematocrit = options.hematocrit if options.hematocrit is not None else study.hematocrit
+    if options.aif is not None:
+        check_aif(options.aif, "the supplied AIF", hematocrit)
+    elif study.aif is not None:
+        check_aif(study.aif, "the study's AIF", hematocrit)
+
+
+def _recorded_warnings(study: PerfusionStudy) -> list[str]:
+    """What the readers noted in the study's and the slices' metadata (``"warnings"``)."""
+    out: list[str] = []
+    for meta in (study.metadata, *(s.metadata for s in study.slices), *(s.metadata for s in study.aif_series)):
+        for text in meta.get("warnings") or ():
+            if str(text) not in out:
+                out.append(str(text))
+    return out
+
+
+def quality_report(
+    segmentation: Segmentation, flow_maps: FlowMaps, sectors: SectorTable, warnings: Sequence[str] = ()
+) -> QualityReport:
+    """Per-slice QC (labels, motion, fit, pixels left out of the statistics) and study QC.
+
+    ``warnings`` (of the inputs and the steps) come first in the QC's warnings, then the sectors'.
+    """
     slices = tuple(
         _slice_qc(seg, fm, sec, mask)
         for seg, fm, sec, mask in zip(
@@ -111,7 +153,7 @@ def quality_report(segmentation: Segmentation, flow_maps: FlowMaps, sectors: Sec
         "model": flow_maps.model,
         "delay": {"mode": flow_maps.delay_mode, "study_delay_s": flow_maps.study_delay_s},
     }
-    return QualityReport(slices, study, tuple(sectors.warnings))
+    return QualityReport(slices, study, tuple(dict.fromkeys([*warnings, *sectors.warnings])))
 
 
 def _slice_qc(seg: Any, fm: Any, sectors: Any, mask: NDArray[np.bool_] | None) -> dict[str, Any]:

@@ -152,6 +152,9 @@ def study_aif(study: PerfusionStudy, options: AnalysisOptions) -> tuple[AifCurve
     ------
     NotAvailableError
         The study has neither an AIF curve nor AIF images, and none was supplied.
+    ValidationError
+        The AIF found in the images does not enhance (:func:`qperf.checks.check_aif`; a peak
+        outside the physiological range is a warning).
     """
     from qperf.segmentation import aif_lv as aif_mod
 
@@ -176,6 +179,10 @@ def study_aif(study: PerfusionStudy, options: AnalysisOptions) -> tuple[AifCurve
                 "the LV pool found after correction lies away from the one found before"
             )
     info["lv_pixels"] = int(extraction.mask.sum())
+    from qperf.checks import check_aif
+
+    hematocrit = options.hematocrit if options.hematocrit is not None else study.hematocrit
+    check_aif(extraction.aif, "the AIF of the AIF images", hematocrit)
     return extraction.aif, info
 
 

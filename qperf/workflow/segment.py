@@ -225,3 +225,23 @@ def _check_supplied(study: PerfusionStudy, options: AnalysisOptions) -> None:
             raise ValidationError(
                 f"labels[{i}]: expected shape {s.shape} or {(s.n_frames, *s.shape)} (the slice grid), found {np.shape(lab)}"
             )
+    for i, (points, s) in enumerate(zip(options.insertion_points_yx or (), study.slices, strict=False)):
+        _check_points_inside(points, s.shape, i)
+
+
+def _check_points_inside(points: Any, shape: tuple[int, int], index: int) -> None:
+    """Every supplied point of slice ``index`` (one, per frame, or named) lies inside its image."""
+    from qperf.checks import check_point_yx
+
+    items = dict(points) if isinstance(points, Mapping) else {"anterior": points}
+    for name, value in items.items():
+        if value is None:
+            continue
+        try:
+            arr = np.asarray(value, dtype=float)
+        except (TypeError, ValueError):
+            raise ValidationError(
+                f"insertion_points_yx[{index}]: expected a (y, x) point of slice {index + 1}, found {value!r}"
+            ) from None
+        for point in arr.reshape(-1, 2) if arr.ndim in (1, 2) and arr.size and arr.shape[-1] == 2 else [arr]:
+            check_point_yx(point, shape, f"insertion point ({name}) of slice {index + 1}")
