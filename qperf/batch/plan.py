@@ -91,8 +91,12 @@ def read_list(path: str | os.PathLike[str]) -> list[ListedStudy]:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValidationError(f"{p}: cannot read the study list ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ValidationError(
+            f"{p}: expected a study list as UTF-8 text, found a byte that is not text (at {exc.start})"
+        ) from None
+    except OSError as exc:
+        raise ValidationError(f"{p}: cannot read the study list ({exc.strerror or exc})") from exc
     if p.suffix.lower() == ".txt":
         return [
             ListedStudy(_relative_to(p, line.strip()), f"{p.name} line {n}")

@@ -9,7 +9,6 @@ a case drew (its ``case.json``) are scored.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,14 +59,40 @@ def read_predicted(path: str | Path) -> Predicted:
     ref = _read_labels(p / "labels_ref.nrrd") if (p / "labels_ref.nrrd").is_file() else None
     points: dict[str, NDArray[np.float64]] = {}
     if (p / "insertion.json").is_file():
-        doc = json.loads((p / "insertion.json").read_text(encoding="utf-8"))
-        record = doc.get("slices", [{}])[0] if isinstance(doc, dict) else {}
-        for name, entries in record.get("per_frame", {}).items():
-            points[name] = np.array([e["pixel_yx"] for e in entries], dtype=np.float64)
-        repeated = record.get("qc", {}).get("labels_per_frame") == "repeated"
+        record = _first_record(p / "insertion.json")
+        per_frame = record.get("per_frame", {})
+        if not isinstance(per_frame, dict):
+            raise FormatError(f"{p / 'insertion.json'}: per_frame: expected named point lists, found {per_frame!r}")
+        for name, entries in per_frame.items():
+            points[name] = _frame_points(entries, f"{p / 'insertion.json'}: per_frame.{name}")
+        qc = record.get("qc", {})
+        repeated = isinstance(qc, dict) and qc.get("labels_per_frame") == "repeated"
         if ref is None and repeated and labels.ndim == 3:
             ref = labels[0]
     return Predicted(labels, ref, points, str(p))
+
+
+def _first_record(path: Path) -> dict[str, Any]:
+    """The first slice record of a ``qperf segment`` insertion.json (an empty one when it has none)."""
+    from qperf.io.insertion import read_json
+
+    doc = read_json(path)
+    records = doc.get("slices", [{}]) if isinstance(doc, dict) else None
+    if not isinstance(records, list):
+        raise FormatError(f"{path}: expected an object with a list of 'slices', found {type(doc).__name__}")
+    record = records[0] if records else {}
+    if not isinstance(record, dict):
+        raise FormatError(f"{path}: slices[0]: expected a slice record, found {record!r}")
+    return record
+
+
+def _frame_points(entries: Any, where: str) -> NDArray[np.float64]:
+    """``(t, 2)`` points from a list of per-frame records ``{"pixel_yx": [y, x], ...}``."""
+    from qperf.io.insertion import point_yx
+
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise FormatError(f"{where}: expected a list of per-frame records, found {entries!r}"[:200])
+    return np.array([point_yx(e.get("pixel_yx"), f"{where}[{i}].pixel_yx") for i, e in enumerate(entries)], float)
 
 
 def _frame_rows(pred: NDArray[Any], manual: NDArray[Any], spacing: Any, label: int) -> dict[str, float]:

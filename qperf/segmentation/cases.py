@@ -30,11 +30,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from qperf.errors import FormatError, ValidationError
+from qperf.errors import FormatError, ValidationError, describe
+from qperf.io.schema import Field, text, validate
 from qperf.types import LABELS, PerfusionSeries
 
 LABEL_FILES = ("labels.nrrd", "labels.seq.nrrd", "labels.nii.gz", "labels.nii")
 CLASS_NAMES = {name: value for value, name in LABELS.items() if value > 0}
+#: The fields of ``case.json`` (``classes`` is checked against :data:`CLASS_NAMES` by name).
+CASE_FIELDS: dict[str, Field] = {"classes": Field(lambda v: v), "patient": Field(text(empty=False))}
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,10 +91,12 @@ def _series_file(folder: Path) -> Path:
 
 
 def _read_json(path: Path) -> Any:
+    from qperf.io.insertion import read_json
+
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FormatError(f"{path.parent.name}/{path.name}: expected JSON, found {exc}") from exc
+        return read_json(path)
+    except FormatError as exc:
+        raise FormatError(f"case {path.parent.name}/{exc}") from None
 
 
 def _drawn(doc: Any, labels: NDArray[np.uint8], where: str) -> frozenset[int]:
@@ -106,26 +111,33 @@ def _drawn(doc: Any, labels: NDArray[np.uint8], where: str) -> frozenset[int]:
     return frozenset(CLASS_NAMES[n] for n in names)
 
 
-def _points(path: Path) -> dict[str, tuple[float, float]]:
+def _points(path: Path, shape: tuple[int, int]) -> dict[str, tuple[float, float]]:
+    """The named insertion points of ``insertion.json`` (plain, or as qperf segment writes them), inside the image."""
+    from qperf.checks import check_point_yx
+    from qperf.io.insertion import point_yx
+
     if not path.is_file():
         return {}
+    where = f"case {path.parent.name}/insertion.json"
     doc = _read_json(path)
     if isinstance(doc, dict) and "slices" in doc:
         slices = doc["slices"]
-        doc = {k: v["pixel_yx"] for k, v in slices[0].get("reference", {}).items()} if slices else {}
+        first = slices[0] if isinstance(slices, list) and slices else None
+        reference = first.get("reference") if isinstance(first, dict) else None
+        if not isinstance(reference, dict) or not all(isinstance(v, dict) for v in reference.values()):
+            raise FormatError(f"{where}: expected slices[0].reference with named points, found {describe(first)}")
+        doc = {k: v.get("pixel_yx") for k, v in reference.items()}
+        where += ": slices[0].reference"
     if not isinstance(doc, dict):
-        raise FormatError(
-            f"{path.parent.name}/insertion.json: expected an object of named points, found {type(doc).__name__}"
-        )
+        raise FormatError(f"{where}: expected an object of named points, found {type(doc).__name__}")
     out = {}
     for name in ("anterior", "inferior"):
-        value = doc.get(name)
-        if value is None:
-            continue
-        pt = np.asarray(value, dtype=float).reshape(-1)
-        if pt.shape != (2,) or not np.all(np.isfinite(pt)):
-            raise FormatError(f"{path.parent.name}/insertion.json: expected {name} as [y, x], found {value!r}")
-        out[name] = (float(pt[0]), float(pt[1]))
+        if name in doc:
+            point = point_yx(doc[name], f"{where}: {name}")
+            try:
+                out[name] = check_point_yx(point, shape, f"{where}: {name}")
+            except ValidationError as exc:
+                raise FormatError(str(exc)) from None
     return out
 
 
@@ -153,12 +165,21 @@ def read_case(folder: str | os.PathLike[str], **series_options: Any) -> Annotate
     if labels.size and (not np.all(np.isfinite(labels)) or labels.min() < 0 or labels.max() > 3 or np.any(labels % 1)):
         raise FormatError(f"case {root.name}: expected labels 0-3, found values {labels.min()} to {labels.max()}")
     labels = labels.astype(np.uint8)
+    if not labels.any():
+        raise FormatError(f"case {root.name}: expected labels drawn on at least one frame, found every label 0")
+    from qperf.checks import series_problem
+
+    problem = series_problem(series)
+    if problem:
+        raise FormatError(f"case {root.name}: series: {problem}")
     doc = _read_json(root / "case.json") if (root / "case.json").is_file() else None
     if doc is not None and not isinstance(doc, dict):
         raise FormatError(f"case {root.name}/case.json: expected an object, found {type(doc).__name__}")
+    if doc:
+        validate(doc, CASE_FIELDS, f"case {root.name}/case.json", unknown="error")
     patient = str(doc.get("patient", root.name)) if doc else root.name
     drawn = _drawn(doc, labels, f"case {root.name}/case.json")
-    return AnnotatedCase(root.name, series, labels, drawn, _points(root / "insertion.json"), patient)
+    return AnnotatedCase(root.name, series, labels, drawn, _points(root / "insertion.json", series.shape), patient)
 
 
 def read_cases(folder: str | os.PathLike[str], **series_options: Any) -> list[AnnotatedCase]:

@@ -124,8 +124,8 @@ def fine_tune(
     if not (0.0 < real_fraction <= 1.0):
         raise ValidationError(f"real_fraction: expected a fraction in (0, 1], found {real_fraction!r}")
     out = Path(out_dir)
+    cases = read_cases(real_folder, **(series_options or {}))  # every case checked before the run folder is made
     out.mkdir(parents=True, exist_ok=True)
-    cases = read_cases(real_folder, **(series_options or {}))
     training, held_out = split_patients(cases, held_out_fraction)
     split = {"training": [c.name for c in training], "held_out": [c.name for c in held_out]}
     (out / "split.json").write_text(json.dumps(split, indent=2) + "\n")

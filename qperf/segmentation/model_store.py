@@ -59,12 +59,19 @@ def resolve(model: str | Path | None) -> tuple[Path, Path]:
 
 
 def read_card(card: str | Path) -> dict[str, Any]:
+    """A model card: a JSON object with the weights' ``sha256`` (64 hexadecimal digits)."""
+    from qperf.io.schema import parse_json
+
     try:
-        data = json.loads(Path(card).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise FormatError(f"model card {card}: expected JSON, found {exc}") from exc
+        text = Path(card).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FormatError(f"model card {card}: expected JSON text, found an unreadable file ({exc})") from exc
+    data = parse_json(text, f"model card {card}")
     if not isinstance(data, dict) or "sha256" not in data:
         raise FormatError(f"model card {card}: expected a 'sha256' entry, found none")
+    digest = data["sha256"]
+    if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest.lower()):
+        raise FormatError(f"model card {card}: sha256: expected 64 hexadecimal digits, found {digest!r}")
     return data
 
 
@@ -91,10 +98,22 @@ def load_network(
             )
     try:
         blob = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and torch errors of a file that is not a saved model
+        raise FormatError(
+            f"model weights {weights}: expected a QPerf segmentation model saved by torch, found a file torch "
+            f"cannot load ({type(exc).__name__})"
+        ) from exc
+    if not isinstance(blob, dict) or "net_config" not in blob or "state_dict" not in blob:
+        raise FormatError(
+            f"model weights {weights}: expected a QPerf segmentation model (net_config and state_dict), found "
+            f"{type(blob).__name__} {sorted(blob)[:5] if isinstance(blob, dict) else ''}"
+        )
+    try:
         net = ResUNet(NetConfig.from_dict(blob["net_config"]))
         net.load_state_dict(blob["state_dict"])
-    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
-        raise FormatError(f"model weights {weights}: expected a QPerf segmentation model, found {exc}") from exc
+    except Exception as exc:  # a configuration or weights of another network
+        msg = " ".join(str(exc).split())[:160]
+        raise FormatError(f"model weights {weights}: expected a QPerf segmentation model, found {msg}") from exc
     net.eval()
     extras = {k: v for k, v in blob.items() if k not in ("state_dict",)}
     return net, card, extras
