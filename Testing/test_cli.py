@@ -69,7 +69,7 @@ def test_errors_are_one_line_exit_2(args: list[str], message: str, tmp_path: Pat
     result = run_cli(*args)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("qperf: error: ") and message in lines[0]
+    assert len(lines) == 1 and lines[0].startswith(f"qperf {args[0]}: error: ") and message in lines[0]
     assert "Traceback" not in result.stderr
 
 

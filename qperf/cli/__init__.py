@@ -3,27 +3,53 @@
 Every sub-command is a module in :mod:`qperf.cli.commands` defining ``NAME``, ``HELP``,
 ``configure(parser)`` and ``run(args) -> int``; they are discovered at start-up, so adding a
 command is adding a file. Command modules keep their heavy imports inside ``run``, so building
-the parser (``qperf --help``) imports little beyond numpy. One error contract for all of them: a :class:`~qperf.errors.QPerfError`
-(or any bad-input ``ValueError``/``OSError``) prints ``qperf: error: <one line>`` and exits 2,
-with the traceback only under ``--debug``.
+the parser (``qperf --help``) imports little beyond numpy.
+
+One error contract for all of them, kept here, at the entry, for any exception: a refused
+input exits with status 2 and stderr holds exactly one line ``qperf <command>: error: ...``
+(after argparse's usage block for a bad option) naming the option, field or file and what was
+expected and found; the traceback only with ``--debug``. Option values are checked when the
+command line is read (:mod:`qperf.cli.argtypes`), inputs before any output is written. Python's
+warnings are not printed: a :class:`~qperf.errors.QPerfWarning` (a number that can be read but
+is probably wrong) becomes a line ``qperf <command>: warning: ...`` once the command has
+succeeded, and the outputs' QC records it; other warnings (NumPy's numerical ones) and log
+records of the libraries QPerf uses appear only with ``--debug``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import pkgutil
+import re
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from types import ModuleType
+from typing import Any, NoReturn
 
 from qperf import __version__
-from qperf.errors import QPerfError
+from qperf.cli.argtypes import NEGATIVE_VALUE
+from qperf.errors import QPerfError, QPerfWarning
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with QPerf's rules: one-line errors, and ``-3,4`` or ``-1e-3`` read as values."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(NEGATIVE_VALUE)
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {one_line(message)}\n")
 
 
 def _command_modules() -> list[ModuleType]:
@@ -39,17 +65,17 @@ def _command_modules() -> list[ModuleType]:
     return sorted(modules, key=lambda m: (getattr(m, "ORDER", 50), m.NAME))
 
 
-def common_options() -> argparse.ArgumentParser:
+def common_options() -> ArgumentParser:
     """Options every sub-command accepts."""
-    parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors; no progress bars")
-    parent.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    parent = ArgumentParser(add_help=False)
+    parent.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors and warnings")
+    parent.add_argument("--debug", action="store_true", help="show the full traceback and every warning")
     parent.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     return parent
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="qperf",
         description="Automated quantitative myocardial perfusion MRI.",
     )
@@ -69,9 +95,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text
+def one_line(text: str) -> str:
+    """``text`` with every run of white space (new lines included) made one space."""
+    return " ".join(str(text).split())
+
+
+def describe_error(exc: BaseException) -> str:
+    """The error line's text for any exception: QPerf's own message, or one that says what happened."""
+    if isinstance(exc, QPerfError):
+        return one_line(str(exc)) or type(exc).__name__
+    if isinstance(exc, OSError):
+        reason = (exc.strerror or one_line(str(exc)) or type(exc).__name__).lower()
+        target = exc.filename if exc.filename is not None else "input or output"
+        return f"{target}: cannot read or write ({reason})"
+    if isinstance(exc, MemoryError):
+        return "not enough memory for this input (is it far larger than a perfusion study?)"
+    if isinstance(exc, RecursionError):
+        return "the input is nested too deeply to read"
+    text = one_line(str(exc))
+    if isinstance(exc, ValueError) and text:
+        return text
+    return (
+        f"unexpected {type(exc).__name__}{': ' + text if text else ''} "
+        "(a defect in QPerf; --debug shows where, please report it)"
+    )
+
+
+@contextmanager
+def _quiet_libraries(debug: bool) -> Iterator[list[warnings.WarningMessage]]:
+    """Record Python's warnings instead of printing them; hold back library log records unless ``debug``."""
+    levels = {}
+    if not debug:
+        for name in ("nibabel", "nibabel.global", "pydicom", "SimpleITK", "matplotlib"):
+            logger = logging.getLogger(name)
+            levels[name] = logger.level
+            logger.setLevel(logging.CRITICAL + 1)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield caught
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _print_warnings(prog: str, caught: list[warnings.WarningMessage], debug: bool) -> None:
+    seen: set[str] = set()
+    for w in caught:
+        ours = issubclass(w.category, QPerfWarning)
+        if not ours and not debug:
+            continue
+        text = one_line(str(w.message)) if ours else f"{w.category.__name__}: {one_line(str(w.message))}"
+        if text not in seen:
+            seen.add(text)
+            print(f"{prog}: warning: {text}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,20 +158,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "_run", None) is None:
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
-    try:
-        return int(args._run(args) or EXIT_OK)
-    except KeyboardInterrupt:
-        print("qperf: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # the reader of our output went away (e.g. `qperf info ... | head`): stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
-    except (QPerfError, ValueError, OSError, MemoryError) as exc:
-        if args.debug:
-            raise
-        print(f"qperf: error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    prog = f"qperf {args.command}"
+    with _quiet_libraries(args.debug) as caught:
+        try:
+            status = int(args._run(args) or EXIT_OK)
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except BrokenPipeError:
+            # the reader of our output went away (e.g. `qperf info ... | head`): stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_OK
+        except Exception as exc:
+            if args.debug:
+                _print_warnings(prog, caught, debug=True)
+                raise
+            print(f"{prog}: error: {describe_error(exc)}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    _print_warnings(prog, caught, args.debug)
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from qperf.cli.argtypes import nonnegative_int, open_fraction, positive_float, seconds
+
 
 def add_series_options(parser: argparse.ArgumentParser) -> None:
     """Options for files that do not record everything (NumPy, Analyze, plain arrays)."""
     group = parser.add_argument_group("reading options (for files that do not record them)")
-    group.add_argument("--frame-interval", type=float, metavar="SECONDS", help="time between frames")
-    group.add_argument("--spacing", type=float, nargs=2, metavar=("DY", "DX"), help="pixel spacing in mm")
+    group.add_argument("--frame-interval", type=seconds(3600.0), metavar="SECONDS", help="time between frames")
+    group.add_argument(
+        "--spacing", type=positive_float(1000.0), nargs=2, metavar=("DY", "DX"), help="pixel spacing in mm"
+    )
     group.add_argument("--units", choices=["signal", "gd_mmol_l"], help="what the values are")
-    group.add_argument("--pd-frames", type=int, metavar="N", help="number of leading proton-density frames")
+    group.add_argument("--pd-frames", type=nonnegative_int, metavar="N", help="number of leading proton-density frames")
     group.add_argument("--axes", choices=["tyx", "yxt"], default="tyx", help="axis order of .npy/.npz arrays")
 
 
@@ -32,8 +36,8 @@ def series_options(args: argparse.Namespace) -> dict[str, Any]:
 def add_analysis_options(parser: argparse.ArgumentParser) -> None:
     """Options of the one-click analysis that ``qperf analyze`` and ``qperf batch`` share."""
     parser.add_argument("--model", default="btex", choices=["btex", "fermi", "2cxm", "tofts"], help="kinetic model")
-    parser.add_argument("--dt", type=float, default=0.5, metavar="SECONDS", help="fitting grid interval")
-    parser.add_argument("--hematocrit", type=float, help="override the study's hematocrit")
+    parser.add_argument("--dt", type=seconds(5.0), default=0.5, metavar="SECONDS", help="fitting grid interval")
+    parser.add_argument("--hematocrit", type=open_fraction, help="override the study's hematocrit")
     parser.add_argument("--segmenter", metavar="MODEL", help="segmentation model file instead of the shipped one")
     parser.add_argument(
         "--motion",

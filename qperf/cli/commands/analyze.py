@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from qperf.cli.argtypes import point_yx
 from qperf.cli.commands._options import add_analysis_options, add_series_options, analysis_options, series_options
 from qperf.errors import ValidationError
 
@@ -43,10 +44,9 @@ def read_insertion(text: str, slice_number: int) -> tuple[float, float]:
 
     if "," in text and not Path(text).exists():
         try:
-            y, x = (float(v) for v in text.split(","))
-        except ValueError as exc:
-            raise ValidationError(f"--insertion: expected Y,X in pixels or a JSON file, found {text!r}") from exc
-        return (y, x)
+            return point_yx(text)
+        except argparse.ArgumentTypeError as exc:
+            raise ValidationError(f"--insertion: {exc} (or an insertion JSON file)") from None
     return read_anterior_point(text, slice_number)
 
 
@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     io.check_output(args.out, args.overwrite, inputs=[args.study])
     if (args.labels is None) != (args.insertion is None):
         raise ValidationError("--labels and --insertion go together (they replace the CNN)")
+    if args.aif_kind is not None and args.aif is None:
+        raise ValidationError("--aif-kind: says what an --aif curve holds; give it with --aif CURVE")
     source = StudySource(args.study, series_options(args), aif=args.aif, aif_kind=args.aif_kind if args.aif else None)
     options = AnalysisOptions(
         **analysis_options(args),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from qperf.cli.argtypes import positive_int
 from qperf.cli.commands._options import add_analysis_options, add_series_options, analysis_options, series_options
 from qperf.errors import ValidationError
 
@@ -38,14 +39,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="study folder, study.json, DICOM folder, or a list")
     parser.add_argument("--out", required=True, help="batch folder (must not exist unless --resume or --overwrite)")
     engine = parser.add_argument_group("where it runs")
-    engine.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: cores / threads)")
     engine.add_argument(
-        "--threads-per-worker", type=int, metavar="N", help="threads of each worker (default: cores / workers, 1 alone)"
+        "--workers", type=positive_int, metavar="N", help="local worker processes (default: cores / threads)"
+    )
+    engine.add_argument(
+        "--threads-per-worker",
+        type=positive_int,
+        metavar="N",
+        help="threads of each worker (default: cores / workers, 1 alone)",
     )
     engine.add_argument("--scheduler", metavar="ADDRESS", help="run on the Dask cluster of this scheduler")
     run = parser.add_argument_group("what it runs")
     run.add_argument("--resume", action="store_true", help="continue DIR: skip the studies finished there")
-    run.add_argument("--max-studies", type=int, metavar="N", help="only the first N studies of INPUTS")
+    run.add_argument("--max-studies", type=positive_int, metavar="N", help="only the first N studies of INPUTS")
     run.add_argument("--dry-run", action="store_true", help="list the studies, their ids and states; analyse nothing")
     parser.add_argument(
         "--condition", choices=["stress", "rest"], help="replace the studies' conditions (a list's column wins)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from qperf.cli.argtypes import slice_number
 from qperf.cli.commands._options import add_series_options, series_options
 from qperf.errors import ValidationError
 
@@ -20,7 +21,9 @@ has several); a name without a series suffix becomes a study folder (study.json 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="series file, study.json, study folder or DICOM folder")
     parser.add_argument("output", help="series file or output folder")
-    parser.add_argument("--slice", type=int, metavar="N", help="slice to write when OUT is a single series (1-based)")
+    parser.add_argument(
+        "--slice", type=slice_number, metavar="N", help="slice to write when OUT is a single series (1-based)"
+    )
     parser.add_argument("--to", choices=["auto", "study", "dicom"], default="auto", help="kind of output folder")
     add_series_options(parser)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from qperf.cli.argtypes import seed
 from qperf.cli.commands.analyze import summary
 
 NAME = "demo"
@@ -19,7 +20,7 @@ OUT/study (the phantom, with OUT/study/truth) and OUT/analysis (the report and m
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="qperf-demo", help="output folder (default: qperf-demo)")
-    parser.add_argument("--seed", type=int, default=1, help="phantom seed")
+    parser.add_argument("--seed", type=seed, default=1, help="phantom seed")
     parser.add_argument("--condition", choices=["stress", "rest"], default="stress")
     parser.add_argument("--field", type=float, choices=[1.5, 3.0], default=1.5, help="field strength (T)")
     parser.add_argument(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from qperf.cli.argtypes import nonnegative_seconds, open_fraction, seconds
 from qperf.cli.commands._options import add_series_options, series_options
 from qperf.errors import FormatError, ValidationError
 from qperf.types import DEFAULT_HEMATOCRIT, LABEL_MYO, AifCurve, PerfusionSeries
@@ -43,11 +44,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="AIF curve (.csv, 1D array) or AIF image series, one per echo",
     )
     parser.add_argument("--aif-kind", choices=["blood", "plasma"], help="what an AIF curve holds (default: blood)")
-    parser.add_argument("--hematocrit", type=float, default=DEFAULT_HEMATOCRIT, help="for blood to plasma (0.42)")
-    parser.add_argument("--model", default="btex", help="kinetic model: btex (default), fermi, 2cxm, tofts")
-    parser.add_argument("--dt", type=float, default=0.5, metavar="SECONDS", help="fitting grid step (0.5 s)")
     parser.add_argument(
-        "--max-delay", type=float, default=3.0, metavar="SECONDS", help="largest AIF-tissue delay (3 s)"
+        "--hematocrit", type=open_fraction, default=DEFAULT_HEMATOCRIT, help="for blood to plasma (0.42)"
+    )
+    parser.add_argument(
+        "--model",
+        default="btex",
+        choices=["btex", "fermi", "2cxm", "tofts", "extended_tofts"],
+        help="kinetic model: btex (default), fermi, 2cxm, tofts",
+    )
+    parser.add_argument("--dt", type=seconds(5.0), default=0.5, metavar="SECONDS", help="fitting grid step (0.5 s)")
+    parser.add_argument(
+        "--max-delay", type=nonnegative_seconds, default=3.0, metavar="SECONDS", help="largest AIF-tissue delay (3 s)"
     )
     parser.add_argument("--mask", metavar="M", help="pixels to fit: binary or label map (.nrrd) on the series grid")
     parser.add_argument(
@@ -143,15 +151,19 @@ def write_flow_outputs(result: FlowResult, folder: Path) -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     from qperf import io
+    from qperf.checks import check_aif, check_series
     from qperf.flow import compute_flow_maps
     from qperf.io import atomic_dir, check_output
     from qperf.progress import TerminalProgress
 
-    series = io.read_series(args.series, **series_options(args))
-    aif: Any = _read_aif(args.aif, args)
-    mask = _read_mask(args.mask, series) if args.mask else None
     inputs = [args.series, *args.aif] + ([args.mask] if args.mask else [])
     check_output(args.out, overwrite=args.overwrite, inputs=inputs)
+    series = io.read_series(args.series, **series_options(args))
+    check_series(series, Path(args.series).name)
+    aif: Any = _read_aif(args.aif, args)
+    if isinstance(aif, AifCurve):
+        check_aif(aif, f"--aif {Path(args.aif[0]).name}", args.hematocrit)
+    mask = _read_mask(args.mask, series) if args.mask else None
     with TerminalProgress(f"flowmap {args.model}", enabled=not args.quiet) as progress:
         result = compute_flow_maps(
             series,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from qperf.cli.argtypes import int_range, slice_number
 from qperf.cli.commands._options import add_series_options, series_options
 from qperf.errors import ValidationError
 from qperf.types import PerfusionSeries
@@ -29,9 +30,11 @@ Writes into DIR (created atomically; must not exist unless --overwrite):
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("series", metavar="SERIES", help="series file, study folder/study.json or DICOM folder")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    parser.add_argument("--slice", type=int, metavar="N", help="slice to correct when SERIES holds several (1-based)")
+    parser.add_argument(
+        "--slice", type=slice_number, metavar="N", help="slice to correct when SERIES holds several (1-based)"
+    )
     parser.add_argument("--mask", metavar="M", help="rough heart region (.nrrd, non-zero = heart) on the series grid")
-    parser.add_argument("--rounds", type=int, default=3, metavar="N", help="synthetic-frame rounds (3)")
+    parser.add_argument("--rounds", type=int_range(1, 10), default=3, metavar="N", help="synthetic-frame rounds (3)")
     parser.add_argument("--engine", choices=["torch", "sitk"], default="torch", help="registration engine (torch)")
     add_series_options(parser)
 
@@ -62,6 +65,7 @@ def _output_name(source: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from qperf import io, motion
+    from qperf.checks import check_series
     from qperf.io import atomic_dir, check_output
     from qperf.motion.folder import write_motion_folder
     from qperf.progress import TerminalProgress
@@ -69,11 +73,16 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_output(out, args.overwrite, inputs=[args.series])
     series = _read_slice(args)
+    check_series(series, Path(args.series).name)
     heart_mask = None
     if args.mask:
         image = io.read_image(args.mask)
         if image.array.ndim != 2:
             raise ValidationError(f"--mask: expected a 2D map (y, x), found shape {image.array.shape}")
+        if image.array.shape != series.shape:
+            raise ValidationError(
+                f"--mask: expected a map of shape {series.shape} (the series), found {image.array.shape}"
+            )
         heart_mask = image.array != 0
     with TerminalProgress("moco", enabled=not args.quiet) as progress:
         result = motion.correct_series(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from qperf.cli.argtypes import int_range, seed
+
 NAME = "phantom"
 HELP = "simulate a perfusion study (digital phantom) with its ground truth"
 DESCRIPTION = """Simulate a free-breathing, dual-sequence first-pass perfusion study with full ground truth.
@@ -22,16 +24,21 @@ ORDER = 90
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out_dir", metavar="OUT_DIR", help="new output folder")
-    parser.add_argument("--slices", type=int, default=3, help="number of short-axis slices (default 3)")
-    parser.add_argument("--frames", type=int, default=60, help="frames per slice incl. 3 PD frames (default 60)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; defines the heart (default 0)")
+    parser.add_argument("--slices", type=int_range(1, 8), default=3, help="number of short-axis slices (default 3)")
+    parser.add_argument(
+        "--frames", type=int_range(10, 200), default=60, help="frames per slice incl. 3 PD frames (default 60)"
+    )
+    parser.add_argument("--seed", type=seed, default=0, help="random seed; defines the heart (default 0)")
     parser.add_argument("--condition", choices=("stress", "rest"), default="stress")
     parser.add_argument("--field", type=float, choices=(1.5, 3.0), default=1.5, help="field strength in tesla")
     parser.add_argument(
         "--readout", choices=("flash", "ssfp"), default=None, help="readout (default: drawn from the seed)"
     )
     parser.add_argument(
-        "--model", default="btex", help="tissue kinetic model: btex (default) or 2cxm-analytic (fast closed form)"
+        "--model",
+        default="btex",
+        choices=["btex", "fermi", "2cxm", "2cxm-analytic", "tofts", "extended_tofts"],
+        help="tissue kinetic model: btex (default) or 2cxm-analytic (fast closed form)",
     )
     parser.add_argument("--no-motion", action="store_true", help="static (motion-free) frames")
     parser.add_argument("--no-noise", action="store_true", help="noise-free frames")

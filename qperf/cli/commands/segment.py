@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from qperf.cli.argtypes import positive_int, slice_number
 from qperf.cli.commands._options import add_series_options, series_options
 from qperf.errors import ValidationError
 
@@ -44,8 +45,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", metavar="PATH", help="model weights (.pt) or card (.json); default: the shipped model"
     )
-    parser.add_argument("--slice", type=int, metavar="N", help="segment only slice N (1-based)")
-    parser.add_argument("--threads", type=int, default=None, metavar="N", help="torch threads")
+    parser.add_argument("--slice", type=slice_number, metavar="N", help="segment only slice N (1-based)")
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N", help="torch threads")
     parser.add_argument(
         "--motion",
         choices=("auto", "on", "off"),
@@ -64,6 +65,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from qperf import io
+    from qperf.checks import check_series
+    from qperf.errors import collect_warnings
     from qperf.io import atomic_dir
     from qperf.io.insertion import slice_record
     from qperf.segmentation import load_segmenter
@@ -74,12 +77,19 @@ def run(args: argparse.Namespace) -> int:
         if not 1 <= args.slice <= study.n_slices:
             raise ValidationError(f"--slice: expected 1 to {study.n_slices}, found {args.slice}")
         indices = [args.slice - 1]
+    io.check_output(args.out, args.overwrite, inputs=[args.series])
+    notes = {i: check_series(study.slices[i], f"slice {i + 1}") for i in indices}
     segmenter = load_segmenter(args.model, threads=args.threads)
     records = []
     with atomic_dir(args.out, overwrite=args.overwrite, inputs=[args.series]) as tmp:
         for i in indices:
             series = study.slices[i]
-            result = segmenter.segment(series, motion="on" if args.motion_correct else args.motion)
+            with collect_warnings() as caught:
+                result = segmenter.segment(series, motion="on" if args.motion_correct else args.motion)
+            qc: dict[str, Any] = result.qc.to_dict()
+            warnings = list(dict.fromkeys([*notes[i], *caught, *(str(w) for w in qc.get("warnings", []))]))
+            if warnings:
+                qc["warnings"] = warnings
             suffix = "" if len(indices) == 1 else f"_{i + 1}"
             io.write_image(
                 result.labels.astype(np.uint8),
@@ -94,9 +104,7 @@ def run(args: argparse.Namespace) -> int:
                 spacing_mm=series.spacing_mm,
                 geometry=series.geometry,
             )
-            records.append(
-                slice_record(result.insertion_points, result.insertion_points_per_frame, series, i, result.qc.to_dict())
-            )
+            records.append(slice_record(result.insertion_points, result.insertion_points_per_frame, series, i, qc))
             if args.reference:
                 _write_reference(result, series, tmp, suffix)
             if not args.quiet:

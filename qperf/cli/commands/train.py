@@ -8,6 +8,7 @@ import math
 from dataclasses import asdict
 from pathlib import Path
 
+from qperf.cli.argtypes import fraction, open_unit, positive_float, positive_int, seed
 from qperf.cli.commands._options import add_series_options, series_options
 from qperf.errors import ValidationError
 
@@ -50,26 +51,90 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="MODEL",
         help="with --real: 'shipped' (default) or a model (.pt, card, run folder) to start from",
     )
-    parser.add_argument("--held-out", type=float, default=0.2, metavar="F", help="with --real: patients held out (0.2)")
     parser.add_argument(
-        "--real-fraction", type=float, default=0.5, metavar="F", help="with --real: share of real cases per batch (0.5)"
+        "--held-out", type=fraction, default=0.2, metavar="F", help="with --real: patients held out (0.2)"
+    )
+    parser.add_argument(
+        "--real-fraction",
+        type=open_unit,
+        default=0.5,
+        metavar="F",
+        help="with --real: share of real cases per batch (0.5)",
     )
     parser.add_argument(
         "--motion", choices=["auto", "on", "off"], default="auto", help="with --real: motion correction of the cases"
     )
-    parser.add_argument("--seed", type=int, help="random seed (overrides the configuration)")
-    parser.add_argument("--max-steps", type=int, help="number of optimisation steps")
-    parser.add_argument("--max-minutes", type=float, help="stop after this many minutes (with --real: the whole run)")
-    parser.add_argument("--batch-size", type=int, help="samples per step")
-    parser.add_argument("--threads", type=int, help="CPU threads")
+    parser.add_argument("--seed", type=seed, help="random seed (overrides the configuration)")
+    parser.add_argument("--max-steps", type=positive_int, help="number of optimisation steps")
+    parser.add_argument(
+        "--max-minutes",
+        type=positive_float(None, "a positive number of minutes"),
+        help="stop after this many minutes (with --real: the whole run)",
+    )
+    parser.add_argument("--batch-size", type=positive_int, help="samples per step")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads")
     parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in RUN_DIR")
     add_series_options(parser)
+
+
+#: Fields of the training configuration that take more than their type says.
+_POSITIVE_INTS = ("max_steps", "batch_size", "crop_px", "pool_size", "refresh_every", "val_every", "threads")
+_POSITIVE_NUMBERS = ("lr", "max_minutes", "checkpoint_minutes")
+_FRACTIONS = ("real_fraction", "synth_fraction", "cine_fraction")
+
+
+def _config_fields():  # type: ignore[no-untyped-def]
+    """The schema of a ``--config`` file, from the fields of TrainConfig and their defaults."""
+    import dataclasses
+
+    from qperf.io import schema
+    from qperf.segmentation.train import TrainConfig
+
+    table = {}
+    for f in dataclasses.fields(TrainConfig):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc,operator]
+        if f.name in _POSITIVE_INTS:
+            parse = schema.integer(1)
+        elif f.name == "seed" or f.name == "val_seed":
+            parse = schema.integer(0, 2**32 - 1)
+        elif f.name in _POSITIVE_NUMBERS:
+            parse = schema.number(0.0, open_low=True)
+        elif f.name in _FRACTIONS:
+            parse = schema.number(0.0, 1.0)
+        elif isinstance(default, bool):
+            parse = schema.flag()
+        elif isinstance(default, int):
+            parse = schema.integer(0)
+        elif isinstance(default, float):
+            parse = schema.number(0.0)
+        elif isinstance(default, dict):
+            parse = schema.mapping
+        else:
+            parse = schema.optional(schema.text())
+        table[f.name] = schema.Field(parse)
+    return table
+
+
+def _read_config(path: str):  # type: ignore[no-untyped-def]
+    """A TrainConfig from a JSON file, every field checked (unknown ones refused)."""
+    from qperf.errors import FormatError
+    from qperf.io import schema
+    from qperf.io.insertion import read_json
+    from qperf.segmentation.train import TrainConfig
+
+    doc = read_json(Path(path))
+    if not isinstance(doc, dict):
+        raise FormatError(
+            f"--config {Path(path).name}: expected an object of TrainConfig fields, found {type(doc).__name__}"
+        )
+    values = schema.validate(doc, _config_fields(), f"--config {Path(path).name}", unknown="error")
+    return TrainConfig(**values)
 
 
 def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from qperf.segmentation.train import TrainConfig
 
-    cfg = TrainConfig.from_json(args.config) if args.config else TrainConfig()
+    cfg = _read_config(args.config) if args.config else TrainConfig()
     for name, attr in (
         ("seed", "seed"),
         ("max_steps", "max_steps"),
@@ -95,9 +160,22 @@ def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return cfg
 
 
+def _check_init(init: str | None) -> None:
+    """A model to start from must load (before the run folder is made)."""
+    if init and init != "shipped":
+        from qperf.segmentation.model_store import load_network
+
+        load_network(init)
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = _config(args)
+    _check_init(args.init)
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValidationError(f"--out: {out} exists and is not a folder (a run folder is made or resumed there)")
+    if not out.parent.is_dir():
+        raise ValidationError(f"--out: the folder {out.parent} does not exist")
     log = (lambda s: None) if args.quiet else print
     if args.real:
         from qperf.segmentation.finetune import FINE_TUNE_LR, fine_tune
