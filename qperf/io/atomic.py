@@ -68,7 +68,8 @@ def check_output(
     OutputExistsError
         ``path`` exists and ``overwrite`` is false.
     ValidationError
-        ``path`` is (or contains) one of ``inputs``, or its folder does not exist.
+        ``path`` is (or contains) one of ``inputs``, lies inside an input folder, or its folder
+        does not exist.
     """
     out = Path(path)
     for inp in inputs:
@@ -77,6 +78,10 @@ def check_output(
             raise ValidationError(f"output {out} is one of the inputs; choose another output path")
         if p.resolve() == out.resolve() or out.resolve() in p.resolve().parents:
             raise ValidationError(f"output {out} is or contains the input {p}; choose another output path")
+        if p.is_dir() and p.resolve() in out.resolve().parents:
+            raise ValidationError(
+                f"output {out} lies inside the input folder {p} (an input is never modified); choose another output path"
+            )
     if out.exists() and not overwrite:
         raise OutputExistsError(f"output {out} exists; pass --overwrite (overwrite=True) to replace it")
     if not out.parent.exists():

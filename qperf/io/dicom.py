@@ -105,8 +105,8 @@ def _check_group(group: _Group) -> None:
     for f in group.frames[1:]:
         if (f.rows, f.cols) != (first.rows, first.cols):
             raise FormatError(
-                f"{group.where()}: images of differing matrix, {first.rows} x {first.cols} in {first.label()} and "
-                f"{f.rows} x {f.cols} in {f.label()}"
+                f"{group.where()}: images of differing matrix (Rows x Columns, (0028,0010) x (0028,0011)), "
+                f"{first.rows} x {first.cols} in {first.label()} and {f.rows} x {f.cols} in {f.label()}"
             )
         if not np.allclose(f.spacing_mm, first.spacing_mm, rtol=1e-3, atol=1e-4):
             raise FormatError(
@@ -204,8 +204,15 @@ def _shared_times(groups: list[_Group], time: Callable[[Frame], float], tag: Cal
         if pairs:
             a, b = pairs[0]
             more = f" (and {len(pairs) - 1} more pairs)" if len(pairs) > 1 else ""
-            out.append(f"{g.where()}: frames {a.label()} and {b.label()} share {tag(b)} {time(b):.3f} s{more}")
+            out.append(f"{g.where()}: frames {a.label()} and {b.label()} share {tag(b)} {_clock(time(b))}{more}")
     return out
+
+
+def _clock(seconds: float) -> str:
+    """A clock reading as ``HH:MM:SS.ffffff`` (seconds past the first day's midnight)."""
+    day, rest = divmod(seconds, 86400.0)
+    text = f"{int(rest // 3600):02d}:{int(rest % 3600 // 60):02d}:{rest % 60:09.6f}"
+    return text + (f" (day {int(day) + 1})" if day else "")
 
 
 def _against_instance(groups: list[_Group]) -> list[str]:

@@ -78,7 +78,7 @@ def read_nifti_series(
         times = _header_times(img, zooms, arr.shape[0], p.name)
         if times is None:
             missing.append("time_s")
-    geometry, spacing = _geometry(img, _pixdim_spacing(header, zooms), p.name)
+    geometry, spacing = _geometry(img, _pixdim_spacing(p, header, zooms), p.name)
     if geometry is None and not (np.all(np.isfinite(spacing)) and min(spacing) > 0):
         missing.append("spacing_mm")  # pixdim records no usable spacing
         spacing = (1.0, 1.0)
@@ -148,12 +148,24 @@ def _header_times(img: Any, zooms: list[float], n_frames: int, name: str) -> NDA
     return None
 
 
-def _pixdim_spacing(header: Any, zooms: list[float]) -> tuple[float, float]:
-    """``(dy, dx)`` as ``pixdim[2], pixdim[1]`` record them (sign and NaN kept, so they can be refused)."""
-    if "pixdim" in header:
+def _pixdim_spacing(path: Path, header: Any, zooms: list[float]) -> tuple[float, float]:
+    """``(dy, dx)`` as the file's ``pixdim[2], pixdim[1]`` record them.
+
+    nibabel repairs a zero or negative pixdim when it loads a header (zero becomes 1 mm); the
+    header is read again without the repair so that such a spacing counts as not recorded.
+    """
+    import nibabel as nib
+
+    if "pixdim" not in header:
+        return (zooms[1], zooms[0])
+    name = str(path.with_suffix(".hdr") if path.suffix.lower() == ".img" else path)
+    try:
+        with nib.openers.ImageOpener(name) as fobj:
+            raw = type(header).from_fileobj(fobj, check=False)
+        pixdim = np.asarray(raw["pixdim"], dtype=float)
+    except Exception:  # the file was read once already; keep what nibabel made of it
         pixdim = np.asarray(header["pixdim"], dtype=float)
-        return (float(pixdim[2]), float(pixdim[1]))
-    return (zooms[1], zooms[0])
+    return (float(pixdim[2]), float(pixdim[1]))
 
 
 def _geometry(img: Any, spacing: tuple[float, float], name: str) -> tuple[SliceGeometry | None, tuple[float, float]]:

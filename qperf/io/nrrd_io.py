@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -203,8 +204,25 @@ def _read_raw(path: Path) -> tuple[NDArray[Any], dict[str, Any]]:
     try:
         data, header = nrrd.read(str(path), index_order="C")
     except Exception as exc:  # pynrrd raises many kinds of errors for malformed files
-        raise FormatError(f"{path.name}: not a readable NRRD file ({' '.join(str(exc).split())[:120]})") from exc
+        raise FormatError(f"{path.name}: not a readable NRRD file ({_field_problem(path, exc)})") from exc
     return np.asarray(data), header
+
+
+def _field_problem(path: Path, exc: Exception) -> str:
+    """What pynrrd could not parse: the header field holding the value it names, else its message."""
+    text = " ".join(str(exc).split())[:120]
+    quoted = re.search(r"'([^']+)'", text)
+    if quoted and isinstance(exc, ValueError):
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(65536).split(b"\n\n", 1)[0].decode("latin-1")
+        except OSError:
+            return text
+        for line in head.split("\n")[1:]:
+            key, sep, value = line.partition(":")
+            if sep and quoted.group(1) in value:
+                return f"field '{key.strip()}': expected numbers, found {value.lstrip('=').strip()!r}"
+    return text
 
 
 def _check_data_file(path: Path) -> None:
@@ -223,7 +241,9 @@ def _check_data_file(path: Path) -> None:
             name = value.strip()
             if name.upper().startswith("LIST") or len(name.split()) > 1:
                 raise FormatError(f"{path.name}: 'data file' {name!r}: expected one data file beside the header")
-            inside(path.parent, name, f"{path.name}: 'data file'")
+            data = inside(path.parent, name, f"{path.name}: 'data file'")
+            if not data.is_file():
+                raise FormatError(f"{path.name}: 'data file' {name!r}: expected a file beside the header, found none")
 
 
 def _time_from_header(header: dict[str, Any], n: int, path: Path) -> NDArray[np.float64] | None:

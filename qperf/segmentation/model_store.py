@@ -23,7 +23,7 @@ from qperf.segmentation.network import NetConfig, ResUNet
 #: install, or Slicer's install tree), else ``<prefix>/share/qperf/models`` (a wheel install).
 _SOURCE_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 MODELS_DIR = _SOURCE_MODELS_DIR if _SOURCE_MODELS_DIR.is_dir() else Path(sys.prefix) / "share" / "qperf" / "models"
-DEFAULT_MODEL = "qperf_seg_v1"
+DEFAULT_MODEL = "qperf_seg_v2"
 
 
 class ModelIntegrityError(FormatError):
@@ -101,7 +101,7 @@ def load_network(
     except Exception as exc:  # pickle, zip and torch errors of a file that is not a saved model
         raise FormatError(
             f"model weights {weights}: expected a QPerf segmentation model saved by torch, found a file torch "
-            f"cannot load ({type(exc).__name__})"
+            "cannot load (damaged, or not a model)"
         ) from exc
     if not isinstance(blob, dict) or "net_config" not in blob or "state_dict" not in blob:
         raise FormatError(

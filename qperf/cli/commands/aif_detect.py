@@ -76,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
     check_series(series, "AIF images" if study.aif_series else Path(args.aif_series).name)
     ref = _reference(args.reference, args.reference_label, series.shape) if args.reference else None
     if args.model:
+        from qperf.segmentation.model_store import load_network
+
+        load_network(args.model)  # a model that does not load is refused, not passed over by "auto"
         aif_lv.register(args.model)  # "cnn" with this model
     mask = aif_lv.detect_lv(study.aif_series or series, method=args.method)
     source = args.method

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,22 @@ def read_insertion(text: str, slice_number: int) -> tuple[float, float]:
     return read_anterior_point(text, slice_number)
 
 
+#: Fields of the analysis options that a command-line option sets, for messages in the options' words.
+OPTION_OF_FIELD = {"levels": "--levels", "labels": "--labels", "insertion_points_yx": "--insertion"}
+
+
+def in_option_words(exc: ValidationError, args: argparse.Namespace) -> ValidationError:
+    """The error of a field the user set through an option, naming the option (and the file) instead."""
+    m = re.match(r"^(levels|labels|insertion_points_yx)(\[(\d+)\])?: (.*)$", str(exc), flags=re.DOTALL)
+    if m is None or type(exc) is not ValidationError:
+        return exc
+    option = OPTION_OF_FIELD[m.group(1)]
+    given = {"--labels": args.labels, "--insertion": args.insertion}.get(option)
+    if m.group(3) is not None and given and int(m.group(3)) < len(given):
+        option += f" {given[int(m.group(3))]}"
+    return ValidationError(f"{option}: {m.group(4)}")
+
+
 def read_labels(path: str) -> np.ndarray:
     from qperf import io
 
@@ -85,7 +102,10 @@ def run(args: argparse.Namespace) -> int:
         levels=args.levels,
     )
     with TerminalProgress("analyze", enabled=not args.quiet) as progress:
-        result = analyze_files(source, options, args.out, overwrite=args.overwrite, progress=progress)
+        try:
+            result = analyze_files(source, options, args.out, overwrite=args.overwrite, progress=progress)
+        except ValidationError as exc:
+            raise in_option_words(exc, args) from exc
     if not args.quiet:
         print(summary(result.report))
         print(f"wrote {args.out}")
