@@ -1,6 +1,6 @@
 """Turn a training checkpoint into a shipped model with a measured model card.
 
-    python -m qperf.segmentation.release RUN_DIR/best.pt --name qperf_seg_v1 --version 1.0.0 \\
+    python -m qperf.segmentation.release RUN_DIR/best.pt --name qperf_seg_v3 --version 3.0.0 \\
         --n-studies 10 [--folder models]
 
 Writes ``<name>.pt`` (weights and architecture), ``<name>.json`` (the model card: version,
@@ -329,7 +329,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="export a checkpoint as a shipped model with a measured card")
     parser.add_argument("checkpoint", nargs="?", help="training checkpoint to export")
     parser.add_argument("--refresh", metavar="CARD", help="measure a shipped model's card (.json) again instead")
-    parser.add_argument("--name", default="qperf_seg_v1")
+    parser.add_argument("--name", default="qperf_seg_v2")
     parser.add_argument("--version", default="1.0.0")
     parser.add_argument("--n-studies", type=int, default=10)
     parser.add_argument("--folder", default=str(MODELS_DIR))
