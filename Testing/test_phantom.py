@@ -351,8 +351,10 @@ def test_write_study_and_cli(tmp_path) -> None:  # type: ignore[no-untyped-def]
     np.testing.assert_array_equal(labels.array, ps.truth.slices[0].labels_ref)
     with pytest.raises(OutputExistsError):
         phantom.write_study(ps, out)
-    assert main(["phantom", str(tmp_path / "bad"), "--slices", "0", "-q"]) == 2
-    assert main(["phantom", str(tmp_path / "bad"), "--model", "nonsense", "-q"]) == 2
+    for bad in (["--slices", "0"], ["--model", "nonsense"]):  # option values refused by argparse
+        with pytest.raises(SystemExit) as refused:
+            main(["phantom", str(tmp_path / "bad"), *bad, "-q"])
+        assert refused.value.code == 2
     assert not (tmp_path / "bad").exists()
     out2 = tmp_path / "preview"
     assert main(["phantom", str(out2), "--slices", "1", "--frames", "16", "--no-motion", "--preview", "-q"]) == 0
