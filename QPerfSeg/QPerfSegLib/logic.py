@@ -140,7 +140,7 @@ class SegmentationLogic:
         """Training cases (one folder per slice) for ``qperf train --real FOLDER``."""
         session = self.session(browserNode)
         studyName = browserNode.GetAttribute("qperf_name") or browserNode.GetName()
-        return exportGroundTruth(session.slices, folder, studyName, session.names, overwrite)
+        return exportGroundTruth(session.slices, folder, studyName, overwrite)
 
     def segmentEditorNode(self) -> Any:
         """The scene's Segment Editor node for the module panel (made once)."""

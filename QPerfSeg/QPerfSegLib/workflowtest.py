@@ -178,18 +178,19 @@ def _checkSectors(session: Any, truth: Any) -> float:
 
 
 def _checkExport(session: Any) -> int:
-    from qperf.segmentation.sources import annotated_folder
+    from qperf.segmentation.cases import read_cases
 
     with tempfile.TemporaryDirectory(prefix="qperf-groundtruth-") as folder:
         written = exportGroundTruth(session.slices, folder, studyName="phantom 4")
-        cases = annotated_folder(folder)
+        cases = read_cases(folder)
         _check([p.name for p in written] == ["phantom_4_slice1"], f"case folders {written}")
-        _check(len(cases) == 1, "the exported case reads as one training slice")
+        _check(len(cases) == 1, "the exported case reads as one case")
         s = session.slices[0]
-        _check(np.array_equal(cases[0].series.data, s.corrected.data), "exported series is the corrected series")
-        _check(np.array_equal(cases[0].labels, s.labels_ref), "exported labels are the reference labels")
+        _check(np.array_equal(cases[0].series.data, s.series.data), "exported series is the acquired series")
+        _check(np.array_equal(cases[0].labels, s.labels), "exported labels are the labels of every frame")
+        _check(cases[0].patient == "phantom 4", "the study is the case's patient")
         exported = cases[0].points_yx["anterior"]
-        _check(np.allclose(exported, s.insertion_points_yx["anterior"]), "exported insertion point")
+        _check(np.allclose(exported, s.insertion_points_per_frame_yx["anterior"][0]), "exported insertion point")
     return 1
 
 

@@ -211,6 +211,63 @@ def test_ground_truth_export_keeps_existing_cases_unless_asked(scene, phantomStu
         exportGroundTruth(empty, tmp_path, "study B")
 
 
+def test_exported_case_is_the_case_folder_format(scene, phantomStudy, tmp_path):
+    """Every frame's labels (after an edit) on the acquired series, as qperf.segmentation.cases reads them."""
+    from qperf.segmentation.cases import read_cases
+
+    truth = phantomStudy.truth.slices[0]
+    slices = segmentStudy(
+        phantomStudy.study,
+        AnalysisOptions(motion="off", labels=[truth.labels_ref], insertion_points_yx=[truth.insertion_points_yx]),
+    ).slices
+    session = createSession(SegmentationLogic(scene).loadStudy(phantomStudy.study).browserNode, slices)
+    (written,) = exportGroundTruth(session.slices, tmp_path, "patient 7")
+    (case,) = read_cases(tmp_path)
+    s = session.slices[0]
+    assert case.name == written.name == "patient_7_slice1" and case.patient == "patient 7"
+    assert case.labels.shape == (s.series.n_frames, *s.series.shape)
+    np.testing.assert_array_equal(case.labels, s.labels)
+    np.testing.assert_array_equal(case.series.data, s.series.data)
+    np.testing.assert_allclose(case.series.time_s, s.series.time_s)
+    assert case.drawn == {1, 2, 3} and case.labelled_frames == tuple(range(s.series.n_frames))
+    np.testing.assert_allclose(case.points_yx["anterior"], s.insertion_points_per_frame_yx["anterior"][0])
+
+
+@pytest.mark.slow
+def test_exported_cases_train_and_evaluate_without_edits(scene, phantomStudy, tmp_path):
+    """Cases exported from the scene fine-tune a model (``qperf train --real``) and are the
+    manual side of ``qperf evaluate``, as written."""
+    import json
+
+    from qperf.cli import main as cliMain
+    from qperf.segmentation.finetune import fine_tune
+    from qperf.segmentation.train import TrainConfig
+
+    truth = phantomStudy.truth.slices[0]
+    slices = segmentStudy(
+        phantomStudy.study,
+        AnalysisOptions(motion="off", labels=[truth.labels_ref], insertion_points_yx=[truth.insertion_points_yx]),
+    ).slices
+    session = createSession(SegmentationLogic(scene).loadStudy(phantomStudy.study).browserNode, slices)
+    cases = tmp_path / "cases"
+    for patient in ("patient A", "patient B"):
+        exportGroundTruth(session.slices, cases, patient)
+    config = TrainConfig(max_steps=2, batch_size=2, pool_size=2, n_val_slices=1, val_every=2, threads=1)
+    card = json.loads(fine_tune(cases, tmp_path / "run", max_minutes=10, config=config, log=lambda s: None).read_text())
+    assert len(card["training"]["split"]["held_out"]) == 1 and len(card["training"]["split"]["training"]) == 1
+    assert card["metrics"]["held_out_after"]["dice_myo"] is not None
+
+    series = cases / "patient_A_slice1" / "series.seq.nrrd"
+    predicted = tmp_path / "predicted" / "patient_A_slice1"
+    predicted.parent.mkdir()
+    assert cliMain(["segment", str(series), "--out", str(predicted), "--model", str(tmp_path / "run"), "-q"]) == 0
+    out = tmp_path / "evaluation"
+    assert cliMain(["evaluate", str(tmp_path / "predicted"), str(cases), "--out", str(out), "-q"]) == 0
+    rows = [r for r in json.loads((out / "evaluation.json").read_text())["rows"] if r["class"] == "lv_myocardium"]
+    assert [r["case"] for r in rows] == ["patient_A_slice1"] and rows[0]["n_frames"] == slices[0].n_frames
+    assert 0.0 <= rows[0]["dice"] <= 1.0
+
+
 @pytest.mark.slow
 def test_a_browser_made_elsewhere_is_segmented_and_segmented_again(scene, phantomStudy):
     """Sequences played by a plain browser (as Slicer's DICOM module makes them) are the slices."""
