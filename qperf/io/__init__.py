@@ -149,7 +149,7 @@ def read_series(
     if fmt == "nrrd":
         kwargs, missing = read_nrrd_series(p, time_s=time_s, frame_interval_s=frame_interval_s)
     elif fmt == "nifti":
-        kwargs, missing = read_nifti_series(p, frame_interval_s=frame_interval_s)
+        kwargs, missing = read_nifti_series(p, frame_interval_s=frame_interval_s, spacing_mm=spacing_mm)
     else:
         kwargs, missing = read_numpy_series(p, frame_interval_s=frame_interval_s, spacing_mm=spacing_mm, axes=axes)
     if time_s is not None:

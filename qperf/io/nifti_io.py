@@ -51,11 +51,16 @@ def _load(path: Path) -> Any:
 
 
 def read_nifti_series(
-    path: str | os.PathLike[str], *, frame_interval_s: float | None = None
+    path: str | os.PathLike[str],
+    *,
+    frame_interval_s: float | None = None,
+    spacing_mm: tuple[float, float] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """Read a 2D+T NIfTI or Analyze file into :class:`PerfusionSeries` keyword arguments.
 
-    Returns the arguments and the list of required fields not recorded in the file.
+    Returns the arguments and the list of required fields not recorded in the file. A pixel
+    spacing that the file records as zero, negative or NaN (``pixdim[1:3]``, no sform or qform)
+    is refused unless the caller gives ``spacing_mm``.
     """
     p = Path(path)
     img, data = _load(p)
@@ -80,7 +85,12 @@ def read_nifti_series(
             missing.append("time_s")
     geometry, spacing = _geometry(img, _pixdim_spacing(p, header, zooms), p.name)
     if geometry is None and not (np.all(np.isfinite(spacing)) and min(spacing) > 0):
-        missing.append("spacing_mm")  # pixdim records no usable spacing
+        if spacing_mm is None:
+            raise FormatError(
+                f"{p.name}: pixdim[1:3] (the pixel spacing): expected positive numbers of mm, found "
+                f"{spacing[1]:g}, {spacing[0]:g}; give the spacing (--spacing DY DX, or spacing_mm=)"
+            )
+        missing.append("spacing_mm")
         spacing = (1.0, 1.0)
     if extra.get("geometry_unknown"):
         geometry = None

@@ -219,8 +219,10 @@ def _field_problem(path: Path, exc: Exception) -> str:
         except OSError:
             return text
         for line in head.split("\n")[1:]:
+            if line.startswith("#"):  # a comment
+                continue
             key, sep, value = line.partition(":")
-            if sep and quoted.group(1) in value:
+            if sep and re.search(rf"(?<![\w.+-]){re.escape(quoted.group(1))}(?![\w.])", value):
                 return f"field '{key.strip()}': expected numbers, found {value.lstrip('=').strip()!r}"
     return text
 
