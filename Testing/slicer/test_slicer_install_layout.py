@@ -64,8 +64,8 @@ def test_installed_layout_imports_its_own_qperf_and_passes_the_self_tests(tmp_pa
     core = [p.relative_to(REPO).as_posix() for p in (REPO / "qperf").rglob("*.py") if "__pycache__" not in p.parts]
     data = [p.relative_to(REPO).as_posix() for p in (REPO / "qperf").rglob("*") if p.name == "py.typed"]
     data += [p.relative_to(REPO).as_posix() for p in (REPO / "qperf" / "data").rglob("*") if p.is_file()]
-    data += [p.relative_to(REPO).as_posix() for p in (REPO / "models").rglob("*") if p.is_file()]
-    for relative in core + data + cmakeItems(top, "QPERF_SHARED_RESOURCES"):
+    models = cmakeItems(top, "QPERF_MODELS")
+    for relative in core + data + models + cmakeItems(top, "QPERF_SHARED_RESOURCES"):
         install(REPO, relative, modules)
     for module in ("QPerfCommon", "QPerfSeg", "QPerfFlow"):
         text = (REPO / module / "CMakeLists.txt").read_text()

@@ -4,13 +4,19 @@ A model is a pair of files in ``models/``: ``<name>.pt`` (a ``torch.save`` dicti
 ``state_dict``, ``net_config`` and ``kind``) and ``<name>.json``, the model card (version,
 training configuration, data, measured metrics, and the weights' sha256). The checksum is
 verified every time the weights are loaded; a mismatch (corrupted or swapped file) is refused.
+
+The shipped models stay in ``models/`` at the repository root and are installed as the data-only
+package ``qperf._models`` (``setup.py`` maps it onto that folder), read with
+``importlib.resources`` after any install: a wheel, ``pip install --target``, an editable
+install. A source checkout on ``sys.path`` and the Slicer extension, where ``models/`` lies
+beside the ``qperf`` folder, are read from there.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +25,23 @@ import torch
 from qperf.errors import FormatError, NotAvailableError
 from qperf.segmentation.network import NetConfig, ResUNet
 
-#: Folder of the shipped models: ``models/`` beside the package (a source checkout, an editable
-#: install, or Slicer's install tree), else ``<prefix>/share/qperf/models`` (a wheel install).
-_SOURCE_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
-MODELS_DIR = _SOURCE_MODELS_DIR if _SOURCE_MODELS_DIR.is_dir() else Path(sys.prefix) / "share" / "qperf" / "models"
 DEFAULT_MODEL = "qperf_seg_v2"
+
+
+def _models_dir() -> Path:
+    """Folder of the shipped models: the installed package ``qperf._models``, else ``models/``
+    beside the ``qperf`` folder (a source checkout, Slicer's install tree)."""
+    try:
+        installed = importlib.resources.files("qperf._models")
+    except ModuleNotFoundError:  # not installed: qperf imported from a checkout or Slicer's modules
+        installed = None
+    if isinstance(installed, Path) and (installed / f"{DEFAULT_MODEL}.json").is_file():
+        return installed
+    return Path(__file__).resolve().parents[2] / "models"
+
+
+#: Folder of the shipped models (see :func:`_models_dir`).
+MODELS_DIR = _models_dir()
 
 
 class ModelIntegrityError(FormatError):
