@@ -28,6 +28,9 @@ def test_requirements_file_is_found_and_matches_the_package_dependencies():
     block = re.search(r"^dependencies = \[(.*?)^\]", pyproject, re.S | re.M)
     assert block, "pyproject.toml has no [project] dependencies list"
     declared = names(re.findall(r'"([^"]+)"', block.group(1)))
+    dicom = re.search(r"^dicom = \[(.*?)\]", pyproject, re.S | re.M)
+    assert dicom, "pyproject.toml has no dicom extra"
+    declared |= names(re.findall(r'"([^"]+)"', dicom.group(1)))
     # PyTorch comes through the PyTorch extension, not through this file.
     assert names(requirements) == declared - {"torch"}
 
