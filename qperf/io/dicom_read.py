@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from qperf.errors import FormatError, MissingMetadataError
+from qperf.errors import FormatError, MissingMetadataError, NotAvailableError
 
 __all__ = [
     "COMMENT_PREFIX",
@@ -338,17 +338,45 @@ def dicom_files(folder: Path) -> list[Path]:
     return files
 
 
+def _missing_decoder(ds: Dataset) -> str | None:
+    """What is missing to decode a compressed transfer syntax, or None when a decoder is installed."""
+    from pydicom.pixels import get_decoder
+
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None or not syntax.is_compressed:
+        return None
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError:
+        return f"pixel data compressed as {syntax.name} ({syntax}), which pydicom cannot decode"
+    if decoder.is_available:
+        return None
+    options = "; ".join(decoder.missing_dependencies) or "none known"
+    return (
+        f"pixel data compressed as {syntax.name}: expected an installed decoder, found none ({options}); "
+        "QPerf's dicom extra (pip install 'qperf[dicom]') decodes JPEG-LS and JPEG 2000"
+    )
+
+
 def frame_pixels(f: Frame) -> NDArray[np.float64]:
     """The frame's pixels ``(rows, columns)`` as float64 after RescaleSlope/Intercept.
 
+    Compressed transfer syntaxes are decoded by pydicom's plugins: JPEG-LS by pyjpegls and
+    JPEG 2000 by pylibjpeg-openjpeg (or Pillow), both in the ``dicom`` extra.
+
     Raises
     ------
+    NotAvailableError
+        The pixel data are compressed and no decoder for their transfer syntax is installed.
     FormatError
         The pixel data cannot be decoded or is not a grey image of the recorded matrix.
     """
     try:
         arr = f.ds.pixel_array
     except Exception as exc:
+        missing = _missing_decoder(f.ds)
+        if missing is not None:
+            raise NotAvailableError(f"{f.path}: {missing}") from exc
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise FormatError(f"{f.path}: unreadable pixel data ({reason})") from exc
     if f.frame_index >= 0 and arr.ndim == 3 and (as_int(f.ds.get("NumberOfFrames")) or 1) > 1:
