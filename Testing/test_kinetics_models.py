@@ -31,26 +31,73 @@ def test_registry_names():
     assert kinetics.get_model("Extended-Tofts").name == "extended_tofts"
 
 
-def test_osipi_2cxm_within_osipi_tolerances(shared_data):
-    rows = _osipi_rows(shared_data / "osipi" / "2cxm_sd_0.001_delay_0.csv")
+def _osipi_2cxm(shared_data: Path, delay_s: float) -> tuple[list[dict[str, str]], np.ndarray, np.ndarray, np.ndarray]:
+    """The OSIPI 2CXM peer cases (rows, time, tissue, AIF), the tissue delayed by ``delay_s``.
+
+    OSIPI's own delayed set (``2cxm_sd_0.001_delay_5.csv``) is used where the data folder has
+    it; otherwise the delay-0 curves are shifted by whole samples (5 s = 10 samples, the
+    first value held), which is how a delayed arrival looks on this grid.
+    """
+    own = shared_data / "osipi" / f"2cxm_sd_0.001_delay_{delay_s:g}.csv"
+    rows = _osipi_rows(own if own.is_file() else shared_data / "osipi" / "2cxm_sd_0.001_delay_0.csv")
     time_s = _series(rows[0]["t"])
     tissue = np.stack([_series(r["C_t"]) for r in rows])
     aifs = np.stack([_series(r["cp_aif"]) for r in rows])
     assert np.allclose(aifs, aifs[0])  # one AIF for all cases: fit them as one image
-    fit = kinetics.get_model("2cxm").bind(aifs[0], time_s).fit(tissue, max_delay_s=0.0)
-    assert np.all(fit.status == FitStatus.OK)
+    if not own.is_file() and delay_s > 0:
+        shift = int(round(delay_s / (time_s[1] - time_s[0])))
+        tissue = np.concatenate([np.repeat(tissue[:, :1], shift, axis=1), tissue[:, :-shift]], axis=1)
+    return rows, time_s, tissue, aifs[0]
+
+
+def _osipi_2cxm_misses(rows: list[dict[str, str]], fit: kinetics.FitResult) -> list[str]:
+    """Labels of the cases outside the OSIPI tolerances (or not fitted)."""
+    misses = []
     for i, row in enumerate(rows):
         vp, ve, fp, ps = (float(row[k]) for k in ("vp", "ve", "fp", "ps"))
         # OSIPI units: fp ml/100 ml/min, ps /min (= ml/min/ml); tissue density 1 g/ml.
-        assert abs(fit.params["Vp"][i] - vp) <= 0.025, row["label"]
-        assert abs(fit.params["Ve"][i] - ve) <= 0.05, row["label"]
-        assert abs(100.0 * fit.params["Fp"][i] - fp) <= 5.0 + 0.1 * fp, row["label"]
-        assert abs(fit.params["PS"][i] - ps) <= 0.005 + 0.1 * ps, row["label"]
+        within = (
+            fit.status[i] == FitStatus.OK
+            and abs(fit.params["Vp"][i] - vp) <= 0.025
+            and abs(fit.params["Ve"][i] - ve) <= 0.05
+            and abs(100.0 * fit.params["Fp"][i] - fp) <= 5.0 + 0.1 * fp
+            and abs(fit.params["PS"][i] - ps) <= 0.005 + 0.1 * ps
+        )
+        if not within:
+            misses.append(row["label"])
+    return misses
 
 
-def test_osipi_tofts_dro_within_osipi_tolerances(shared_data):
+@pytest.mark.parametrize("method", ["nonlinear", "linear"])
+def test_osipi_2cxm_within_osipi_tolerances(shared_data, method):
+    rows, time_s, tissue, aif = _osipi_2cxm(shared_data, 0.0)
+    fit = kinetics.get_model("2cxm", method=method).bind(aif, time_s).fit(tissue, max_delay_s=0.0)
+    assert _osipi_2cxm_misses(rows, fit) == []
+
+
+@pytest.mark.parametrize(
+    "method, delay_s",
+    [
+        pytest.param("nonlinear", 5.0, marks=pytest.mark.slow),
+        pytest.param("nonlinear", 0.0, marks=pytest.mark.slow),
+        ("linear", 5.0),
+        ("linear", 0.0),
+    ],
+)
+def test_osipi_2cxm_with_a_free_delay_within_osipi_tolerances(shared_data, method, delay_s):
+    """The delay searched up to 10 s: at low flows a later delay trades against Vp and PS,
+    and whole-sample delays or a start in the wrong valley then miss (21 of 24 before the
+    linear starts and the continuous delay)."""
+    rows, time_s, tissue, aif = _osipi_2cxm(shared_data, delay_s)
+    fit = kinetics.get_model("2cxm", method=method).bind(aif, time_s).fit(tissue, max_delay_s=10.0)
+    assert _osipi_2cxm_misses(rows, fit) == []
+    assert np.all(np.abs(fit.params["delay_s"] - delay_s) <= 0.5)
+
+
+@pytest.mark.parametrize("method", ["nonlinear", "linear"])
+def test_osipi_tofts_dro_within_osipi_tolerances(shared_data, method):
     rows = _osipi_rows(shared_data / "osipi" / "dce_DRO_data_tofts.csv")
-    model = kinetics.get_model("tofts")
+    model = kinetics.get_model("tofts", method=method)
     for row in rows:
         time_s = _series(row["t"])
         assert np.array_equal(time_s, _series(row["ta"]))

@@ -8,6 +8,7 @@ One interface for all models, in the manner of DIPY (``Model(acquisition).fit(da
     bound = model.bind(aif_plasma_mmol_l, time_s, hematocrit=0.42)
     fit = bound.fit(tissue_mmol_l, mask=None, max_delay_s=3.0)
     fit.params["Fp"], fit.status, fit.nrmse, fit.maps()
+    fast = kinetics.get_model("tofts", method="linear")   # Murase / Flouri linear least squares
 
 ``model.fit(tissue_mmol_l, aif_plasma_mmol_l, time_s, mask, max_delay_s, hematocrit)`` does
 both steps in one call. Every model takes the same arguments (a model without whole-blood
@@ -22,6 +23,7 @@ Units: Fp, PS ml/min/g; Vp, Visf, Ve ml/g; Ktrans /min; delay_s s; concentration
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from qperf.errors import ValidationError
 from qperf.kinetics._lsq_model import LeastSquaresModel
@@ -30,7 +32,7 @@ from qperf.kinetics.btex import BtexModel
 from qperf.kinetics.compartment import ExtendedToftsModel, ToftsModel, TwoCompartmentExchangeModel
 from qperf.kinetics.fermi import FermiModel
 
-_FACTORIES: dict[str, Callable[[], KineticModel]] = {
+_FACTORIES: dict[str, Callable[..., KineticModel]] = {
     "btex": BtexModel,
     "fermi": FermiModel,
     "2cxm": TwoCompartmentExchangeModel,
@@ -44,23 +46,29 @@ def available_models() -> tuple[str, ...]:
     return tuple(_FACTORIES)
 
 
-def get_model(name: str) -> KineticModel:
+def get_model(name: str, **options: Any) -> KineticModel:
     """A kinetic model by name.
 
     Parameters
     ----------
     name : str
         One of :func:`available_models` (case-insensitive).
+    **options
+        Passed to the model's constructor, for example ``method="linear"`` for the linear
+        least-squares fit of ``"tofts"``, ``"extended_tofts"`` and ``"2cxm"``.
 
     Raises
     ------
     ValidationError
-        For an unknown name.
+        For an unknown name or option.
     """
     key = str(name).strip().lower().replace("-", "_")
     if key not in _FACTORIES:
         raise ValidationError(f"model: expected one of {list(_FACTORIES)}, found {name!r}")
-    return _FACTORIES[key]()
+    try:
+        return _FACTORIES[key](**options)
+    except TypeError:
+        raise ValidationError(f"options: {key} does not take {sorted(options)}") from None
 
 
 __all__ = [

@@ -25,8 +25,33 @@ class LeastSquaresModel(KineticModel):
     """A model given by ``curves(aif, dt, params)``, fitted by Levenberg-Marquardt.
 
     Subclasses set ``name`` and ``parameters`` (whose bounds are the fit bounds) and
-    implement :meth:`curves` and :meth:`start_grid`.
+    implement :meth:`curves` (linear in the AIF, as every convolution model is: the
+    sub-sample delay relies on it) and :meth:`start_grid`; a model with a linear
+    least-squares solution also implements :meth:`linear_solution`.
+
+    Parameters
+    ----------
+    method : {"nonlinear", "linear"}
+        ``"nonlinear"`` (default): bounded Levenberg-Marquardt from grid-search and linear
+        starts, with a continuous delay. ``"linear"``: the linear least-squares solution
+        (Murase, Flouri) with a sub-sample delay, about 100 times faster and slightly biased
+        by the integration of the curves; only for the models that have one
+        (``fit_methods``).
     """
+
+    #: Values of ``method`` this model accepts.
+    fit_methods: tuple[str, ...] = ("nonlinear",)
+
+    def __init__(self, method: str = "nonlinear") -> None:
+        key = str(method).strip().lower()
+        if key not in self.fit_methods:
+            raise ValidationError(f"method: expected one of {list(self.fit_methods)} for {self.name}, found {method!r}")
+        self.method = key
+
+    def linear_solution(self, tissue: FloatArray, aif: FloatArray, dt_s: float) -> FloatArray | None:
+        """Linear least-squares parameters ``(P, n)`` of curves ``(P, t)`` for an AIF ``(t,)``
+        or ``(P, t)``, NaN where not physical; None for a model without one."""
+        return None
 
     @abc.abstractmethod
     def curves(self, aif: FloatArray, dt_s: float, params: FloatArray) -> FloatArray:
@@ -41,13 +66,19 @@ class LeastSquaresModel(KineticModel):
         return {}
 
     def _spec(self) -> LeastSquaresSpec:
+        has_linear = type(self).linear_solution is not LeastSquaresModel.linear_solution
         return LeastSquaresSpec(
             names=self.parameter_names,
             lower=np.array([p.lower for p in self.parameters]),
             upper=np.array([p.upper for p in self.parameters]),
             grid=self.start_grid(),
             curves=self.curves,
+            linear=self._linear if has_linear else None,
         )
+
+    def _linear(self, tissue: FloatArray, aif: FloatArray, dt_s: float) -> FloatArray:
+        out = self.linear_solution(tissue, aif, dt_s)
+        return np.full((tissue.shape[0], len(self.parameters)), np.nan) if out is None else out
 
     def simulate(self, aif_plasma_mmol_l: ArrayLike, time_s: ArrayLike, **params: Any) -> FloatArray:
         """Tissue curves for given parameters.
@@ -92,8 +123,8 @@ class LeastSquaresModel(KineticModel):
     def fit_acquisition(
         self, acquisition: Acquisition, tissue_mmol_l: ArrayLike, mask: ArrayLike | None, max_delay_s: float
     ) -> FitResult:
-        """Fit pixel-wise: for each whole-sample delay up to ``max_delay_s``, a grid search
-        then bounded Levenberg-Marquardt; the delay with the smallest residual wins.
+        """Fit pixel-wise with a continuous delay in ``[0, max_delay_s]`` (see
+        :func:`qperf.kinetics.fitting.fit_least_squares` for the two methods).
 
         Returns
         -------
@@ -102,7 +133,7 @@ class LeastSquaresModel(KineticModel):
             Jacobian at the solution, ``delay_s``, ``status`` and ``nrmse``.
         """
         params, sds, status, nrmse, shape = fit_least_squares(
-            self._spec(), acquisition, tissue_mmol_l, mask, max_delay_s
+            self._spec(), acquisition, tissue_mmol_l, mask, max_delay_s, method=self.method
         )
         params.update(self.derived_maps(params))
         return make_result(self, params, sds, status, nrmse, shape)

@@ -9,6 +9,10 @@ Sourbron SP, Buckley DL. Tracer kinetic modelling in MRI: estimating perfusion a
 capillary permeability. Phys Med Biol 2012;57:R1-R33.
 Tofts PS et al. Estimating kinetic parameters from dynamic contrast-enhanced T1-weighted
 MRI of a diffusable tracer. J Magn Reson Imaging 1999;10:223-232.
+Murase K. Efficient method for calculating kinetic parameters using T1-weighted dynamic
+contrast-enhanced magnetic resonance imaging. Magn Reson Med 2004;51:858-862.
+Flouri D, Lesnic D, Sourbron SP. Fitting the two-compartment model in DCE-MRI by linear
+inversion. Magn Reson Med 2016;76:998-1006.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 from qperf.kinetics._lsq_model import LeastSquaresModel
 from qperf.kinetics.base import FloatArray, ParameterInfo
 from qperf.kinetics.fitting import exp_convolve
+from qperf.kinetics.linear import extended_tofts_linear, tofts_linear, two_compartment_linear
 
 
 def _mesh(*axes: FloatArray) -> FloatArray:
@@ -32,10 +37,12 @@ class TwoCompartmentExchangeModel(LeastSquaresModel):
     ``Fp [w exp(-K+ t) + (1 - w) exp(-K- t)]`` with ``K+-`` the eigenvalues of the system
     and ``w = (Fp / vp - K-) / (K+ - K-)``.
 
-    Parameters: Fp, PS (ml/min/g), Vp, Ve (ml/g).
+    Parameters: Fp, PS (ml/min/g), Vp, Ve (ml/g). ``method="linear"`` fits the linearisation
+    of Flouri et al. (2016), :func:`qperf.kinetics.linear.two_compartment_linear`.
     """
 
     name = "2cxm"
+    fit_methods = ("nonlinear", "linear")
     parameters = (
         ParameterInfo("Fp", "ml/min/g", "fp_ml_min_g", 1e-3, 10.0),
         ParameterInfo("PS", "ml/min/g", "ps_ml_min_g", 1e-5, 10.0),
@@ -62,6 +69,10 @@ class TwoCompartmentExchangeModel(LeastSquaresModel):
         )
         return out
 
+    def linear_solution(self, tissue: FloatArray, aif: FloatArray, dt_s: float) -> FloatArray:
+        """Flouri et al. (2016) linear least-squares ``(Fp, PS, Vp, Ve)``, NaN where not physical."""
+        return two_compartment_linear(tissue, aif, dt_s)
+
     def start_grid(self) -> FloatArray:
         return _mesh(
             np.geomspace(0.02, 5.0, 10),
@@ -74,10 +85,12 @@ class TwoCompartmentExchangeModel(LeastSquaresModel):
 class ToftsModel(LeastSquaresModel):
     """Standard Tofts model, ``C = Ktrans * Cp (x) exp(-kep t)``, ``kep = Ktrans / ve``.
 
-    Parameters: Ktrans (/min), Ve (ml/g).
+    Parameters: Ktrans (/min), Ve (ml/g). ``method="linear"`` fits Murase's (2004)
+    linearisation, :func:`qperf.kinetics.linear.tofts_linear`.
     """
 
     name = "tofts"
+    fit_methods = ("nonlinear", "linear")
     parameters = (
         ParameterInfo("Ktrans", "1/min", "ktrans_per_min", 1e-5, 5.0),
         ParameterInfo("Ve", "ml/g", "ve_ml_g", 1e-3, 1.0),
@@ -90,6 +103,10 @@ class ToftsModel(LeastSquaresModel):
         out: FloatArray = ktrans[:, None] * exp_convolve(aif, dt_s, kep)
         return out
 
+    def linear_solution(self, tissue: FloatArray, aif: FloatArray, dt_s: float) -> FloatArray:
+        """Murase (2004) linear least-squares ``(Ktrans, Ve)``, NaN where not physical."""
+        return tofts_linear(tissue, aif, dt_s)
+
     def start_grid(self) -> FloatArray:
         return _mesh(np.geomspace(0.005, 3.0, 16), np.geomspace(0.02, 0.9, 12))
 
@@ -97,10 +114,12 @@ class ToftsModel(LeastSquaresModel):
 class ExtendedToftsModel(LeastSquaresModel):
     """Extended Tofts model, ``C = vp Cp + Ktrans * Cp (x) exp(-kep t)``.
 
-    Parameters: Ktrans (/min), Ve, Vp (ml/g).
+    Parameters: Ktrans (/min), Ve, Vp (ml/g). ``method="linear"`` fits Murase's (2004)
+    linearisation, :func:`qperf.kinetics.linear.extended_tofts_linear`.
     """
 
     name = "extended_tofts"
+    fit_methods = ("nonlinear", "linear")
     parameters = (
         ParameterInfo("Ktrans", "1/min", "ktrans_per_min", 1e-5, 5.0),
         ParameterInfo("Ve", "ml/g", "ve_ml_g", 1e-3, 1.0),
@@ -113,6 +132,10 @@ class ExtendedToftsModel(LeastSquaresModel):
         kep = ktrans / np.maximum(params[:, 1], 1e-9)
         out: FloatArray = ktrans[:, None] * exp_convolve(aif, dt_s, kep) + params[:, 2:3] * aif[None, :]
         return out
+
+    def linear_solution(self, tissue: FloatArray, aif: FloatArray, dt_s: float) -> FloatArray:
+        """Murase (2004) linear least-squares ``(Ktrans, Ve, Vp)``, NaN where not physical."""
+        return extended_tofts_linear(tissue, aif, dt_s)
 
     def start_grid(self) -> FloatArray:
         return _mesh(np.geomspace(0.005, 3.0, 12), np.geomspace(0.02, 0.9, 8), np.array([0.0, 0.02, 0.06, 0.15]))

@@ -2,7 +2,7 @@
 
 The tissue curve is the AIF convolved with a Fermi-shaped impulse residue function,
 ``R(t) = F / (1 + exp(k (t - tau)))`` for ``t >= 0`` (a plateau of length about ``tau``
-followed by a wash-out of rate ``k``), after a whole-sample delay. Flow is ``R(0)``.
+followed by a wash-out of rate ``k``), after a delay. Flow is ``R(0)``.
 
 References
 ----------
@@ -65,7 +65,8 @@ class FermiModel(LeastSquaresModel):
         out["Fp"] = "fp_ml_min_g"
         return out
 
-    def __init__(self, first_pass_only: bool = True) -> None:
+    def __init__(self, first_pass_only: bool = True, method: str = "nonlinear") -> None:
+        super().__init__(method)
         self.first_pass_only = bool(first_pass_only)
 
     @staticmethod
