@@ -90,7 +90,11 @@ def _metadata(group: Group, n_pd: int, comments: dict[str, Any], source: Path, t
         "series_uid": group.first.series_uid,
         "source": str(source),
         "time_source": time_source,
+        # the source instances, frame by frame, for results that reference them (DICOM SEG, Parametric Map)
+        "sop_instance_uids": [str(f.ds.get("SOPInstanceUID", "")) for f in group.frames],
     }
+    if ds.get("StudyInstanceUID"):
+        meta["study_uid"] = str(ds.StudyInstanceUID)
     if ds.get("PatientID"):
         meta["patient_id"] = str(ds.PatientID)
     field_t = as_float(ds.get("MagneticFieldStrength"))

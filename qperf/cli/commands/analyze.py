@@ -22,7 +22,11 @@ used, and per slice the corrected series, labels, segments and parameter maps in
 
 Manual correction: --labels (one (y, x) label map per slice in the motion-corrected frame,
 e.g. an edited labels_ref.nrrd) with --insertion (one insertion.json or "Y,X" per slice)
-replace the CNN and give a new report in seconds."""
+replace the CNN and give a new report in seconds.
+
+--dicom (for a DICOM folder STUDY) also writes DIR/dicom: per slice one DICOM Parametric Map
+per parameter map (MBF in ml/min/g, ...) and a DICOM SEG of the labels, referencing the source
+images, as new series of the source study (needs the dicom extra: highdicom)."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +39,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--insertion", nargs="+", metavar="POINT", help="anterior insertion point per slice: JSON or Y,X"
     )
     parser.add_argument("--levels", nargs="+", choices=["basal", "mid", "apical"], help="slice levels, in slice order")
+    parser.add_argument(
+        "--dicom",
+        action="store_true",
+        help="also write DIR/dicom: Parametric Maps and a SEG of the labels referencing the source DICOM",
+    )
     add_analysis_options(parser)
     add_series_options(parser)
 
@@ -92,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValidationError("--labels and --insertion go together (they replace the CNN)")
     if args.aif_kind is not None and args.aif is None:
         raise ValidationError("--aif-kind: says what an --aif curve holds; give it with --aif CURVE")
+    if args.dicom:
+        check_dicom_source(args.study)
     source = StudySource(args.study, series_options(args), aif=args.aif, aif_kind=args.aif_kind if args.aif else None)
     options = AnalysisOptions(
         **analysis_options(args),
@@ -106,21 +117,62 @@ def run(args: argparse.Namespace) -> int:
             result = analyze_files(source, options, args.out, overwrite=args.overwrite, progress=progress)
         except ValidationError as exc:
             raise in_option_words(exc, args) from exc
+        if args.dicom:
+            write_dicom(result, args.study, Path(args.out) / "dicom")
     if not args.quiet:
         print(summary(result.report))
         print(f"wrote {args.out}")
     return 0
 
 
+def check_dicom_source(study: str) -> None:
+    """Refuse --dicom before the analysis when the study is not a DICOM folder or highdicom is missing."""
+    from qperf.io import MANIFEST_NAME
+    from qperf.io.dicom_results import _highdicom
+
+    p = Path(study)
+    if not p.is_dir() or (p / MANIFEST_NAME).is_file():
+        raise ValidationError(
+            f"--dicom: expected a DICOM folder as STUDY (the results reference its images), found {study}"
+        )
+    _highdicom()
+
+
+def write_dicom(result: Any, source: str, folder: Path) -> None:
+    """The analysis' maps and labels as DICOM (:func:`qperf.io.dicom_results.write_dicom_results`)."""
+    from qperf.io.dicom_results import SliceResults, write_dicom_results
+
+    slices = [
+        SliceResults(
+            series=sl.series,
+            maps=sl.flow.maps,
+            labels=sl.labels_ref,
+            key_frame=sl.motion.key_frame if sl.motion is not None else sl.series.n_pd_frames,
+        )
+        for sl in result.slices
+    ]
+    write_dicom_results(source, slices, folder, overwrite=True)
+
+
 def summary(report: dict[str, Any]) -> str:
-    """A few lines for the terminal: global and per-segment MBF, step timings."""
+    """A few lines for the terminal: global and per-segment MBF with pixel counts (``*``: fewer
+    than the minimum, ``low_pixel_count``), step timings."""
     g = report["global"]
-    lines = [f"global MBF {g['mbf_mean_ml_min_g']:.2f} ml/min/g (mean of {g['n_pixels']} myocardial pixels)"]
+    mean = g["mbf_mean_ml_min_g"]
+    lines = [
+        f"global MBF {'-' if mean is None else f'{mean:.2f}'} ml/min/g (mean of {g['n_pixels']} myocardial pixels)"
+    ]
     row = []
     for k in range(1, 17):
         seg = report["segments"][str(k)]
         value = seg.get("mbf_mean_ml_min_g")
-        row.append(f"{k}:{value:.2f}" if value is not None else f"{k}:-")
-    lines.append("segments " + " ".join(row))
+        count = f"({seg.get('mbf_n_valid', seg['n_pixels'])}{'*' if seg.get('low_pixel_count') else ''})"
+        row.append((f"{k}:{value:.2f}" if value is not None else f"{k}:-") + count)
+    lines.append("segments (valid pixels) " + " ".join(row))
+    low = report["qc"].get("low_pixel_segments")
+    if low:
+        lines.append(
+            f"* fewer than {report['qc']['min_segment_pixels']} valid pixels: segments {low}, values uncertain"
+        )
     lines.append("timings " + ", ".join(f"{k} {v:.2f} s" for k, v in report["timings_s"].items()))
     return "\n".join(lines)
