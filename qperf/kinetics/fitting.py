@@ -62,7 +62,7 @@ def exp_convolve(aif: FloatArray, dt_s: float, rate_per_s: FloatArray) -> FloatA
     b_w = np.where(small, dt_s * (0.5 - x / 6.0), dt_s * (1.0 / xs + np.expm1(-xs) / (xs * xs)))
     n = aif.shape[0]
     out = np.empty((lam.shape[0], n))
-    if lam.shape[0] < n:
+    if 8 * lam.shape[0] < n:
         # Few rates: a first-order recursive filter per rate (compiled loop over time). Imported
         # here: scipy.signal takes 0.6 s to import and the BTEX path never needs it.
         import scipy.signal
@@ -74,10 +74,16 @@ def exp_convolve(aif: FloatArray, dt_s: float, rate_per_s: FloatArray) -> FloatA
             filtered = scipy.signal.lfilter([1.0], [1.0, -e[j]], inputs, axis=1)
             out[j] = a_w[j] * filtered[0] + b_w[j] * filtered[1]
         return out
+    # Many rates: the recursion vectorised over the rates. (A per-rate compiled filter pays
+    # about 20 us of call overhead per rate, this loop a few us per sample, so it wins from
+    # about n / 8 rates on: 480 rates of 600 samples in 1.5 ms against 5.7 ms.)
+    # The input terms of every step computed at once, then the recursion in place.
+    inputs = aif[:-1, None] * a_w[None, :] + np.diff(aif)[:, None] * b_w[None, :]
     out[:, 0] = 0.0
     y = np.zeros(lam.shape[0])
     for i in range(1, n):
-        y = e * y + aif[i - 1] * a_w + (aif[i] - aif[i - 1]) * b_w
+        y *= e
+        y += inputs[i - 1]
         out[:, i] = y
     return out
 
@@ -118,6 +124,8 @@ def delayed_curves(
     x : ndarray of float64, shape ``(P, n)``
     delay_s : ndarray of float64, shape ``(P,)``
     """
+    if not np.any(delay_s):
+        return curves(aif, dt_s, x)
     n = aif.shape[0]
     base = aif[0]
     response = curves(aif - base, dt_s, x)
@@ -513,7 +521,8 @@ def fit_least_squares(
     the nonlinear fit.
 
     Returns parameters (delay_s included) and their standard deviations (from the Jacobian
-    at the solution, the delay held) as flat arrays, the status, the NRMSE and the pixel shape.
+    at the solution, the delay held; none for the linear method) as flat arrays, the status,
+    the NRMSE and the pixel shape.
     """
     pixels = select_pixels(tissue_mmol_l, mask, max_delay_s, acquisition)
     flat, status, todo, n = pixels.flat, pixels.status, pixels.todo, acquisition.n_time
@@ -521,13 +530,15 @@ def fit_least_squares(
     names = spec.names
     max_delay = max(0.0, min(float(max_delay_s), (n - 3) * dt))
     params = {k: np.full(flat.shape[0], np.nan) for k in (*names, "delay_s")}
-    sds = {k: np.full(flat.shape[0], np.nan) for k in names}
+    linear = method == "linear" and spec.linear is not None
+    # Standard deviations cost a Jacobian (n + 1 model evaluations): the fast path has none.
+    sds = {} if linear else {k: np.full(flat.shape[0], np.nan) for k in names}
     nrmse = np.full(flat.shape[0], np.nan)
     shifted = [shift_curve(aif, d) for d in range(pixels.n_delays)]
     for first in range(0, todo.size, chunk_pixels):
         idx = todo[first : first + chunk_pixels]
         y = flat[idx]
-        if method == "linear" and spec.linear is not None:
+        if linear:
             best_x, best_cost, best_delay = _linear_fit(y, aif, shifted, dt, spec, max_delay)
             rest = np.nonzero(~np.all(np.isfinite(best_x), axis=1))[0]
         else:
@@ -554,16 +565,17 @@ def fit_least_squares(
             best_x[rest], best_cost[rest], best_delay[rest] = x, cost, delay
         ok = np.all(np.isfinite(best_x), axis=1) & np.isfinite(best_cost)
         ynorm2 = np.sum(y * y, axis=1)
-        sigma2 = best_cost / max(n - len(names) - 1, 1)
-        safe_x = np.where(ok[:, None], best_x, spec.lower)
-        safe_delay = np.where(ok, best_delay, 0.0)
-        best_jac = _jacobian_at_delay(spec, aif, dt, safe_x, safe_delay)
-        jtj = np.einsum("pit,pjt->pij", best_jac, best_jac) + 1e-300 * np.eye(len(names))
-        with np.errstate(all="ignore"):
-            cov = np.linalg.pinv(jtj)
         for j, name in enumerate(names):
             params[name][idx] = np.where(ok, best_x[:, j], np.nan)
-            sds[name][idx] = np.where(ok, np.sqrt(np.maximum(cov[:, j, j] * sigma2, 0.0)), np.nan)
+        if sds:
+            sigma2 = best_cost / max(n - len(names) - 1, 1)
+            safe_x = np.where(ok[:, None], best_x, spec.lower)
+            best_jac = _jacobian_at_delay(spec, aif, dt, safe_x, np.where(ok, best_delay, 0.0))
+            jtj = np.einsum("pit,pjt->pij", best_jac, best_jac) + 1e-300 * np.eye(len(names))
+            with np.errstate(all="ignore"):
+                cov = np.linalg.pinv(jtj)
+            for j, name in enumerate(names):
+                sds[name][idx] = np.where(ok, np.sqrt(np.maximum(cov[:, j, j] * sigma2, 0.0)), np.nan)
         params["delay_s"][idx] = np.where(ok, best_delay, np.nan)
         nrmse[idx] = np.where(ok, np.sqrt(best_cost / np.maximum(ynorm2, 1e-300)), np.nan)
         status[idx] = np.where(ok, FitStatus.OK, FitStatus.FAILED)

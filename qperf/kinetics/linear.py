@@ -43,6 +43,9 @@ def cumulative_integral(y: FloatArray, dt_s: float) -> FloatArray:
 def solve_least_squares(columns: list[FloatArray], y: FloatArray) -> FloatArray:
     """Per-pixel least squares ``y ~ sum_j b_j columns[j]``, by scaled normal equations.
 
+    The Gram matrix is assembled from dot products: a column shared by every pixel meets the
+    curves in one matrix product, so no per-pixel design matrix is built.
+
     Parameters
     ----------
     columns : list of ndarray of float64, each of shape ``(t,)`` or ``(P, t)``
@@ -53,16 +56,28 @@ def solve_least_squares(columns: list[FloatArray], y: FloatArray) -> FloatArray:
     -------
     ndarray of float64, shape ``(P, k)``; NaN rows where the system is singular.
     """
-    n_pix, n_time = y.shape
-    design = np.empty((n_pix, n_time, len(columns)))
-    for j, col in enumerate(columns):
-        design[:, :, j] = col
-    scale = np.sqrt(np.einsum("ptk,ptk->pk", design, design)) + 1e-300
-    design /= scale[:, None, :]
-    gram = np.einsum("ptj,ptk->pjk", design, design)
-    rhs = np.einsum("ptj,pt->pj", design, y)
+    n_pix, k = y.shape[0], len(columns)
+
+    def dot(a: FloatArray, b: FloatArray) -> FloatArray:
+        if a.ndim == 1 and b.ndim == 1:
+            return np.full(n_pix, float(a @ b))
+        if a.ndim == 1:
+            return np.asarray(b @ a)
+        if b.ndim == 1:
+            return np.asarray(a @ b)
+        return np.einsum("pt,pt->p", a, b)
+
+    gram = np.empty((n_pix, k, k))
+    rhs = np.empty((n_pix, k))
+    for i in range(k):
+        rhs[:, i] = dot(columns[i], y)
+        for j in range(i, k):
+            gram[:, i, j] = gram[:, j, i] = dot(columns[i], columns[j])
+    scale = np.sqrt(np.maximum(np.einsum("pii->pi", gram), 0.0)) + 1e-300
+    gram /= scale[:, :, None] * scale[:, None, :]
+    rhs /= scale
     # A ridge far below the noise floor keeps exactly collinear columns solvable.
-    gram += 1e-12 * np.eye(len(columns))
+    gram += 1e-12 * np.eye(k)
     with np.errstate(all="ignore"):
         try:
             b = np.linalg.solve(gram, rhs[..., None])[..., 0]
@@ -85,10 +100,7 @@ def tofts_linear(tissue: FloatArray, aif: FloatArray, dt_s: float) -> FloatArray
 
 def extended_tofts_linear(tissue: FloatArray, aif: FloatArray, dt_s: float) -> FloatArray:
     """Extended Tofts ``(Ktrans /min, Ve ml/g, Vp ml/g)`` per pixel, shape ``(P, 3)`` (Murase 2004)."""
-    b = solve_least_squares(
-        [np.broadcast_to(aif, tissue.shape), cumulative_integral(aif, dt_s), -cumulative_integral(tissue, dt_s)],
-        tissue,
-    )
+    b = solve_least_squares([aif, cumulative_integral(aif, dt_s), -cumulative_integral(tissue, dt_s)], tissue)
     vp, kep = b[:, 0], b[:, 2]
     ktrans = b[:, 1] - kep * vp
     with np.errstate(all="ignore"):
