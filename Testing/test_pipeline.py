@@ -67,9 +67,10 @@ def test_known_segment_flow_recovered(static_study: phantom.PhantomStudy, static
         )
     )
     assert static_result.report["global"]["mbf_mean_ml_min_g"] == pytest.approx(truth_global, rel=0.03)
-    # ... and the truth of the whole wall
+    # ... and the truth of the whole wall: thin segments topped up with epicardial border
+    # pixels (diluted 8-13 %) read the global 4 % below it at these 2.6 mm pixels
     whole_wall = np.nanmean(np.concatenate([t.mbf_ml_min_g[t.labels_ref == 2] for t in static_study.truth.slices]))
-    assert static_result.report["global"]["mbf_mean_ml_min_g"] == pytest.approx(whole_wall, rel=0.03)
+    assert static_result.report["global"]["mbf_mean_ml_min_g"] == pytest.approx(whole_wall, rel=0.05)
     for sl, t in zip(static_result.slices, static_study.truth.slices, strict=True):
         assert sl.sectors.level == t.level
         agree = np.mean(sl.sectors.segments[t.labels_ref == 2] == t.aha_segments[t.labels_ref == 2])
@@ -230,19 +231,35 @@ def test_statistics_mask_leaves_out_blood_border() -> None:
 
 
 def test_statistics_mask_keeps_thin_segments() -> None:
-    """A segment whose wall is too thin to lose both borders keeps its pixels away from blood."""
+    """A segment left with fewer than ``min_pixels`` without its borders is topped up with its
+    epicardial border pixels, the least diluted (fewest background neighbours) first; never
+    with pixels that touch blood."""
     labels = np.zeros((20, 20), np.uint8)
     labels[4:16, 4:15] = 2
     labels[8:12, 8:12] = 1  # the wall right of the pool is three pixels thick (columns 12-14)
     segments = np.where(labels == 2, 1, 0).astype(np.int16)
     segments[8:12, 12:15] = 2
-    mask = statistics_mask(labels, segments)
-    assert mask[9, 13] and not mask[9, 12] and not mask[9, 14]  # thick enough: its middle column
+    mask = statistics_mask(labels, segments, min_pixels=4)
+    assert mask[9, 13] and not mask[9, 12] and not mask[9, 14]  # 4 pixels in its middle column suffice
+    here = segments == 2
+    mask = statistics_mask(labels, segments, min_pixels=6)
+    assert np.count_nonzero(mask & here) == 6 and np.count_nonzero(mask[8:12, 14]) == 2
+    assert not (mask & here)[:, 12].any()  # never the pixels on the pool
+    mask = statistics_mask(labels, segments)  # the default minimum: all 8 pixels away from blood
+    assert np.count_nonzero(mask & here) == 8 and not mask[9, 12]
+    bump = labels.copy()
+    bump[9, 15] = 2  # a pixel sticking out: five background neighbours
+    bump_segments = np.where(bump == 2, segments, 0)
+    bump_segments[9, 15] = 2
+    mask = statistics_mask(bump, bump_segments, min_pixels=6)
+    assert mask[9, 14] and not mask[9, 15]  # (9, 14) is no longer on the border; the bump comes last
     labels[:, 14] = 0  # now two pixels thick: nothing is left without its epicardial border
     segments[labels == 0] = 0
     mask = statistics_mask(labels, segments)
     assert mask[9, 13] and not mask[9, 12]  # so its pixels away from blood are kept
     assert not statistics_mask(labels)[9, 13]
+    thick = np.count_nonzero(statistics_mask(labels, segments, min_pixels=0) & (segments == 1))
+    assert thick == np.count_nonzero(statistics_mask(labels) & (segments == 1))  # segment 1 has pixels to spare
 
 
 def test_frames_of_a_gasp_are_left_out_of_the_fit(static_study: phantom.PhantomStudy, static_result) -> None:  # type: ignore[no-untyped-def]

@@ -46,7 +46,7 @@ from qperf.aha.sectors import (
     transmural_depth,
     wrap_deg,
 )
-from qperf.aha.stats import RegionStats, SegmentStats, perfusion_reserve, segment_stats
+from qperf.aha.stats import MIN_SEGMENT_PIXELS, RegionStats, SegmentStats, perfusion_reserve, segment_stats
 from qperf.aha.study import StudySectors, sectorise
 from qperf.aha.table import (
     ANTERIOR_LPS,
@@ -69,6 +69,7 @@ __all__ = [
     "LAYER_EPI",
     "LEVELS",
     "LEVEL_SEGMENTS",
+    "MIN_SEGMENT_PIXELS",
     "SEGMENTS",
     "TERRITORIES",
     "LevelAssignment",

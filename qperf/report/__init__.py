@@ -10,11 +10,12 @@ For a whole study (levels, segments and report in one call, as the one-click ana
 
 >>> rep, slices = report.report_study(study.slices, labels, insertion_points, maps, condition="stress")
 
-The JSON schema (``qperf.report`` 1.0) is documented in ``qperf/report/schema.md`` and checked
+The JSON schema (``qperf.report`` 1.1) is documented in ``qperf/report/schema.md`` and checked
 by :func:`validate_report`.
 """
 
 from qperf.report.build import PRIMARY_MAP, SliceResult, add_perfusion_reserve, build_report, report_rows, versions
+from qperf.report.curves import aif_figure, curves_figure, motion_figure, segment_curves
 from qperf.report.figures import (
     ReportFigures,
     bullseye_figure,
@@ -36,18 +37,22 @@ __all__ = [
     "ReportFigures",
     "SliceResult",
     "add_perfusion_reserve",
+    "aif_figure",
     "build_report",
     "bullseye_figure",
     "bullseye_point",
+    "curves_figure",
     "display_orientation",
     "figure_bytes",
     "flowmap_figure",
     "map_keys",
+    "motion_figure",
     "read_report",
     "render_figures",
     "render_html",
     "report_rows",
     "report_study",
+    "segment_curves",
     "split_map_name",
     "validate_report",
     "versions",

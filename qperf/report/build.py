@@ -16,9 +16,10 @@ from numpy.typing import NDArray
 
 from qperf._version import __version__
 from qperf.aha.sectors import SliceSectors
-from qperf.aha.stats import REGIONS, RegionStats, SegmentStats, perfusion_reserve, segment_stats
+from qperf.aha.stats import MIN_SEGMENT_PIXELS, REGIONS, RegionStats, SegmentStats, perfusion_reserve, segment_stats
 from qperf.aha.table import LEVEL_SEGMENTS, LEVELS, SEGMENTS, TERRITORIES
 from qperf.errors import ValidationError, describe
+from qperf.report.qc import flag, slice_flags
 from qperf.report.schema import SCHEMA_NAME, SCHEMA_VERSION, map_keys, split_map_name, unit_label, validate_report
 from qperf.types import CONDITIONS, SliceGeometry
 
@@ -29,6 +30,7 @@ __all__ = [
     "build_report",
     "jsonable",
     "report_rows",
+    "slice_title",
     "versions",
 ]
 
@@ -159,6 +161,8 @@ def build_report(
     qc: Mapping[str, Any] | None = None,
     timings_s: Mapping[str, float] | None = None,
     extra_versions: Mapping[str, str] | None = None,
+    min_segment_pixels: int = MIN_SEGMENT_PIXELS,
+    curves: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report of one study: per-segment, per-territory, global and per-slice statistics.
 
@@ -177,11 +181,16 @@ def build_report(
         Seconds per processing step.
     extra_versions : mapping of str to str, optional
         Further provenance (for example the CNN model's checksum).
+    min_segment_pixels : int
+        Segments of an imaged level with fewer valid MBF pixels are flagged ``low_pixel_count``
+        (:data:`qperf.aha.MIN_SEGMENT_PIXELS`).
+    curves : mapping, optional
+        The AIF and segment curves with their fits (:func:`qperf.report.segment_curves`).
 
     Returns
     -------
     dict
-        JSON-ready report following schema ``qperf.report`` 1.0 (``qperf/report/schema.md``);
+        JSON-ready report following schema ``qperf.report`` 1.x (``qperf/report/schema.md``);
         statistics that cannot be computed (no pixels) are None.
     """
     if isinstance(slices, SliceResult):
@@ -189,25 +198,31 @@ def build_report(
     map_names = _check_slices(slices)
     if condition not in CONDITIONS:
         raise ValidationError(f"condition: expected one of {', '.join(CONDITIONS)}, found {condition!r}")
+    if isinstance(min_segment_pixels, bool) or not isinstance(min_segment_pixels, int) or min_segment_pixels < 0:
+        raise ValidationError(f"min_segment_pixels: expected a non-negative integer, found {min_segment_pixels!r}")
     stats = segment_stats(
         {n: [np.asarray(s.maps[n], dtype=np.float64) for s in slices] for n in map_names},
         [s.sectors.segments for s in slices],
         layers=[s.sectors.layers for s in slices],
     )
+    imaged = {s.sectors.level for s in slices}
+    n_valid_key = map_keys(PRIMARY_MAP)["n_valid"]
     segments: dict[str, Any] = {}
     for n, seg in SEGMENTS.items():
         entry: dict[str, Any] = {"name": seg.name, "level": seg.level, "territory": seg.territory}
         entry["slices"] = list(stats.slices[n])
         entry.update(_region_with_layers(stats, str(n)))
+        entry["low_pixel_count"] = seg.level in imaged and entry[n_valid_key] < min_segment_pixels
         segments[str(n)] = entry
     territories = {
         t: {"segments": list(members), **_region_with_layers(stats, t)} for t, members in TERRITORIES.items()
     }
     slice_entries = []
-    warnings: list[str] = []
+    flags: list[dict[str, str]] = []
     for i, s in enumerate(slices):
         slice_entries.append(_slice_entry(i, s, map_names))
-        warnings += _slice_warnings(slice_entries[-1], s.sectors)
+        flags += _slice_warnings(slice_entries[-1], s.sectors)
+        flags += slice_flags(slice_title(slice_entries[-1]), s.qc)
     report: dict[str, Any] = {
         "schema": SCHEMA_NAME,
         "schema_version": SCHEMA_VERSION,
@@ -219,10 +234,12 @@ def build_report(
         "global": _region_with_layers(stats, "global"),
         "slices": slice_entries,
         "mpr": None,
-        "qc": _study_qc(stats, slices, warnings, qc),
+        "qc": _study_qc(stats, slices, flags, qc, segments, min_segment_pixels),
         "timings_s": {str(k): float(v) for k, v in (timings_s or {}).items()},
         "versions": {**versions(), **{str(k): str(v) for k, v in (extra_versions or {}).items()}},
     }
+    if curves is not None:
+        report["curves"] = jsonable(curves)
     validate_report(report)
     return report
 
@@ -259,46 +276,75 @@ def _slice_entry(i: int, s: SliceResult, map_names: list[str]) -> dict[str, Any]
     }
 
 
-def _slice_warnings(entry: Mapping[str, Any], sec: SliceSectors) -> list[str]:
-    """QC warnings of one slice: segments without pixels, an unlikely insertion point, invalid MBF."""
-    warnings = []
+def slice_title(entry: Mapping[str, Any]) -> str:
+    """Display name of a report slice entry with its level (once)."""
+    name, level = str(entry["name"]), str(entry["level"])
+    return name if level in name else f"{name} ({level})"
+
+
+def _slice_warnings(entry: Mapping[str, Any], sec: SliceSectors) -> list[dict[str, str]]:
+    """QC flags of one slice: segments without pixels, an unlikely insertion point, invalid MBF."""
+    where = slice_title(entry)
+    flags = []
     missing = [n for n in LEVEL_SEGMENTS[sec.level] if n not in entry["segments"]]
     if missing:
-        warnings.append(f"{entry['name']} ({sec.level}): segments {missing} have no myocardial pixels")
+        text = f"{entry['name']} ({sec.level}): segments {missing} have no myocardial pixels"
+        flags.append(flag("segment_without_pixels", where, text))
     lo, hi = INSERTION_FROM_ANTERIOR_RANGE_DEG
     from_anterior = entry["insertion_from_anterior_deg"]
     if from_anterior is not None and not lo <= from_anterior <= hi:
-        warnings.append(
+        text = (
             f"{entry['name']}: the anterior RV insertion point lies {from_anterior:.0f} degrees from anterior "
             f"towards the septum (expected {lo:.0f} to {hi:.0f}); check the insertion point and orientation"
         )
+        flags.append(flag("insertion_point_unlikely", where, text))
     n_pix = entry["n_pixels"]
     n_valid = entry[map_keys(PRIMARY_MAP)["n_valid"]]
     if n_pix and (n_pix - n_valid) / n_pix > MAX_INVALID_FRACTION:
-        warnings.append(f"{entry['name']}: {n_pix - n_valid} of {n_pix} myocardial pixels have no valid MBF")
-    return warnings
+        text = f"{entry['name']}: {n_pix - n_valid} of {n_pix} myocardial pixels have no valid MBF"
+        flags.append(flag("invalid_mbf_pixels", where, text))
+    return flags
 
 
 def _study_qc(
-    stats: SegmentStats, slices: Sequence[SliceResult], warnings: list[str], qc: Mapping[str, Any] | None
+    stats: SegmentStats,
+    slices: Sequence[SliceResult],
+    flags: list[dict[str, str]],
+    qc: Mapping[str, Any] | None,
+    segments: Mapping[str, Any],
+    min_segment_pixels: int,
 ) -> dict[str, Any]:
-    """The report's ``qc``: the slices' warnings, levels without a slice, pixel counts, then ``qc`` merged."""
+    """The report's ``qc``: warnings and flags (of the caller's ``qc``, then of the slices, levels
+    and segments), levels present, pixel counts, then the other values of ``qc``."""
     levels_present = sorted({s.sectors.level for s in slices}, key=LEVELS.index)
     for level in LEVELS:
         if level not in levels_present:
-            warnings.append(f"no {level} slice: segments {list(LEVEL_SEGMENTS[level])} are not reported")
+            text = f"no {level} slice: segments {list(LEVEL_SEGMENTS[level])} are not reported"
+            flags.append(flag("level_not_imaged", level, text))
+    n_valid_key = map_keys(PRIMARY_MAP)["n_valid"]
+    low = [int(n) for n, e in segments.items() if e["low_pixel_count"]]
+    if low:
+        counts = ", ".join(f"{n}: {segments[str(n)][n_valid_key]}" for n in low)
+        text = (
+            f"segments {low} have fewer than {min_segment_pixels} valid myocardial pixels ({counts}); "
+            "their values are uncertain (hatched on the bull's-eye)"
+        )
+        flags.append(flag("low_pixel_count", "segments " + ", ".join(str(n) for n in low), text))
     g = stats.get("global", PRIMARY_MAP)
+    user = dict(qc or {})
+    extra_warnings = [str(w) for w in user.pop("warnings", [])]
+    user.pop("flags", None)
+    all_flags = [flag("warning", "study", w) for w in extra_warnings] + flags
     qc_out: dict[str, Any] = {
-        "warnings": warnings,
+        "warnings": extra_warnings + [f["detail"] for f in flags],
+        "flags": all_flags,
         "levels_present": levels_present,
         "n_myocardium_pixels": g.n_pixels,
         "n_invalid_pixels": g.n_pixels - g.n_valid,
+        "min_segment_pixels": min_segment_pixels,
+        "low_pixel_segments": low,
     }
-    if qc:
-        user = dict(qc)
-        extra_warnings = [str(w) for w in user.pop("warnings", [])]
-        qc_out.update(jsonable(user))
-        qc_out["warnings"] = extra_warnings + warnings
+    qc_out.update(jsonable(user))
     return qc_out
 
 
@@ -346,8 +392,9 @@ def report_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The report as table rows (one per region and layer), the content of ``report.csv``.
 
     Columns: ``region``, ``name``, ``level``, ``territory``, ``layer`` (all, endo, epi),
-    ``n_pixels``, then mean, median, SD and valid count of every map, and ``mpr`` when the
-    report has a perfusion reserve.
+    ``n_pixels``, ``low_pixel_count`` (segment rows of layer all; None elsewhere), then mean,
+    median, SD and valid count of every map, and ``mpr`` when the report has a perfusion
+    reserve.
     """
     validate_report(report)
     map_names = list(report["maps"])
@@ -370,6 +417,7 @@ def report_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "territory": territory,
                 "layer": layer,
                 "n_pixels": entry["n_pixels"],
+                "low_pixel_count": src.get("low_pixel_count") if layer == "all" else None,
             }
             for m in map_names:
                 for key in map_keys(m).values():

@@ -17,12 +17,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
-from matplotlib.patches import Circle, Wedge
+from matplotlib.patches import Circle, Rectangle, Wedge
 
 from qperf.aha.table import LEVEL_SEGMENTS, SEGMENTS
 from qperf.colormaps import PERFUSION_RANGE_ML_MIN_G, perfusion_cmap
 from qperf.errors import ValidationError, describe
-from qperf.report.build import PRIMARY_MAP, SliceResult
+from qperf.report.build import PRIMARY_MAP, SliceResult, slice_title
+from qperf.report.curves import aif_figure, curves_figure, motion_figure
 from qperf.report.flowmap import flowmap_figure
 from qperf.report.schema import map_keys, validate_report
 
@@ -46,6 +47,7 @@ BULLSEYE_RINGS: dict[str, tuple[float, float]] = {
     "basal": (0.74, 1.0),
 }
 _NO_VALUE = (0.82, 0.82, 0.82)
+_HATCH = (0.35, 0.35, 0.35)
 
 
 def bullseye_wedge(segment: int) -> tuple[float, float, float, float]:
@@ -84,6 +86,8 @@ def bullseye_figure(
     colorbar_label: str = "MBF (ml/min/g)",
     cmap: Colormap | None = None,
     decimals: int = 2,
+    hatched: Sequence[int] = (),
+    hatched_label: str = "",
 ) -> Figure:
     """The AHA 16-segment bull's-eye of one value per segment.
 
@@ -98,6 +102,11 @@ def bullseye_figure(
         The perfusion colour map by default.
     decimals : int
         Decimals of the printed values.
+    hatched : sequence of int
+        Segments whose values are uncertain (too few pixels): drawn paler and hatched, their
+        value in grey italics.
+    hatched_label : str
+        Legend text for the hatching (under the colour bar).
 
     Returns
     -------
@@ -107,6 +116,7 @@ def bullseye_figure(
     if not (np.isfinite(vmin) and np.isfinite(vmax) and vmax > vmin):
         raise ValidationError(f"vmin, vmax: expected finite numbers with vmax > vmin, found {vmin!r}, {vmax!r}")
     vals = _segment_values(values)
+    hatched_set = {int(n) for n in hatched}
     cmap = cmap or perfusion_cmap(1024)
     norm = Normalize(vmin=vmin, vmax=vmax, clip=True)
     fig = Figure(figsize=(6.0, 5.0), dpi=100, facecolor="white")
@@ -119,16 +129,27 @@ def bullseye_figure(
     for n in SEGMENTS:
         v = vals.get(n, float("nan"))
         color = tuple(cmap(norm(v))[:3]) if np.isfinite(v) else _NO_VALUE
+        uncertain = n in hatched_set
+        if uncertain:  # paler: half way to the no-value grey
+            color = tuple(0.5 * c + 0.5 * g for c, g in zip(color, _NO_VALUE, strict=True))
         r0, r1, t1, t2 = bullseye_wedge(n)
         ax.add_patch(Wedge((0.0, 0.0), r1, t1, t2, width=r1 - r0, facecolor=color, edgecolor="white", linewidth=1.5))
+        if uncertain:
+            ax.add_patch(
+                Wedge((0.0, 0.0), r1, t1, t2, width=r1 - r0, facecolor="none", edgecolor=_HATCH, hatch="///", lw=0)
+            )
         x, y = bullseye_point(n)
         text = f"{v:.{decimals}f}" if np.isfinite(v) else "n/a"
         ink = "black" if _luminance(color) > 0.5 else "white"
-        ax.text(x, y + 0.035, text, ha="center", va="center", fontsize=10, color=ink, fontweight="bold")
+        style = "italic" if uncertain else "normal"
+        ax.text(x, y + 0.035, text, ha="center", va="center", fontsize=10, color=ink, fontweight="bold", style=style)
         ax.text(x, y - 0.065, str(n), ha="center", va="center", fontsize=7, color=ink)
     _draw_apex_and_directions(ax)
     cax = fig.add_axes((0.82, 0.14, 0.04, 0.66))
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=cax, label=colorbar_label)
+    if hatched_set:
+        ax.add_patch(Rectangle((0.74, -1.07), 0.12, 0.09, facecolor=_NO_VALUE, edgecolor=_HATCH, hatch="///", lw=0))
+        ax.text(0.89, -1.025, hatched_label or "hatched: uncertain", fontsize=7, va="center", color=(0.3, 0.3, 0.3))
     if title:
         fig.suptitle(title, fontsize=12)
     return fig
@@ -182,12 +203,6 @@ def figure_bytes(fig: Figure, fmt: str = "png", dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
-def slice_title(entry: Mapping[str, Any]) -> str:
-    """Display name of a report slice entry with its level (once)."""
-    name, level = str(entry["name"]), str(entry["level"])
-    return name if level in name else f"{name} ({level})"
-
-
 @dataclass(frozen=True)
 class ReportFigures:
     """Rendered report figures.
@@ -199,12 +214,22 @@ class ReportFigures:
         One ``(file name, PNG)`` per slice, ``flowmap_<n>_<level>.png``.
     mpr_bullseye_png : bytes or None
         Bull's-eye of the perfusion reserve when the report has one.
+    aif_png : bytes or None
+        The AIF curves, when the report has ``curves``.
+    curves_png : tuple of (str, bytes)
+        One ``(file name, PNG)`` per slice of ``curves``: ``curves_<n>_<level>.png``, the
+        segment-mean tissue curves with their fits and residuals.
+    motion_png : bytes or None
+        Displacement per frame of the motion-corrected slices, when any was corrected.
     """
 
     bullseye_png: bytes
     bullseye_svg: bytes
     flowmaps_png: tuple[tuple[str, bytes], ...]
     mpr_bullseye_png: bytes | None = None
+    aif_png: bytes | None = None
+    curves_png: tuple[tuple[str, bytes], ...] = ()
+    motion_png: bytes | None = None
 
 
 def render_figures(
@@ -216,8 +241,10 @@ def render_figures(
     mpr_range: tuple[float, float] = MPR_RANGE,
     dpi: int = 100,
 ) -> ReportFigures:
-    """The bull's-eye of the report's segment mean MBF, one flow-map figure per slice, and the
-    bull's-eye of the perfusion reserve (colour range ``mpr_range``) when the report has one."""
+    """The bull's-eye of the report's segment mean MBF (segments flagged ``low_pixel_count``
+    hatched), one flow-map figure per slice, the bull's-eye of the perfusion reserve (colour
+    range ``mpr_range``) when the report has one, and from the report's ``curves`` and slice QC
+    the AIF, the segment curves of every slice and the motion per frame."""
     validate_report(report)
     if len(slices) != len(report["slices"]):
         raise ValidationError(f"slices: expected {len(report['slices'])} (as the report), found {len(slices)}")
@@ -229,6 +256,8 @@ def render_figures(
         vmin=vmin,
         vmax=vmax,
         title=f"Mean MBF per AHA segment{': ' + label if label else ''}",
+        hatched=[n for n in SEGMENTS if report["segments"][str(n)].get("low_pixel_count")],
+        hatched_label=f"hatched: fewer than {report['qc'].get('min_segment_pixels', '?')} pixels",
     )
     maps = []
     for i, (s, entry) in enumerate(zip(slices, report["slices"], strict=True)):
@@ -256,4 +285,26 @@ def render_figures(
             colorbar_label="MPR",
         )
         mpr_png = figure_bytes(mpr_fig, "png", dpi)
-    return ReportFigures(figure_bytes(bull, "png", dpi), figure_bytes(bull, "svg"), tuple(maps), mpr_png)
+    aif_png, curve_pngs = None, []
+    curves = report.get("curves")
+    if curves:
+        model = str(curves.get("model", ""))
+        aif_png = figure_bytes(
+            aif_figure(curves, f"Arterial input function{': ' + label if label else ''}"), "png", dpi
+        )
+        low = report["qc"].get("low_pixel_segments", [])
+        for sl in curves["slices"]:
+            entry = report["slices"][sl["index"]]
+            title = f"{slice_title(entry)}: segment-mean tissue curves, {model} fits and residuals"
+            fig = curves_figure(sl, title, entry["level"], low, model)
+            curve_pngs.append((f"curves_{sl['index'] + 1}_{entry['level']}.png", figure_bytes(fig, "png", dpi)))
+    motion = motion_figure(report["slices"])
+    return ReportFigures(
+        figure_bytes(bull, "png", dpi),
+        figure_bytes(bull, "svg"),
+        tuple(maps),
+        mpr_png,
+        aif_png,
+        tuple(curve_pngs),
+        None if motion is None else figure_bytes(motion, "png", dpi),
+    )

@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 SCHEMA_NAME = "qperf.report"
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 #: Map-name unit suffixes and their display units, longest first.
 UNIT_SUFFIXES: tuple[tuple[str, str], ...] = (
@@ -166,6 +166,9 @@ def validate_report(report: Any) -> None:
     qc = _mapping(".qc", r["qc"], ("warnings",))
     if not isinstance(qc["warnings"], list) or not all(isinstance(w, str) for w in qc["warnings"]):
         _fail(".qc.warnings", "a list of strings", qc["warnings"])
+    _check_flags(qc.get("flags", []))
+    if r.get("curves") is not None:
+        _check_curves(r["curves"])
     for key, value in _mapping(".timings_s", r["timings_s"]).items():
         _number(f".timings_s.{key}", value, allow_none=False)
     _mapping(".versions", r["versions"], ("qperf",))
@@ -189,6 +192,8 @@ def _check_regions(r: Mapping[str, Any], maps: list[str]) -> None:
             )
         if not isinstance(entry["slices"], list):
             _fail(f"{where}.slices", "a list of slice indices", entry["slices"])
+        if not isinstance(entry.get("low_pixel_count", False), bool):
+            _fail(f"{where}.low_pixel_count", "true or false", entry["low_pixel_count"])
         _region(where, entry, maps, True)
     territories = _mapping(".territories", r["territories"], tuple(TERRITORIES))
     for t in TERRITORIES:
@@ -206,3 +211,45 @@ def _check_slices(slices: Any, n_slices: int, maps: list[str]) -> None:
         if entry["level"] not in LEVELS:
             _fail(f"{where}.level", f"one of {', '.join(LEVELS)}", entry["level"])
         _region(where, entry, maps, False)
+
+
+_FLAG_KEYS = ("flag", "where", "meaning", "source", "detail")
+
+
+def _check_flags(flags: Any) -> None:
+    """``qc.flags`` (1.1): a list of objects with the text fields of :data:`_FLAG_KEYS`."""
+    if not isinstance(flags, list):
+        _fail(".qc.flags", "a list of flags", flags)
+    for i, item in enumerate(flags):
+        entry = _mapping(f".qc.flags[{i}]", item, _FLAG_KEYS)
+        for key in _FLAG_KEYS:
+            if not isinstance(entry[key], str):
+                _fail(f".qc.flags[{i}].{key}", "a string", entry[key])
+
+
+def _series(where: str, values: Any, n: int | None = None) -> int:
+    """A list of finite numbers or nulls (of length ``n`` when given); returns its length."""
+    if not isinstance(values, list) or (n is not None and len(values) != n):
+        _fail(where, "a list of numbers" + (f" of length {n}" if n is not None else ""), values)
+    for v in values:
+        _number(where, v)
+    return len(values)
+
+
+def _check_curves(curves: Any) -> None:
+    """``curves`` (1.1): per slice a time grid, the plasma AIF and segment curves of that length."""
+    c = _mapping(".curves", curves, ("model", "slices"))
+    if not isinstance(c["slices"], list):
+        _fail(".curves.slices", "a list", c["slices"])
+    for i, sl in enumerate(c["slices"]):
+        where = f".curves.slices[{i}]"
+        entry = _mapping(where, sl, ("index", "time_s", "aif_plasma_mmol_l", "segments"))
+        n = _series(f"{where}.time_s", entry["time_s"])
+        _series(f"{where}.aif_plasma_mmol_l", entry["aif_plasma_mmol_l"], n)
+        for seg, curve in _mapping(f"{where}.segments", entry["segments"]).items():
+            cw = f"{where}.segments.{seg}"
+            cv = _mapping(cw, curve, ("n_pixels", "tissue_mmol_l", "fit_mmol_l"))
+            _count(f"{cw}.n_pixels", cv["n_pixels"])
+            _series(f"{cw}.tissue_mmol_l", cv["tissue_mmol_l"], n)
+            if cv["fit_mmol_l"] is not None:
+                _series(f"{cw}.fit_mmol_l", cv["fit_mmol_l"], n)

@@ -14,13 +14,16 @@ from qperf.io import atomic_file, check_output
 from qperf.report.build import jsonable, report_rows
 from qperf.report.figures import ReportFigures
 from qperf.report.html import render_html
+from qperf.report.pdf import render_pdf
 from qperf.report.schema import validate_report
 
 __all__ = ["REPORT_FILES", "read_report", "write_report"]
 
-#: Fixed file names of a report folder (plus one ``flowmap_<n>_<level>.png`` per slice, and
-#: ``mpr_bullseye.png`` for a report with a perfusion reserve).
-REPORT_FILES = ("report.json", "report.csv", "report.html", "bullseye.png", "bullseye.svg")
+#: Fixed file names of a report folder (plus one ``flowmap_<n>_<level>.png`` per slice,
+#: ``mpr_bullseye.png`` for a report with a perfusion reserve, and for a report with curves
+#: ``aif_curves.png`` and one ``curves_<n>_<level>.png`` per slice, ``motion.png`` when a slice was
+#: motion-corrected).
+REPORT_FILES = ("report.json", "report.csv", "report.html", "report.pdf", "bullseye.png", "bullseye.svg")
 
 
 def write_report(
@@ -30,7 +33,7 @@ def write_report(
     *,
     overwrite: bool = False,
 ) -> dict[str, Path]:
-    """Write the report files into a folder, each atomically.
+    """Write the report files into a folder, each atomically: JSON, CSV, HTML, PDF and figures.
 
     Parameters
     ----------
@@ -70,15 +73,21 @@ def write_report(
     contents: dict[str, bytes] = {
         "report.json": (json.dumps(report, indent=2, allow_nan=False) + "\n").encode("utf-8"),
         "report.html": render_html(report, figures).encode("utf-8"),
+        "report.pdf": render_pdf(report, figures),
         "bullseye.png": figures.bullseye_png,
         "bullseye.svg": figures.bullseye_svg,
     }
     if figures.mpr_bullseye_png is not None:
         contents["mpr_bullseye.png"] = figures.mpr_bullseye_png
-    for name, png in figures.flowmaps_png:
-        if os.path.basename(name) != name or not name.endswith(".png"):
-            raise ValidationError(f"figures.flowmaps_png: expected plain .png file names, found {name!r}")
-        contents[name] = png
+    if figures.aif_png is not None:
+        contents["aif_curves.png"] = figures.aif_png
+    if figures.motion_png is not None:
+        contents["motion.png"] = figures.motion_png
+    for field, named in (("flowmaps_png", figures.flowmaps_png), ("curves_png", figures.curves_png)):
+        for name, png in named:
+            if os.path.basename(name) != name or not name.endswith(".png") or name in contents:
+                raise ValidationError(f"figures.{field}: expected distinct plain .png file names, found {name!r}")
+            contents[name] = png
     for name in [*contents, "report.csv"]:
         check_output(out / name, overwrite)
     written: dict[str, Path] = {}

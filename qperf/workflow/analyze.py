@@ -166,7 +166,11 @@ def _slice_qc(seg: Any, fm: Any, sectors: Any, mask: NDArray[np.bool_] | None) -
     }
     if seg.motion is not None:
         qc["motion_score"] = float(seg.motion.quality.get("score", float("nan")))
+        qc["motion_displacement_mm"] = motion_per_frame_mm(seg.motion.forward_px, seg.labels_ref, seg.series.spacing_mm)
+        qc["motion_warnings"] = [str(w) for w in seg.motion.quality.get("warnings") or ()]
+    qc["n_pd_frames"] = int(seg.series.n_pd_frames)
     qc["frames_left_out_of_fit"] = list(fm.frames_left_out)
+    qc["fit_status_counts"] = fit_status_counts(fm.flow.status, seg.labels_ref == LABEL_MYO)
     if seg.qc:
         qc["segmentation"] = dict(seg.qc)
     if mask is not None:
@@ -179,6 +183,27 @@ def _slice_qc(seg: Any, fm: Any, sectors: Any, mask: NDArray[np.bool_] | None) -
         qc["flow_at_bound_pixels_excluded"] = int(np.count_nonzero(border_trimmed & at_bound))
         qc["high_outlier_pixels_excluded"] = int(np.count_nonzero(border_trimmed & ~at_bound & ~mask))
     return qc
+
+
+def fit_status_counts(status: NDArray[Any], region: NDArray[np.bool_]) -> dict[str, int]:
+    """Pixels of ``region`` per fit outcome (:class:`qperf.kinetics.FitStatus`), by name."""
+    from qperf.report.qc import FIT_STATUS_NAMES
+
+    codes = np.asarray(status)[region]
+    return {name: int(np.count_nonzero(codes == code)) for code, name in FIT_STATUS_NAMES.items()}
+
+
+def motion_per_frame_mm(forward_px: NDArray[Any], labels: NDArray[Any], spacing_mm: tuple[float, float]) -> list[float]:
+    """Mean length (mm) of the correcting displacement over the heart (myocardium, or blood
+    pools and myocardium, or the whole image) in every acquired frame."""
+    f = np.asarray(forward_px, dtype=np.float64)
+    region = np.asarray(labels) == LABEL_MYO
+    if not region.any():
+        region = np.asarray(labels) > 0
+    if not region.any():
+        region = np.ones(f.shape[2:], dtype=bool)
+    length = np.hypot(f[:, 0] * spacing_mm[0], f[:, 1] * spacing_mm[1])
+    return [float(v) for v in length[:, region].mean(axis=1)]
 
 
 def _restricted(sectors: Any, mask: NDArray[np.bool_] | None) -> Any:
@@ -225,8 +250,51 @@ def build_study_report(
         qc=qc,
         timings_s=timings_s,
         extra_versions={"qperf_pipeline": __version__},
+        curves=study_curves(flow_maps, report_slices),
     )
     return report, render_figures(report, report_slices)
+
+
+def study_curves(flow_maps: FlowMaps, report_slices: Sequence[Any]) -> dict[str, Any]:
+    """The report's ``curves``: the blood AIF, and per slice the plasma AIF and the fitted mean
+    curve of every segment over its statistics pixels (:func:`qperf.report.segment_curves`)."""
+    from qperf.report import segment_curves
+
+    slices = []
+    for i, (fm, rs) in enumerate(zip(flow_maps.slices, report_slices, strict=True)):
+        fit = fm.flow
+        entry = segment_curves(
+            fit.time_s,
+            fit.aif.values,
+            fit.tissue_mmol_l,
+            rs.sectors.segments,
+            model=fit.model,
+            hematocrit=flow_maps.hematocrit,
+            index=i,
+            delay_s=_segment_delays(fit, rs.sectors.segments),
+        )
+        slices.append({**entry, "name": rs.name})
+    blood = flow_maps.aif_blood
+    return {
+        "model": flow_maps.model,
+        "hematocrit": flow_maps.hematocrit,
+        "aif_blood": {"time_s": np.asarray(blood.time_s).tolist(), "gd_mmol_l": np.asarray(blood.values).tolist()},
+        "slices": slices,
+    }
+
+
+def _segment_delays(fit: Any, segments: NDArray[Any]) -> dict[int, float]:
+    """Per segment, the median delay its pixels were fitted with, behind the slice's fitted AIF
+    (``FlowResult.aif``, already shifted by the global delay ``fit.delay.shift_s``)."""
+    delay = fit.maps.get("delay_s")
+    if delay is None:
+        return {}
+    out = {}
+    for n in np.unique(segments[segments > 0]):
+        values = delay[(segments == n) & np.isfinite(delay)]
+        if values.size:
+            out[int(n)] = max(0.0, float(np.median(values)) - float(fit.delay.shift_s))
+    return out
 
 
 def write_analysis(result: StudyAnalysis, out_dir: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
@@ -235,7 +303,8 @@ def write_analysis(result: StudyAnalysis, out_dir: str | os.PathLike[str], *, ov
     Layout: the report files (``report.json``, ``report.csv``, ``report.html``, bull's-eye and
     flow-map figures) at the top, ``aif.csv`` (the blood AIF used), and per slice
     ``slice_<n>/``: ``corrected.seq.nrrd``, ``labels.seq.nrrd`` (over the acquired frames),
-    ``labels_ref.nrrd``, ``segments.nrrd``, one ``<parameter>.nrrd`` per map, and
+    ``labels_ref.nrrd`` (and ``labels_ref.seg.nrrd``, the same labels as a Slicer segmentation with
+    segment names and terminology), ``segments.nrrd``, one ``<parameter>.nrrd`` per map, and
     ``insertion.json``.
     """
     from qperf import io
@@ -254,6 +323,7 @@ def write_analysis(result: StudyAnalysis, out_dir: str | os.PathLike[str], *, ov
             io.write_series(sl.corrected, d / "corrected.seq.nrrd")
             io.write_image(sl.labels, d / "labels.seq.nrrd", spacing_mm=sp, geometry=geo, time_s=sl.series.time_s)
             io.write_image(sl.labels_ref, d / "labels_ref.nrrd", spacing_mm=sp, geometry=geo)
+            io.write_labels_seg_nrrd(sl.labels_ref, d / "labels_ref.seg.nrrd", spacing_mm=sp, geometry=geo)
             io.write_image(sl.sectors.segments.astype(np.int16), d / "segments.nrrd", spacing_mm=sp, geometry=geo)
             for name, arr in sl.flow.maps.items():
                 io.write_image(arr, d / f"{map_file_stem(name)}.nrrd", spacing_mm=sp, geometry=geo)

@@ -13,6 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from qperf.aha.stats import MIN_SEGMENT_PIXELS
 from qperf.types import LABEL_BACKGROUND, LABEL_LV, LABEL_MYO, LABEL_RV
 
 #: Margin (mm) around the heart that the flow fit covers.
@@ -38,24 +39,62 @@ def away_from_blood(labels: NDArray[Any]) -> NDArray[np.bool_]:
     return (labels == LABEL_MYO) & ~ndimage.binary_dilation(blood)
 
 
-def statistics_mask(labels: NDArray[Any], segments: NDArray[Any] | None = None) -> NDArray[np.bool_]:
-    """Myocardial pixels that touch neither a blood pool nor the outside of the heart (4-connected).
+#: Most background pixels among its eight neighbours an epicardial border pixel may have to
+#: top up a segment with too few pixels (:func:`statistics_mask`): a straight border, not a
+#: corner sticking out of the wall.
+MAX_BORDER_BACKGROUND = 3
+
+
+def statistics_mask(
+    labels: NDArray[Any], segments: NDArray[Any] | None = None, min_pixels: int = MIN_SEGMENT_PIXELS
+) -> NDArray[np.bool_]:
+    """Myocardial pixels whose values enter the segment statistics: away from blood, and away
+    from the outside of the heart where the segment has pixels to spare.
 
     Both borders share their area with something else. At the blood border it is blood, whose
-    concentration is many times the tissue's: the fitted flow is high. At the epicardial border
-    it is fat, lung or liver, which hardly enhance during the first pass: the curve, and so the
-    flow, is diluted (the outer quarter of the wall reads 5-25 % low on the phantom, more at
-    coarser pixels). With ``segments`` (AHA numbers, 0 elsewhere), a segment that would keep
-    fewer than a quarter of its pixels away from blood keeps all of those instead (a wall two or
-    three pixels thick).
+    concentration is many times the tissue's: on phantom studies
+    (``benchmarks/bench_segment_pixels.py``) the pixels that touch a pool (4-connected) read
+    MBF 25-180 % high, so they are always left out. At the epicardial border it is fat, lung
+    or liver, which hardly enhance during the first pass: the flow is diluted, by 8-13 % where
+    a border pixel has two or three background pixels among its eight neighbours (a straight
+    border) and by 24 % with four or more (a corner sticking out). The pixels that touch the
+    outside (4-connected) are left out too, except that with ``segments`` (AHA numbers, 0
+    elsewhere) a segment keeping fewer than ``min_pixels`` is topped up to ``min_pixels`` with
+    its straight-border pixels (at most :data:`MAX_BORDER_BACKGROUND` background neighbours),
+    least diluted first. On phantom studies segmented by the network this left 31 % of the
+    segments under 10 pixels instead of 52 %, the median absolute segment error unchanged
+    (8.6 % against 8.7 %).
+
+    Parameters
+    ----------
+    labels : ndarray of int, (y, x)
+        0 background, 1 LV blood pool, 2 myocardium, 3 RV blood pool.
+    segments : ndarray of int, (y, x), optional
+        AHA segment numbers (0 outside).
+    min_pixels : int
+        The pixels a segment is topped up to (:data:`qperf.aha.MIN_SEGMENT_PIXELS`).
+
+    Returns
+    -------
+    ndarray of bool, (y, x)
     """
+    labels = np.asarray(labels)
     inner = away_from_blood(labels)
-    mask = inner & ~ndimage.binary_dilation(labels == LABEL_BACKGROUND)
-    if segments is not None:
-        for segment in np.unique(segments[inner]):
-            here = segments == segment
-            if 4 * np.count_nonzero(mask & here) < np.count_nonzero(inner & here):
-                mask |= inner & here
+    outside = labels == LABEL_BACKGROUND
+    mask = inner & ~ndimage.binary_dilation(outside)
+    if segments is None:
+        return mask
+    segments = np.asarray(segments)
+    diluted = ndimage.convolve(outside.astype(np.int16), np.ones((3, 3), dtype=np.int16), mode="constant").ravel()
+    flat = mask.ravel()
+    for segment in np.unique(segments[inner]):
+        here = segments == segment
+        missing = min_pixels - int(np.count_nonzero(mask & here))
+        if segment == 0 or missing <= 0:
+            continue
+        border = np.flatnonzero(inner & here & ~mask)
+        border = border[diluted[border] <= MAX_BORDER_BACKGROUND]
+        flat[border[np.argsort(diluted[border], kind="stable")[:missing]]] = True
     return mask
 
 

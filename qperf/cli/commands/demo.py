@@ -57,8 +57,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def compare_with_truth(report: dict[str, Any], truth: dict[int, dict[str, Any]]) -> str:
-    """Per-segment measured vs true MBF and the errors, as text."""
-    lines = ["segment  true   measured  error"]
+    """Per-segment measured vs true MBF, the errors and the valid pixel counts (``*``: fewer
+    than the minimum), as text."""
+    lines = ["segment  true   measured  error    pixels"]
     errors = []
     for k in range(1, 17):
         true = truth.get(k, {}).get("mbf_ml_min_g")
@@ -68,7 +69,9 @@ def compare_with_truth(report: dict[str, Any], truth: dict[int, dict[str, Any]])
             continue
         err = (measured - true) / true
         errors.append(err)
-        lines.append(f"{k:>7}  {true:5.2f}  {measured:8.2f}  {100 * err:+5.1f} %")
+        seg = report["segments"][str(k)]
+        pixels = f"{seg.get('mbf_n_valid', seg['n_pixels'])}{'*' if seg.get('low_pixel_count') else ''}"
+        lines.append(f"{k:>7}  {true:5.2f}  {measured:8.2f}  {100 * err:+5.1f} %  {pixels:>6}")
     if errors:
         lines.append(
             f"median absolute error {100 * float(np.median(np.abs(errors))):.1f} % over {len(errors)} segments"
