@@ -80,7 +80,7 @@ def test_runtime_needs_and_test_only_packages() -> None:
     project = pyproject()["project"]
     core = {_name(r): r for r in project["dependencies"]}
     assert core["pydicom"] == "pydicom>=3.0"  # pixel handlers, dataset API and compression of pydicom 3
-    assert "h5py" not in core and "slicerio" not in core  # h5py: tests only; slicerio: unused
+    assert "h5py" not in core and "slicerio" not in core  # both read files in tests only
     test = {_name(r) for r in project["optional-dependencies"]["test"]}
     assert "h5py" in test and "qperf[dicom]" in project["optional-dependencies"]["test"]
     qperf_sources = "\n".join(p.read_text(encoding="utf-8") for p in (REPO / "qperf").rglob("*.py"))

@@ -88,9 +88,11 @@ def test_maps_and_labels_read_back_with_values_units_and_references(
             np.testing.assert_allclose([float(v) for v in position], [float(v) for v in key.ImagePositionPatient])
         seg = hd.seg.segread(tmp_path / "dicom" / f"slice_{k + 1}" / "labels.seg.dcm")
         assert [(d.SegmentNumber, d.SegmentLabel) for d in seg.SegmentSequence] == [
-            (v, label) for v, label, _ in LABEL_SEGMENTS
+            (s.label, s.name) for s in LABEL_SEGMENTS
         ]
-        assert seg.SegmentSequence[1].SegmentedPropertyTypeCodeSequence[0].CodeValue == "49848007"
+        myocardium = seg.SegmentSequence[1]
+        assert myocardium.SegmentedPropertyTypeCodeSequence[0].CodeValue == "74281007"
+        assert myocardium.AnatomicRegionSequence[0].CodeValue == "87878005"
         assert seg.SeriesDescription == "QPerf labels" and seg.StudyInstanceUID == key.StudyInstanceUID
         assert key_uid in {uids[2] for uids in seg.get_source_image_uids()}
         frames = pydicom.dcmread(tmp_path / "dicom" / f"slice_{k + 1}" / "labels.seg.dcm").pixel_array
@@ -151,4 +153,7 @@ def test_analyze_dicom_writes_the_maps_and_labels_of_the_report(tmp_path: Path) 
         seg = pydicom.dcmread(out / "dicom" / f"slice_{k}" / "labels.seg.dcm")
         labels = np.asarray(io.read_image(out / f"slice_{k}" / "labels_ref.nrrd").array)
         np.testing.assert_array_equal(seg.pixel_array[1], labels == 2)
+        slicerio = pytest.importorskip("slicerio")
+        as_segmentation = slicerio.read_segmentation(str(out / f"slice_{k}" / "labels_ref.seg.nrrd"))
+        np.testing.assert_array_equal(as_segmentation["voxels"][:, :, 0].T, labels)
         assert mbf.ReferencedSeriesSequence[0].SeriesInstanceUID == study.slices[k - 1].metadata["series_uid"]

@@ -50,6 +50,7 @@ from qperf.io.nrrd_io import (
 from qperf.io.numpy_io import read_numpy_series, write_numpy_series
 from qperf.io.paths import inside
 from qperf.io.schema import validate
+from qperf.io.seg_nrrd import write_labels_seg_nrrd
 from qperf.progress import ProgressCallback
 from qperf.types import AifCurve, PerfusionSeries, PerfusionStudy
 
@@ -66,6 +67,7 @@ __all__ = [
     "series_format",
     "write_aif_curve",
     "write_image",
+    "write_labels_seg_nrrd",
     "write_series",
     "write_study",
     "write_study_into",

@@ -24,16 +24,10 @@ from pydicom.dataset import Dataset
 from qperf.errors import NotAvailableError, ValidationError
 from qperf.io.atomic import atomic_dir
 from qperf.io.dicom_read import dicom_files, read_dataset
+from qperf.io.seg_nrrd import CATEGORY_CODE, LABEL_SEGMENTS
 from qperf.types import PerfusionSeries
 
 __all__ = ["LABEL_SEGMENTS", "SliceResults", "map_stem", "map_unit", "write_dicom_results"]
-
-#: The label values and their segment names, with SNOMED CT codes of the segmented property type.
-LABEL_SEGMENTS = (
-    (1, "LV blood pool", ("87878005", "Left ventricle")),
-    (2, "Myocardium", ("49848007", "Myocardium of left ventricle")),
-    (3, "RV blood pool", ("53085002", "Right ventricle")),
-)
 
 #: Unit suffixes of the map names and their UCUM codes (code, meaning).
 _UNITS = (
@@ -190,14 +184,15 @@ def _segmentation(
     )
     descriptions = [
         hd.seg.SegmentDescription(
-            segment_number=value,
-            segment_label=label,
-            segmented_property_category=codes.SCT.AnatomicalStructure,
-            segmented_property_type=Code(code, "SCT", meaning),
+            segment_number=seg.label,
+            segment_label=seg.name,
+            segmented_property_category=Code(CATEGORY_CODE[0], "SCT", CATEGORY_CODE[1]),
+            segmented_property_type=Code(seg.type_code[0], "SCT", seg.type_code[1]),
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm,
+            anatomic_regions=[Code(seg.region_code[0], "SCT", seg.region_code[1])] if seg.region_code else None,
         )
-        for value, label, (code, meaning) in LABEL_SEGMENTS
+        for seg in LABEL_SEGMENTS
     ]
     lab = np.asarray(labels)
     if lab.ndim != 2 or not np.issubdtype(lab.dtype, np.integer) or lab.min() < 0 or lab.max() > 3:
