@@ -175,6 +175,40 @@ def test_motion_corrected_analysis(tmp_path: Path) -> None:
         return float(np.median(np.abs(errors)))
 
     assert median_error(corrected) < 0.5 * median_error(uncorrected)
+    # the report's QC: the correcting displacement per frame follows the breathing, away from the key frame's
+    motion = corrected.report["slices"][0]["qc"]["motion_displacement_mm"]
+    away = np.abs(t.breathing - t.breathing[sl.motion.key_frame])
+    assert len(motion) == t.breathing.size and motion[sl.motion.key_frame] < 0.1
+    assert np.corrcoef(motion, away)[0, 1] > 0.8
+    assert corrected.figures.motion_png is not None and uncorrected.figures.motion_png is None
+    assert "motion_displacement_mm" not in uncorrected.report["slices"][0]["qc"]
+
+
+def test_report_curves_and_qc_of_the_analysis(static_study: phantom.PhantomStudy, static_result) -> None:  # type: ignore[no-untyped-def]
+    """Segment-mean curves fitted with the pixels' delay read the MBF of the pixels they average;
+    fit outcomes count the myocardium; segments under the minimum are the flagged ones."""
+    rep = static_result.report
+    curves = rep["curves"]
+    assert curves["model"] == "btex" and [c["index"] for c in curves["slices"]] == [0, 1, 2]
+    assert len(curves["aif_blood"]["time_s"]) == len(curves["aif_blood"]["gd_mmol_l"]) > 10
+    compared = 0
+    for c in curves["slices"]:
+        for n, entry in c["segments"].items():
+            seg = rep["segments"][n]
+            assert entry["n_pixels"] == seg["n_pixels"]
+            if entry["n_pixels"] >= 3:
+                assert entry["params"]["mbf_ml_min_g"] == pytest.approx(seg["mbf_mean_ml_min_g"], rel=0.1)
+                assert entry["nrmse"] < 0.1
+                compared += 1
+    assert compared >= 12
+    for sl, entry in zip(static_result.slices, rep["slices"], strict=True):
+        counts = entry["qc"]["fit_status_counts"]
+        assert sum(counts.values()) == np.count_nonzero(sl.labels_ref == 2) and counts["ok"] > 0.95 * sum(counts.values())
+    low = [k for k in range(1, 17) if rep["segments"][str(k)]["mbf_n_valid"] < rep["qc"]["min_segment_pixels"]]
+    assert rep["qc"]["low_pixel_segments"] == low and all(rep["segments"][str(k)]["low_pixel_count"] for k in low)
+    assert [name for name, _ in static_result.figures.curves_png] == [
+        f"curves_{i + 1}_{t.level}.png" for i, t in enumerate(static_study.truth.slices)
+    ]
 
 
 def test_motion_region_from_labels() -> None:

@@ -181,7 +181,7 @@ def test_curves_qc_and_pdf_with_the_content_of_the_html(flagged, tmp_path):
         "segmentation": {"flags": ["low_confidence"]},
         "motion_warnings": ["the displacement field folds in 0.10 % of the region"],
     }
-    slices = [dataclasses.replace(s, qc=qc) for s in slices]
+    slices = [dataclasses.replace(s, qc=qc) for s in slices[:1]]  # the basal slice (with segment 5 short)
     s0 = slices[0]
     t, aif, tissue = synthetic_curves(s0.sectors.segments.shape, s0.sectors.segments, {n: 1.0 for n in range(1, 7)})
     curves = {
@@ -191,7 +191,7 @@ def test_curves_qc_and_pdf_with_the_content_of_the_html(flagged, tmp_path):
     }
     rep = report.build_report(slices, study_name="curves", condition="stress", curves=curves)
     codes = [f["flag"] for f in rep["qc"]["flags"]]
-    assert codes.count("low_confidence") == 3 and codes.count("motion_correction") == 3 and "low_pixel_count" in codes
+    assert codes.count("low_confidence") == 1 and codes.count("motion_correction") == 1 and "low_pixel_count" in codes
     conf = next(f for f in rep["qc"]["flags"] if f["flag"] == "low_confidence")
     assert conf["where"] == "slice 1 (basal)" and conf["source"] == "segmentation QC"
     assert rep["curves"]["slices"][0]["segments"]["5"]["n_pixels"] == 4
@@ -204,8 +204,8 @@ def test_curves_qc_and_pdf_with_the_content_of_the_html(flagged, tmp_path):
     page = (tmp_path / "out" / "report.html").read_text()
     pdf = (tmp_path / "out" / "report.pdf").read_bytes()
     assert pdf.startswith(b"%PDF")
-    # the same figures: 1 bull's-eye + 3 flow maps + AIF + 1 slice of curves + motion
-    assert page.count("data:image/png;base64,") == pdf.count(b"/Subtype /Image") == 7
+    # the same figures: bull's-eye, flow map, AIF, curves, motion
+    assert page.count("data:image/png;base64,") == pdf.count(b"/Subtype /Image") == 5
     # the same tables: every cell of the document's tables is drawn in the PDF
     text = pdf_text(pdf)
     tables = [b for b in report_document(rep, figs) if isinstance(b, Table)]

@@ -196,6 +196,10 @@ def curves_figure(
     t = np.asarray(slice_curves["time_s"], dtype=np.float64)
     segs = slice_curves["segments"]
     top = max([float(np.nanmax(_nan(c["tissue_mmol_l"]))) for c in segs.values() if c["n_pixels"]] + [0.1])
+    residuals = [
+        np.abs(_nan(e["tissue_mmol_l"]) - _nan(e["fit_mmol_l"])) for e in segs.values() if e["fit_mmol_l"] is not None
+    ]
+    res_lim = max([float(np.nanmax(r)) for r in residuals if np.isfinite(r).any()] + [0.02 * top])
     for k, n in enumerate(numbers):
         r, c = divmod(k, cols)
         inner = outer[r, c].subgridspec(2, 1, height_ratios=[3, 1], hspace=0.07)
@@ -224,8 +228,7 @@ def curves_figure(
             fitted = _nan(entry["fit_mmol_l"])
             ax.plot(t, fitted, color=_FIT, lw=1.3, label=f"{model} fit" if model else "fit")
             res.plot(t, measured - fitted, color=_RESIDUAL, lw=0.9)
-            lim = max(float(np.nanmax(np.abs(measured - fitted))), 0.02 * top)
-            res.set_ylim(-1.2 * lim, 1.2 * lim)
+            res.set_ylim(-1.2 * res_lim, 1.2 * res_lim)  # one scale for the slice's residuals
         else:
             ax.text(0.5, 0.85, "fit failed", ha="center", transform=ax.transAxes, color=_LOW, fontsize=8)
         if k == 0:

@@ -127,15 +127,34 @@ def _column_widths(t: Table, size: float) -> tuple[list[list[list[str]]], list[l
     return rows, header, [w * scale for w in widths]
 
 
-def _table(lay: _Layout, t: Table) -> None:
+def _table_layout(t: Table) -> tuple[float, list[list[list[str]]], list[list[str]], list[float], float, float]:
+    """Font size, wrapped rows and header, column widths, line height and total height (in)."""
     size = 7.0
     rows, header, widths = _column_widths(t, size)
     while sum(widths) > _WIDTH_IN and size > 5.0:  # too wide at full size: a smaller font, not overlaps
         size -= 0.5
         rows, header, widths = _column_widths(t, size)
     line = size / 72 * 1.35
-    height = sum(line * max(len(c) for c in r) + 0.05 for r in [header, *rows]) + (0.3 if t.caption else 0.0)
-    if height < PAGE_IN[1] - 2 * MARGIN_IN - 0.5:  # a table that fits on a page is not split
+    height = sum(line * max(len(c) for c in r) + 0.05 for r in [header, *rows]) + line + 0.12
+    return size, rows, header, widths, line, height + (0.35 if t.caption else 0.0)
+
+
+def _height(b: Block) -> float:
+    """The height (in) a table or figure takes on the page (0 for other blocks)."""
+    if isinstance(b, Table):
+        return _table_layout(b)[5]
+    if isinstance(b, Image):
+        h_px, w_px = imread(io.BytesIO(b.png), format="png").shape[:2]
+        return min(_WIDTH_IN, w_px / 100.0) * h_px / w_px + 0.12
+    return 0.0
+
+
+_PAGE_ROOM_IN = PAGE_IN[1] - 2 * MARGIN_IN - 0.5
+
+
+def _table(lay: _Layout, t: Table) -> None:
+    size, rows, header, widths, line, height = _table_layout(t)
+    if height < _PAGE_ROOM_IN:  # a table that fits on a page is not split
         lay.room(height)
     if t.caption:
         lay.room(0.45)
@@ -205,7 +224,10 @@ def render_pdf(report: Mapping[str, Any], figures: ReportFigures) -> bytes:
     title = report_title(report)
     with PdfPages(buf, metadata={"Title": title, "Creator": "QPerf", "CreationDate": None}) as pdf:
         lay = _Layout(pdf, title)
-        for b in blocks:
+        for i, b in enumerate(blocks):
+            following = _height(blocks[i + 1]) if i + 1 < len(blocks) else 0.0
+            if isinstance(b, (Heading, Paragraph)) and 0 < following < _PAGE_ROOM_IN:
+                lay.room(0.5 + following)  # a heading or caption stays with the table or figure under it
             if isinstance(b, Heading):
                 _heading(lay, b)
             elif isinstance(b, Paragraph):

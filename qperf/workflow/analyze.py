@@ -196,14 +196,14 @@ def fit_status_counts(status: NDArray[Any], region: NDArray[np.bool_]) -> dict[s
 def motion_per_frame_mm(forward_px: NDArray[Any], labels: NDArray[Any], spacing_mm: tuple[float, float]) -> list[float]:
     """Mean length (mm) of the correcting displacement over the heart (myocardium, or blood
     pools and myocardium, or the whole image) in every acquired frame."""
-    f = np.asarray(forward_px, dtype=np.float64)
     region = np.asarray(labels) == LABEL_MYO
     if not region.any():
         region = np.asarray(labels) > 0
     if not region.any():
-        region = np.ones(f.shape[2:], dtype=bool)
+        region = np.ones(np.shape(forward_px)[2:], dtype=bool)
+    f = np.asarray(forward_px)[:, :, region].astype(np.float64)  # (t, 2, pixels)
     length = np.hypot(f[:, 0] * spacing_mm[0], f[:, 1] * spacing_mm[1])
-    return [float(v) for v in length[:, region].mean(axis=1)]
+    return [float(v) for v in length.mean(axis=1)]
 
 
 def _restricted(sectors: Any, mask: NDArray[np.bool_] | None) -> Any:
