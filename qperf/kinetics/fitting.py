@@ -367,11 +367,22 @@ def best_of_starts(
     by_x = np.zeros((n_pix, n_delays, n_par))
     by_cost = np.full((n_pix, n_delays), np.inf)
     costs = np.concatenate([grid_costs(y, shifted[d], dt_s, spec) for d in range(n_delays)], axis=1)
-    order = np.argsort(costs, axis=1)[:, : min(n_starts, costs.shape[1])]
+    n_best = min(n_starts, costs.shape[1])
+    order = (
+        np.argpartition(costs, n_best - 1, axis=1)[:, :n_best] if n_best < costs.shape[1] else np.argsort(costs, axis=1)
+    )
     if n_delays > 1:  # also the best candidate of every delay
         per_delay = np.argmin(costs.reshape(n_pix, n_delays, n_grid), axis=2)
         order = np.concatenate([order, per_delay + np.arange(n_delays) * n_grid], axis=1)
-    starts = [(order[:, rank] // n_grid, spec.grid[order[:, rank] % n_grid]) for rank in range(order.shape[1])]
+    # A (delay, candidate) pair already started from (the best of a delay is often among the
+    # best overall) is not started again: its delay index becomes -1.
+    repeated = np.zeros(order.shape, dtype=bool)
+    for rank in range(1, order.shape[1]):
+        repeated[:, rank] = np.any(order[:, :rank] == order[:, rank : rank + 1], axis=1)
+    starts = [
+        (np.where(repeated[:, rank], -1, order[:, rank] // n_grid), spec.grid[order[:, rank] % n_grid])
+        for rank in range(order.shape[1])
+    ]
     if spec.linear is not None:
         # The linear solution at its best delay: a start near the answer wherever the grid's
         # nearest candidates lie in another valley (low flows, where the plasma and
@@ -380,7 +391,7 @@ def best_of_starts(
         lin_delay = np.argmin(lin_cost, axis=0)
         starts.append((lin_delay, lin_x[lin_delay, np.arange(n_pix)]))
     for delay_idx, start in starts:
-        usable = np.all(np.isfinite(start), axis=1)
+        usable = np.all(np.isfinite(start), axis=1) & (delay_idx >= 0)
         for d in np.unique(delay_idx[usable]):
             sel = np.nonzero((delay_idx == d) & usable)[0]
             x, cost, _ = levenberg_marquardt(y[sel], shifted[d], dt_s, spec, start[sel])
