@@ -468,8 +468,10 @@ class BoundModel:
         mask : array_like of bool, shape ``(...)``, optional
             Pixels to fit (default all).
         max_delay_s : float
-            Largest delay of the tissue behind the AIF searched (s); delays are whole
-            samples ``0, dt, ..., floor(max_delay_s / dt) dt``.
+            Largest delay of the tissue behind the AIF searched (s). The least-squares
+            models (2CXM, Tofts, extended Tofts, Fermi) fit a continuous delay in
+            ``[0, max_delay_s]`` (the AIF delayed with linear interpolation); BTEX searches
+            the whole samples ``0, dt, ..., floor(max_delay_s / dt) dt``.
 
         Returns
         -------
