@@ -78,7 +78,7 @@ def test_osipi_2cxm_within_osipi_tolerances(shared_data, method):
 @pytest.mark.parametrize(
     "method, delay_s",
     [
-        pytest.param("nonlinear", 5.0, marks=pytest.mark.slow),
+        ("nonlinear", 5.0),
         pytest.param("nonlinear", 0.0, marks=pytest.mark.slow),
         ("linear", 5.0),
         ("linear", 0.0),
