@@ -185,11 +185,17 @@ def _mbf_table(report: Mapping[str, Any], k: Mapping[str, str], mpr: Mapping[str
 
 
 def _other_maps_table(report: Mapping[str, Any], others: list[str]) -> Table:
-    """Segment means of the maps other than MBF, three decimals."""
+    """Segment means of the maps other than MBF, three decimals, with the segment's pixels
+    (segments with too few greyed)."""
     units = {m: f" ({report['maps'][m]['unit']})" if report["maps"][m]["unit"] else "" for m in others}
-    hdr = ["Segment"] + [f"{report['maps'][m]['quantity']} mean{units[m]}" for m in others]
-    rows = [[str(n)] + [fmt(report["segments"][str(n)][map_keys(m)["mean"]], 3) for m in others] for n in SEGMENTS]
-    return Table(hdr, rows)
+    hdr = ["Segment", "Pixels"] + [f"{report['maps'][m]['quantity']} mean{units[m]}" for m in others]
+    segments = [report["segments"][str(n)] for n in SEGMENTS]
+    rows = [
+        [str(n), str(e["n_pixels"])] + [fmt(e[map_keys(m)["mean"]], 3) for m in others]
+        for n, e in zip(SEGMENTS, segments, strict=True)
+    ]
+    muted = frozenset(i for i, e in enumerate(segments) if e.get("low_pixel_count"))
+    return Table(hdr, rows, muted=muted)
 
 
 def _qc_blocks(report: Mapping[str, Any], figures: ReportFigures) -> list[Block]:
