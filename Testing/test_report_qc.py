@@ -227,3 +227,35 @@ def test_report_of_a_version_1_0_file_still_renders(flagged):
     assert report.report_rows(old)[0]["low_pixel_count"] is None
     pdf = render_pdf(old, report.render_figures(old, slices))
     assert "warning" in pdf_text(pdf)
+
+
+def test_a_table_too_wide_for_a_pdf_page_is_split_repeating_its_key_columns():
+    from qperf.report.pdf import _WIDTH_IN, _fitting_widths, _split
+
+    header = ["Segment", "Pixels", *(f"quantity {i} mean (ml/min/g)" for i in range(14))]
+    rows = [[str(n), str(10 + n), *(f"{0.1 * n + i:.3f}" for i in range(14))] for n in range(1, 17)]
+    wide = Table(header, rows, key=2, caption="caption")
+    parts = _split(wide)
+    assert len(parts) >= 2 and [p.caption for p in parts] == ["caption"] + [""] * (len(parts) - 1)
+    assert all(p.header[:2] == ["Segment", "Pixels"] and p.rows[3][:2] == ["4", "14"] for p in parts)
+    assert [h for p in parts for h in p.header[2:]] == header[2:]  # every column once, in order
+    assert all(sum(_fitting_widths(p, 6.0)[3]) <= _WIDTH_IN for p in parts)
+    narrow = Table(header[:5], [r[:5] for r in rows], key=2)
+    assert _split(narrow) == [narrow]
+    text = pdf_text(render_pdf_of_blocks([wide]))
+    assert all(c in text for r in rows for c in r)
+
+
+def render_pdf_of_blocks(blocks):
+    """A PDF of the given blocks alone (the layout of :func:`qperf.report.pdf.render_pdf`)."""
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    from qperf.report import pdf as pdf_module
+
+    buf = io.BytesIO()
+    with PdfPages(buf) as pages:
+        lay = pdf_module._Layout(pages, "test")
+        for b in blocks:
+            pdf_module._table(lay, b)
+        lay.close_page()
+    return buf.getvalue()

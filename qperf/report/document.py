@@ -36,7 +36,8 @@ class Paragraph:
 class Table:
     """Plain-text cells; the first ``left`` columns are left-aligned, ``bold`` and ``muted``
     name rows (indices) to emphasise or grey out; ``widths`` caps a column's characters per
-    line in the PDF (0: no cap); ``caption`` is a line above the table, kept with it."""
+    line in the PDF (0: no cap); ``caption`` is a line above the table, kept with it; a table
+    too wide for a PDF page is split into several, each repeating the first ``key`` columns."""
 
     header: list[str]
     rows: list[list[str]]
@@ -45,6 +46,7 @@ class Table:
     muted: frozenset[int] = frozenset()
     widths: tuple[int, ...] = field(default_factory=tuple)
     caption: str = ""
+    key: int = 1
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,7 @@ def _other_maps_table(report: Mapping[str, Any], others: list[str]) -> Table:
         for n, e in zip(SEGMENTS, segments, strict=True)
     ]
     muted = frozenset(i for i, e in enumerate(segments) if e.get("low_pixel_count"))
-    return Table(hdr, rows, muted=muted)
+    return Table(hdr, rows, muted=muted, key=2)
 
 
 def _qc_blocks(report: Mapping[str, Any], figures: ReportFigures) -> list[Block]:

@@ -8,6 +8,7 @@ rest of a page starts a new one.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import textwrap
@@ -123,26 +124,22 @@ def _column_widths(t: Table, size: float) -> tuple[list[list[list[str]]], list[l
         lines = [_text_width_in(x, size, True) for x in header[i]]
         lines += [_text_width_in(x, size, r in t.bold) for r, row in enumerate(rows) for x in row[i]]
         widths.append(max(lines) + 0.14)
-    scale = min(1.0, _WIDTH_IN / sum(widths))
-    return rows, header, [w * scale for w in widths]
+    return rows, header, widths
 
 
 def _table_layout(t: Table) -> tuple[float, list[list[list[str]]], list[list[str]], list[float], float, float]:
     """Font size, wrapped rows and header, column widths, line height and total height (in)."""
-    size = 7.0
-    rows, header, widths = _column_widths(t, size)
-    while sum(widths) > _WIDTH_IN and size > 5.0:  # too wide at full size: a smaller font, not overlaps
-        size -= 0.5
-        rows, header, widths = _column_widths(t, size)
+    size, rows, header, widths = _fitting_widths(t, 5.0)
+    widths = [w * min(1.0, _WIDTH_IN / sum(widths)) for w in widths]  # the last resort: tighter columns
     line = size / 72 * 1.35
     height = sum(line * max(len(c) for c in r) + 0.05 for r in [header, *rows]) + line + 0.12
     return size, rows, header, widths, line, height + (0.35 if t.caption else 0.0)
 
 
 def _height(b: Block) -> float:
-    """The height (in) a table or figure takes on the page (0 for other blocks)."""
+    """The height (in) a table (its first part) or a figure takes on the page (0 for other blocks)."""
     if isinstance(b, Table):
-        return _table_layout(b)[5]
+        return _table_layout(_split(b)[0])[5]  # of its first part, when split
     if isinstance(b, Image):
         h_px, w_px = imread(io.BytesIO(b.png), format="png").shape[:2]
         return min(_WIDTH_IN, w_px / 100.0) * h_px / w_px + 0.12
@@ -152,7 +149,47 @@ def _height(b: Block) -> float:
 _PAGE_ROOM_IN = PAGE_IN[1] - 2 * MARGIN_IN - 0.5
 
 
+def _split(t: Table) -> list[Table]:
+    """A table too wide for the page at 6 pt as several, each with the first ``t.key`` columns."""
+    _, _, _, widths = _fitting_widths(t, 6.0)
+    if sum(widths) <= _WIDTH_IN or len(widths) <= t.key + 1:
+        return [t]
+    groups: list[list[int]] = [[]]
+    for i in range(t.key, len(widths)):
+        if groups[-1] and sum(widths[: t.key]) + sum(widths[j] for j in [*groups[-1], i]) > _WIDTH_IN:
+            groups.append([])
+        groups[-1].append(i)
+    parts = []
+    for g, cols in enumerate(groups):
+        keep = [*range(t.key), *cols]
+        parts.append(
+            dataclasses.replace(
+                t,
+                header=[t.header[i] for i in keep],
+                rows=[[r[i] for i in keep] for r in t.rows],
+                widths=tuple(t.widths[i] if i < len(t.widths) else 0 for i in keep),
+                caption=t.caption if g == 0 else "",
+            )
+        )
+    return parts
+
+
+def _fitting_widths(t: Table, smallest: float) -> tuple[float, list[list[list[str]]], list[list[str]], list[float]]:
+    """The largest font size (7 pt down to ``smallest``) at which the table fits the page width."""
+    size = 7.0
+    rows, header, widths = _column_widths(t, size)
+    while sum(widths) > _WIDTH_IN and size > smallest:  # too wide at full size: a smaller font, not overlaps
+        size -= 0.5
+        rows, header, widths = _column_widths(t, size)
+    return size, rows, header, widths
+
+
 def _table(lay: _Layout, t: Table) -> None:
+    parts = _split(t)
+    if len(parts) > 1:
+        for part in parts:
+            _table(lay, part)
+        return
     size, rows, header, widths, line, height = _table_layout(t)
     if height < _PAGE_ROOM_IN:  # a table that fits on a page is not split
         lay.room(height)
