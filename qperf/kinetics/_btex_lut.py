@@ -41,7 +41,12 @@ BOX_SLACK = 2.0
 U_RANGE = (FP_RANGE[0] / (60.0 * VP_RANGE[1]), FP_RANGE[1] / (60.0 * VP_RANGE[0]))
 A_RANGE = (PS_RANGE[0] / (60.0 * VP_RANGE[1]), PS_RANGE[1] / (60.0 * VP_RANGE[0]))
 B_RANGE = (PS_RANGE[0] / (60.0 * VISF_RANGE[1]), PS_RANGE[1] / (60.0 * VISF_RANGE[0]))
-LUT_UPSAMPLE = 1
+#: Longest step (s) of the grid on which the table's curves are computed. At high flow the
+#: curves change within a second: noise-free BTEX curves sampled every 1.0 s and fitted with
+#: curves computed on that grid itself read MBF 3.5 ml/min/g 6-13 % low and 5.0 ml/min/g
+#: 17-27 % low; on a grid of 0.5 s or finer (qperf.flow resamples to 0.5 s) they are fitted
+#: within 0.1 %. A coarser grid is refined by a whole factor to reach this step.
+MAX_LUT_STEP_S = 0.5
 # Principal components kept. Clean tissue curves (first-pass AIF, delays 0-2.5 s) leave a
 # median relative residual of about 1e-4 outside 12 components (3e-4 with 10, 8e-4 with 8,
 # below 1e-4 with 16), far below measurement noise; the search's cost grows with the count,
@@ -111,21 +116,28 @@ def rates_to_params(u: FloatArray, a: FloatArray, b: FloatArray, fp: FloatArray)
     return {"Fp": fp, "PS": ps, "Vp": vp, "Visf": ps / (60.0 * b)}
 
 
+def lut_upsample(dt_s: float) -> int:
+    """Refinement of a grid of step ``dt_s`` on which the table's curves are computed."""
+    return max(1, int(np.ceil(dt_s / MAX_LUT_STEP_S - 1e-9)))
+
+
 def transfer_basis(model: TransferModel, n_time: int, dt_s: float) -> tuple[NDArray[np.complex64], int, float]:
     """Transfer functions of ``q`` (unit flow) for all table entries, shape ``(n_entries, F)`` (cached).
 
-    Evaluated on the time grid refined ``LUT_UPSAMPLE`` times (accuracy of the curves). Kept
-    in memory for the last grid, and on disk between processes (:mod:`qperf.kinetics._basis_cache`).
+    Evaluated on the time grid refined :func:`lut_upsample` times (accuracy of the curves).
+    Kept in memory for the last grid, and on disk between processes
+    (:mod:`qperf.kinetics._basis_cache`).
     """
     key = (n_time, round(dt_s, 9), model.length_cm, model.dp_cm2_s, model.disf_cm2_s)
     cached = _BASIS_CACHE.get(key)
     if cached is not None:
         return cached
-    n_fine = (n_time - 1) * LUT_UPSAMPLE + 1
-    dt_s = dt_s / LUT_UPSAMPLE
+    upsample = lut_upsample(dt_s)
+    n_fine = (n_time - 1) * upsample + 1
+    dt_s = dt_s / upsample
     n_fft, sigma, s = _spectral.damped_grid(n_fine, dt_s)
     u, a, b = (x.reshape(-1) for x in np.meshgrid(*grid_axes(), indexing="ij"))
-    disk_key = (*key, LUT_UPSAMPLE, N_U, N_A, N_B, U_RANGE, A_RANGE, B_RANGE)
+    disk_key = (*key, upsample, N_U, N_A, N_B, U_RANGE, A_RANGE, B_RANGE)
     basis = _basis_cache.load(model, disk_key, (u.shape[0], s.shape[0]))
     if basis is None:
         # With Vp = 1 ml/g: Fp = 60 u, PS = 60 a, Visf = a / b reproduce the rates; divide by Fp.
@@ -185,16 +197,17 @@ def build_table(model: TransferModel, aif: FloatArray, dt_s: float, n_delays: in
     n_basis = basis_length(n)
     padded = np.concatenate([np.asarray(aif, dtype=np.float64), np.full(n_basis - n, float(aif[-1]))])
     g, n_fft, sigma = transfer_basis(model, n_basis, dt_s)
-    fine = _spectral.upsample_linear(padded, LUT_UPSAMPLE)
-    dt_fine = dt_s / LUT_UPSAMPLE
+    upsample = lut_upsample(dt_s)
+    fine = _spectral.upsample_linear(padded, upsample)
+    dt_fine = dt_s / upsample
     spec = _spectral.input_spectrum(fine, dt_fine, n_fft, sigma).astype(np.complex64)
     curves = np.empty((g.shape[0], n), dtype=np.float32)
-    damp_inv = np.exp(sigma * dt_fine * np.arange(fine.shape[0])[::LUT_UPSAMPLE][:n]).astype(np.float32)
+    damp_inv = np.exp(sigma * dt_fine * np.arange(fine.shape[0])[::upsample][:n]).astype(np.float32)
     block = 4096
     for start in range(0, g.shape[0], block):
         sl = slice(start, start + block)
         full = np.fft.irfft(g[sl] * spec[None, :], n_fft, axis=-1)
-        curves[sl] = full[:, : fine.shape[0] : LUT_UPSAMPLE][:, :n] * damp_inv
+        curves[sl] = full[:, : fine.shape[0] : upsample][:, :n] * damp_inv
     # Principal components of the curves over all delays (a random subset suffices).
     rng = np.random.default_rng(0)
     pick = rng.choice(curves.shape[0], size=min(curves.shape[0], 3000), replace=False)
