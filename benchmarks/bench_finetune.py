@@ -110,6 +110,8 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=20.0)
     parser.add_argument("--out", help="keep the cases and the run folder here")
     parser.add_argument("--no-site-look", action="store_true", help="the protocol only, no scanner look")
+    parser.add_argument("--lr", type=float, help="peak learning rate (default: fine_tune's)")
+    parser.add_argument("--real-fraction", type=float, help="share of real slices per batch (default: fine_tune's)")
     args = parser.parse_args()
     from qperf.segmentation.finetune import fine_tune
 
@@ -126,7 +128,8 @@ def main() -> None:
     before = score(None, held)
     print(f"shipped model on the held-out site series: {json.dumps(before)}")
     t0 = time.perf_counter()
-    fine_tune(root / "cases", root / "run", max_minutes=args.max_minutes, log=lambda s: None)
+    options = {k: v for k, v in (("lr", args.lr), ("real_fraction", args.real_fraction)) if v is not None}
+    fine_tune(root / "cases", root / "run", max_minutes=args.max_minutes, log=lambda s: None, **options)
     minutes = (time.perf_counter() - t0) / 60.0
     log = [json.loads(line) for line in (root / "run" / "log.jsonl").read_text().splitlines()]
     steps = max((r.get("step", 0) for r in log), default=0)
