@@ -409,7 +409,7 @@ def test_aif_pool_found_away_after_correction_is_not_used(monkeypatch: pytest.Mo
     curve, info = study_aif(ps.study, AnalysisOptions())
     assert "motion_correction_discarded" not in info  # the pool stayed where it was
 
-    def moved_away(series):  # type: ignore[no-untyped-def]
+    def moved_away(series, **options):  # type: ignore[no-untyped-def]
         # "correction" that moves the whole image by a third of its width
         shift = series[0].shape[1] // 3
         return [e.replace(data=np.roll(e.data, shift, axis=2)) for e in series], 0.5

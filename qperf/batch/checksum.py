@@ -19,8 +19,8 @@ from qperf import __version__
 from qperf.batch.plan import StudyTask
 
 _CHUNK = 1 << 20
-#: Options that do not change the numbers (threads) or that a batch never sets.
-_OPTIONS_LEFT_OUT = ("threads", "labels", "insertion_points_yx", "label_frames", "aif")
+#: Options that do not change the numbers (threads, device) or that a batch never sets.
+_OPTIONS_LEFT_OUT = ("threads", "device", "labels", "insertion_points_yx", "label_frames", "aif")
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

@@ -25,7 +25,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 
 from qperf.batch.plan import StudyTask
-from qperf.batch.worker import StudyRecord, describe_error, init_worker, thread_environment
+from qperf.batch.worker import StudyRecord, describe_error, init_worker
+from qperf.runtime import thread_environment
 
 TaskFunction = Callable[[StudyTask], StudyRecord]
 ResultCallback = Callable[[StudyTask, StudyRecord], None]

@@ -23,21 +23,12 @@ from typing import Any
 
 from qperf import __version__
 from qperf.batch.plan import StudyTask
+from qperf.runtime import set_threads as _set_threads
+from qperf.runtime import thread_environment
 
 MARKER_NAME = "qperf-batch.json"
 MARKER_FORMAT = "qperf.batch.study"
 STATE_DIR = ".qperf-batch"
-#: Environment variables that size the thread pools of BLAS and OpenMP; read when numpy or
-#: torch is imported, so a worker process gets them before it starts.
-THREAD_VARIABLES = (
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-    "QPERF_THREADS",
-)
-
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters of glibc's malloc.h
 _MALLOC_RELAXED = False
@@ -62,20 +53,10 @@ class StudyRecord:
         return self.status == "ok"
 
 
-def thread_environment(threads: int) -> dict[str, str]:
-    """The environment that limits a process's BLAS, OpenMP and QPerf threads to ``threads``."""
-    return {name: str(int(threads)) for name in THREAD_VARIABLES}
-
-
 def set_threads(threads: int | None) -> None:
-    """Limit this process's torch threads (and the BLAS threads of processes it starts)."""
-    if threads is None:
-        return
-    os.environ.update(thread_environment(threads))
-    import torch
-
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
+    """Limit this process's threads (torch's included) and those of the processes it starts."""
+    if threads is not None:
+        _set_threads(threads, import_torch=True)
 
 
 def relax_malloc() -> bool:

@@ -14,6 +14,11 @@ warnings are not printed: a :class:`~qperf.errors.QPerfWarning` (a number that c
 is probably wrong) becomes a line ``qperf <command>: warning: ...`` once the command has
 succeeded, and the outputs' QC records it; other warnings (NumPy's numerical ones) and log
 records of the libraries QPerf uses appear only with ``--debug``.
+
+QPerf's own log (the ``qperf`` loggers of the steps: reading, motion correction, segmentation,
+the fit, writing) goes to stderr: warnings by default, what each step did with ``-v``, details
+with ``--debug``, nothing with ``-q``. ``--threads`` (default: ``QPERF_THREADS``) sizes every
+step's thread pools (:func:`qperf.runtime.set_threads`) before the command runs.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from types import ModuleType
 from typing import Any, NoReturn
 
 from qperf import __version__
-from qperf.cli.argtypes import NEGATIVE_VALUE
+from qperf.cli.argtypes import NEGATIVE_VALUE, positive_int
 from qperf.errors import QPerfError, QPerfWarning
 
 EXIT_OK = 0
@@ -69,7 +74,16 @@ def common_options() -> ArgumentParser:
     """Options every sub-command accepts."""
     parent = ArgumentParser(add_help=False)
     parent.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors and warnings")
-    parent.add_argument("--debug", action="store_true", help="show the full traceback and every warning")
+    parent.add_argument("-v", "--verbose", action="store_true", help="log what each step does on stderr")
+    parent.add_argument(
+        "--debug", action="store_true", help="show the full traceback, every warning and the detailed log"
+    )
+    parent.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        help="threads of every step (default: the QPERF_THREADS environment variable, else the libraries' own)",
+    )
     parent.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     return parent
 
@@ -151,6 +165,45 @@ def _print_warnings(prog: str, caught: list[warnings.WarningMessage], debug: boo
             print(f"{prog}: warning: {text}", file=sys.stderr)
 
 
+class _LogFormatter(logging.Formatter):
+    """``qperf <command>: <level>: <message>`` on one line (``[logger]`` added with ``--debug``)."""
+
+    def __init__(self, prog: str, debug: bool) -> None:
+        super().__init__()
+        self.prog, self.debug = prog, debug
+
+    def format(self, record: logging.LogRecord) -> str:
+        where = f" [{record.name}]" if self.debug else ""
+        return f"{self.prog}: {record.levelname.lower()}{where}: {one_line(record.getMessage())}"
+
+
+@contextmanager
+def _log_to_stderr(prog: str, args: argparse.Namespace) -> Iterator[None]:
+    """QPerf's log on stderr while the command runs, at the level its options ask for."""
+    from qperf.logs import LOGGER_NAME
+
+    logger = logging.getLogger(LOGGER_NAME)
+    if args.quiet:
+        level = logging.CRITICAL + 1
+    elif args.debug:
+        level = logging.DEBUG
+    elif args.verbose:
+        level = logging.INFO
+    else:
+        level = logging.WARNING
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogFormatter(prog, args.debug))
+    handler.setLevel(level)
+    before = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(min(level, before) if before != logging.NOTSET else level)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(before)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``qperf`` console script; returns the exit status."""
     parser = build_parser()
@@ -159,8 +212,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
     prog = f"qperf {args.command}"
-    with _quiet_libraries(args.debug) as caught:
+    with _quiet_libraries(args.debug) as caught, _log_to_stderr(prog, args):
         try:
+            from qperf.runtime import env_threads, set_threads
+
+            if args.threads is None:
+                args.threads = env_threads()
+            set_threads(args.threads)
             status = int(args._run(args) or EXIT_OK)
         except KeyboardInterrupt:
             print(f"{prog}: interrupted", file=sys.stderr)

@@ -25,6 +25,7 @@ other outputs the same contract.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,6 +75,7 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "study.json"
+_log = logging.getLogger(__name__)
 MANIFEST_FORMAT = "qperf.study"
 MANIFEST_VERSION = 1
 
@@ -332,6 +334,21 @@ def read_study(
     p = Path(path)
     if not p.exists():
         raise FormatError(f"{p}: no such file or folder")
+    study = _read_study(p, progress, series_options)
+    first = study.slices[0]
+    _log.info(
+        "read %s: %d slice(s) of %d frames of %d x %d pixels (%.2f x %.2f mm), %s",
+        p.name,
+        study.n_slices,
+        first.n_frames,
+        *first.shape,
+        *first.spacing_mm,
+        "AIF images" if study.aif_series else "an AIF curve" if study.aif is not None else "no AIF",
+    )
+    return study
+
+
+def _read_study(p: Path, progress: ProgressCallback | None, series_options: dict[str, Any]) -> PerfusionStudy:
     if p.is_dir():
         if (p / MANIFEST_NAME).is_file():
             return _read_manifest(p / MANIFEST_NAME, series_options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -16,7 +17,10 @@ from qperf.motion.fields import compose, invert, warp_images
 from qperf.motion.quality import quality_score
 from qperf.motion.synthetic import choose_key_frame, low_rank_frames
 from qperf.progress import ProgressCallback, scaled
+from qperf.runtime import resolve_device
 from qperf.types import PerfusionSeries
+
+_log = logging.getLogger(__name__)
 
 Engine = Literal["torch", "sitk"]
 Resample = Literal["spline", "bicubic"]
@@ -125,6 +129,7 @@ def _register(
     init: NDArray[np.float32],
     weight: NDArray[np.float32] | None,
     stage: str,
+    device: Any = "cpu",
 ) -> NDArray[np.float32]:
     if engine == "torch":
         settings = {
@@ -134,7 +139,7 @@ def _register(
             "only": engine_torch.TorchSettings(),
             "pd": engine_torch.PD_FRAMES,
         }[stage]
-        return engine_torch.register_batch(moving, fixed, init_px=init, weight=weight, settings=settings)
+        return engine_torch.register_batch(moving, fixed, init_px=init, weight=weight, settings=settings, device=device)
     return engine_sitk.register_batch(moving, fixed, init_px=init, weight=weight, stage=stage)
 
 
@@ -150,6 +155,7 @@ def correct_series(
     ranks: tuple[int, ...] = DEFAULT_RANKS,
     temporal_sigma_frames: float = 0.0,
     resample: Resample = "spline",
+    device: Any = "auto",
 ) -> MotionResult:
     """Correct the respiratory motion of a 2D+T perfusion slice.
 
@@ -188,6 +194,9 @@ def correct_series(
         B-splines blur least: on breathing stress phantoms the median global MBF error fell
         from 3.6 % to 2.9 % against cubic convolution, as the thin myocardium took in less of
         the fat and blood beside it.
+    device : {"auto", "cpu", "cuda", "mps"} or torch.device
+        Where the torch engine registers (:func:`qperf.runtime.resolve_device`; ``"auto"``: a
+        GPU when there is one); the sitk engine always runs on the CPU.
 
     Returns
     -------
@@ -198,6 +207,8 @@ def correct_series(
     ValidationError
         Not a PerfusionSeries, fewer than 3 dynamic frames, non-finite or constant frames,
         or a heart mask / key frame that does not fit the series.
+    NotAvailableError
+        A ``device`` this machine does not have.
     """
     t_start = time.perf_counter()
     series = _check_series(series)
@@ -207,6 +218,7 @@ def correct_series(
         raise ValidationError(f"resample: expected 'spline' or 'bicubic', found {resample!r}")
     if engine not in ("torch", "sitk"):
         raise ValidationError(f"engine: expected 'torch' or 'sitk', found {engine!r}")
+    dev = resolve_device(device) if engine == "torch" else "cpu"
     n_pd = series.n_pd_frames
     n_t = series.n_frames
     if key_frame is not None and not (isinstance(key_frame, (int, np.integer)) and n_pd <= key_frame < n_t):
@@ -231,7 +243,7 @@ def correct_series(
         timings["synthetic"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         stage = "only" if n_rounds == 1 else "first" if rnd == 0 else "last" if rnd == n_rounds - 1 else "middle"
-        new = _register(engine, dyn, synthetic, dyn_fields, None, stage)
+        new = _register(engine, dyn, synthetic, dyn_fields, None, stage, dev)
         if key_dyn is None:
             key_dyn = choose_key_frame(dyn, low_rank_frames(warp_images(dyn, new), ranks[-1]), weight)
         # re-anchor on the key frame: v_t = u_t o u_key^-1, so the key frame stays as acquired
@@ -248,7 +260,7 @@ def correct_series(
         mean_dyn = corrected[n_pd:].mean(axis=0)
         targets = np.ascontiguousarray(np.broadcast_to(mean_dyn, (n_pd, *mean_dyn.shape)))
         init_pd = np.ascontiguousarray(np.broadcast_to(dyn_fields.mean(axis=0), (n_pd, *dyn_fields.shape[1:])))
-        fields[:n_pd] = _register(engine, original[:n_pd], targets, init_pd, None, "pd")
+        fields[:n_pd] = _register(engine, original[:n_pd], targets, init_pd, None, "pd", dev)
         corrected[:n_pd] = warp_images(original[:n_pd], fields[:n_pd])
         timings["registration_pd"] = time.perf_counter() - t0
 
@@ -265,6 +277,16 @@ def correct_series(
     timings["quality"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     report(1.0, "done")
+    _log.info(
+        "motion correction (%s on %s): %d frames, key frame %d, quality score %.3f (before %.3f), %.1f s",
+        engine,
+        dev,
+        n_t,
+        n_pd + key_dyn,
+        float(quality.get("score", float("nan"))),
+        float(quality.get("score_before", float("nan"))),
+        timings["total"],
+    )
     out = series.replace(data=corrected_full, metadata={**dict(series.metadata), "motion_corrected": True})
     return MotionResult(
         corrected=out,

@@ -120,7 +120,7 @@ def _box_sum(x: torch.Tensor, window: int) -> torch.Tensor:
 
 def box_mean(x: torch.Tensor, window: int) -> torch.Tensor:
     """Mean over a ``window x window`` box, counting only pixels inside the image."""
-    count = _box_sum(torch.ones((1, 1, *x.shape[-2:]), dtype=x.dtype), window)
+    count = _box_sum(torch.ones((1, 1, *x.shape[-2:]), dtype=x.dtype, device=x.device), window)
     return _box_sum(x, window) / count
 
 
@@ -143,7 +143,7 @@ def lncc_and_gradient(
     returns ``(S per frame (n,), dS/da (n, 1, y, x))``. Twice as fast as autograd through the
     box filters.
     """
-    count = _box_sum(torch.ones((1, 1, *a.shape[-2:]), dtype=a.dtype), window)
+    count = _box_sum(torch.ones((1, 1, *a.shape[-2:]), dtype=a.dtype, device=a.device), window)
     m = _box_sum(torch.cat((a, b, a * a, b * b, a * b), dim=1), window) / count
     ma, mb = m[:, 0:1], m[:, 1:2]
     va = (m[:, 2:3] - ma * ma).clamp_min(0)
@@ -213,6 +213,7 @@ def register_batch(
     init_px: NDArray[np.float32] | None = None,
     weight: NDArray[np.float32] | None = None,
     settings: TorchSettings | None = None,
+    device: torch.device | str = "cpu",
 ) -> NDArray[np.float32]:
     """Register ``moving[i]`` to ``fixed[i]`` for every ``i`` at once.
 
@@ -225,6 +226,8 @@ def register_batch(
     weight : ndarray, float32, shape (y, x), optional
         Non-negative weight of each pixel in the similarity (e.g. a smoothed heart region).
     settings : TorchSettings, optional
+    device : torch.device or str
+        Where the registration computes (the fields come back as numpy arrays).
 
     Returns
     -------
@@ -233,10 +236,15 @@ def register_batch(
     """
     s = settings or TorchSettings()
     n, h, w = moving.shape
-    mov = _normalise(torch.from_numpy(np.array(moving, dtype=np.float32))[:, None])
-    fix = _normalise(torch.from_numpy(np.array(fixed, dtype=np.float32))[:, None])
-    base = torch.zeros((n, 2, h, w)) if init_px is None else torch.from_numpy(np.array(init_px, np.float32))
-    wt = torch.ones((1, 1, h, w)) if weight is None else torch.from_numpy(np.array(weight, np.float32))[None, None]
+    dev = torch.device(device)
+
+    def tensor(a: NDArray[np.floating]) -> torch.Tensor:
+        return torch.from_numpy(np.array(a, dtype=np.float32)).to(dev)
+
+    mov = _normalise(tensor(moving)[:, None])
+    fix = _normalise(tensor(fixed)[:, None])
+    base = torch.zeros((n, 2, h, w), device=dev) if init_px is None else tensor(init_px)
+    wt = torch.ones((1, 1, h, w), device=dev) if weight is None else tensor(weight)[None, None]
 
     ctrl: torch.Tensor | None = None
     prev: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
@@ -246,19 +254,19 @@ def register_batch(
         hl, wl = mov_l.shape[-2:]
         wt_l = F.interpolate(wt, size=(hl, wl), mode="bilinear", align_corners=True)
         wt_l = wt_l / wt_l.sum().clamp_min(1e-6)
-        scale = torch.tensor([(hl - 1) / max(h - 1, 1), (wl - 1) / max(w - 1, 1)]).view(1, 2, 1, 1)
+        scale = torch.tensor([(hl - 1) / max(h - 1, 1), (wl - 1) / max(w - 1, 1)], device=dev).view(1, 2, 1, 1)
         base_l = F.interpolate(base, size=(hl, wl), mode="bilinear", align_corners=True) * scale
         full = (spline_matrix(h, h, spacing), spline_matrix(w, w, spacing))
         if ctrl is None:
-            ctrl = torch.zeros((n, 2, full[0].shape[1], full[1].shape[1]))
+            ctrl = torch.zeros((n, 2, full[0].shape[1], full[1].shape[1]), device=dev)
         elif prev is not None and (prev[0].shape != full[0].shape or prev[1].shape != full[1].shape):
             # least-squares refit of the current field on the new control grid
-            ay = torch.from_numpy((np.linalg.pinv(full[0]) @ prev[0]).astype(np.float32))
-            ax = torch.from_numpy((np.linalg.pinv(full[1]) @ prev[1]).astype(np.float32))
+            ay = tensor(np.linalg.pinv(full[0]) @ prev[0])
+            ax = tensor(np.linalg.pinv(full[1]) @ prev[1])
             ctrl = _spline_field(ctrl.detach(), ay, ax)
         prev = full
-        ry = torch.from_numpy(spline_matrix(hl, h, spacing).astype(np.float32))
-        rx = torch.from_numpy(spline_matrix(wl, w, spacing).astype(np.float32))
+        ry = tensor(spline_matrix(hl, h, spacing))
+        rx = tensor(spline_matrix(wl, w, spacing))
         ctrl = ctrl.detach().requires_grad_(True)
         opt = _Adam(ctrl, lr=lr)
         window = s.window_px if factor == 1 else max(5, s.window_px - 2)
@@ -282,7 +290,5 @@ def register_batch(
             opt.step()
     assert ctrl is not None and prev is not None
     with torch.no_grad():
-        ry = torch.from_numpy(prev[0].astype(np.float32))
-        rx = torch.from_numpy(prev[1].astype(np.float32))
-        out = base + _spline_field(ctrl, ry, rx)
-    return out.numpy().astype(np.float32, copy=False)
+        out = base + _spline_field(ctrl, tensor(prev[0]), tensor(prev[1]))
+    return out.cpu().numpy().astype(np.float32, copy=False)

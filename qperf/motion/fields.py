@@ -32,17 +32,19 @@ ImageMode = Literal["bilinear", "nearest", "bicubic", "spline"]
 
 
 # ----------------------------------------------------------------------------- torch core
-def base_grid(height: int, width: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def base_grid(
+    height: int, width: int, dtype: torch.dtype = torch.float32, device: torch.device | None = None
+) -> torch.Tensor:
     """Pixel coordinates ``(2, y, x)``: component 0 the row index, component 1 the column index."""
-    yy = torch.arange(height, dtype=dtype).view(height, 1).expand(height, width)
-    xx = torch.arange(width, dtype=dtype).view(1, width).expand(height, width)
+    yy = torch.arange(height, dtype=dtype, device=device).view(height, 1).expand(height, width)
+    xx = torch.arange(width, dtype=dtype, device=device).view(1, width).expand(height, width)
     return torch.stack((yy, xx), dim=0)
 
 
 def _normalised_grid(disp: torch.Tensor) -> torch.Tensor:
     """grid_sample grid ``(n, y, x, 2)`` (x, y in [-1, 1], align_corners=True) for ``p + disp(p)``."""
     n, _, h, w = disp.shape
-    pos = base_grid(h, w, disp.dtype).unsqueeze(0) + disp
+    pos = base_grid(h, w, disp.dtype, disp.device).unsqueeze(0) + disp
     gy = pos[:, 0] * (2.0 / max(h - 1, 1)) - 1.0
     gx = pos[:, 1] * (2.0 / max(w - 1, 1)) - 1.0
     return torch.stack((gx, gy), dim=-1)

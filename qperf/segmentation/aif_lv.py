@@ -69,6 +69,8 @@ class CnnLvDetector:
         The mask keeps pixels above this fraction of the pool's peak enhancement.
     segmenter : optional
         An already loaded :class:`qperf.segmentation.inference.Segmenter`.
+    device : {"auto", "cpu", "cuda", "mps"} or torch.device
+        Where the network computes (:func:`qperf.runtime.resolve_device`).
     """
 
     name = "cnn"
@@ -79,8 +81,10 @@ class CnnLvDetector:
         *,
         core_fraction: float = CORE_FRACTION,
         segmenter: Any = None,
+        device: Any = "auto",
     ) -> None:
         self.model = model
+        self.device = device
         self.core_fraction = core_fraction
         self._segmenter = segmenter
         self._classical = ClassicalLvDetector()
@@ -89,8 +93,17 @@ class CnnLvDetector:
         if self._segmenter is None:
             from qperf.segmentation.inference import load_segmenter
 
-            self._segmenter = load_segmenter(self.model)  # type: ignore[assignment]
+            self._segmenter = load_segmenter(self.model, device=self.device)  # type: ignore[assignment]
         return self._segmenter
+
+    def to(self, device: Any) -> CnnLvDetector:
+        """Compute on ``device`` from now on (checked now, the network moved if loaded); returns self."""
+        from qperf.runtime import resolve_device
+
+        self.device = resolve_device(device)
+        if self._segmenter is not None:
+            self._segmenter.to(self.device)
+        return self
 
     def groups(self, aif_series: PerfusionSeries) -> ArrivalGroups | None:
         """First-pass features and arrival groups of the series (None when nothing enhances)."""
@@ -153,15 +166,24 @@ class CnnLvDetector:
         return None
 
 
-def register(model: str | Path | None = None) -> CnnLvDetector:
+def register(model: str | Path | None = None, *, device: Any = "auto") -> CnnLvDetector:
     """Register the network detector with :mod:`qperf.aif` as ``"cnn"`` (replacing any earlier one).
 
     Parameters
     ----------
     model : str or path, optional
         Segmentation model (default: the shipped one); loaded on the detector's first use.
+    device : {"auto", "cpu", "cuda", "mps"} or torch.device
+        Where the network computes (:func:`qperf.runtime.resolve_device`; checked now).
+
+    Raises
+    ------
+    NotAvailableError
+        A ``device`` this machine does not have.
     """
-    detector = CnnLvDetector(model)
+    from qperf.runtime import resolve_device
+
+    detector = CnnLvDetector(model, device=resolve_device(device))
     _detect.register_detector(detector, replace=True)
     return detector
 
@@ -180,6 +202,19 @@ def lv_detector(method: str = "auto") -> LvDetector:
     if method in ("cnn", "auto") and "cnn" not in _detect.available_detectors():
         register()
     return _detect.get_detector(method)
+
+
+def use_device(device: Any) -> None:
+    """Run the registered network detector (the shipped one when none is) on ``device``.
+
+    Raises
+    ------
+    NotAvailableError
+        A ``device`` this machine does not have.
+    """
+    detector = lv_detector("cnn")
+    if isinstance(detector, CnnLvDetector):
+        detector.to(device)
 
 
 def detect_lv(aif_series: PerfusionSeries | Sequence[PerfusionSeries], method: str = "auto") -> NDArray[np.bool_]:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from qperf.segmentation import preprocessing as pre
 from qperf.segmentation.model_store import load_network
 from qperf.segmentation.network import POINT_NAMES, ResUNet
 from qperf.types import PerfusionSeries
+
+_log = logging.getLogger(__name__)
 
 #: A heat map whose peak holds less than this fraction of its mass is not trusted.
 MIN_POINT_PEAK = 0.02
@@ -98,7 +101,12 @@ class Segmenter:
     card : dict
         The model card (version, metrics).
     threads : int or None
-        ``torch.set_num_threads`` value used during inference (None leaves it).
+        Threads of every step (:func:`qperf.runtime.set_threads`), set when the segmenter is
+        made (None leaves them; ``QPERF_THREADS`` sets them too).
+    device : str or torch.device
+        Where the network and the motion correction of :meth:`segment` compute:
+        ``"auto"`` (a GPU when there is one), ``"cpu"``, ``"cuda"``, ``"mps"``
+        (:func:`qperf.runtime.resolve_device`).
     flip_tta : bool
         Average the prediction with that of the flipped input (twice the compute).
     refine_endocardium : bool
@@ -119,28 +127,38 @@ class Segmenter:
         card: dict[str, Any] | None = None,
         *,
         threads: int | None = None,
+        device: str | torch.device = "auto",
         flip_tta: bool = False,
         refine_endocardium: bool = True,
         fill_hull: bool = True,
         normalise_timing: bool = True,
     ) -> None:
-        self.network = network.eval()
+        from qperf.runtime import resolve_device, set_threads
+
+        self.device = resolve_device(device)
+        self.network = network.eval().to(self.device)
         self.card = dict(card or {})
-        self.threads = threads
+        self.threads = set_threads(threads) if threads is not None else None
         self.flip_tta = flip_tta
         self.refine_endocardium = refine_endocardium
         self.fill_hull = fill_hull
         self.normalise_timing = normalise_timing
 
+    def to(self, device: str | torch.device) -> Segmenter:
+        """Compute on ``device`` from now on (:func:`qperf.runtime.resolve_device`); returns self."""
+        from qperf.runtime import resolve_device
+
+        self.device = resolve_device(device)
+        self.network = self.network.to(self.device)
+        return self
+
     def _run(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
-        if self.threads is not None:
-            torch.set_num_threads(self.threads)
         with torch.inference_mode():
-            xt = torch.from_numpy(x[None])
+            xt = torch.from_numpy(x[None]).to(self.device)
             out = self.network(xt)
             if self.flip_tta:
                 out = 0.5 * (out + torch.flip(self.network(torch.flip(xt, dims=[3])), dims=[3]))
-        return out[0].numpy()
+        return np.asarray(out[0].float().cpu().numpy(), dtype=np.float32)
 
     def _crop_output(
         self, temporal: pre.TemporalInput, centre: tuple[float, float], spacing_mm: tuple[float, float]
@@ -288,6 +306,7 @@ class Segmenter:
             correct = extent >= MOVING_MM and not already
         if not correct:
             first.qc.motion = record
+            self._log_result(series, first)
             return first
         from qperf import motion as motion_mod
 
@@ -296,13 +315,25 @@ class Segmenter:
             dy, dx = series.spacing_mm
             region = np.hypot((yy - centre[0]) * dy, (xx - centre[1]) * dx) <= MOTION_FALLBACK_RADIUS_MM
         margin = int(np.ceil(MOTION_MARGIN_MM / min(series.spacing_mm)))
-        moco = motion_mod.correct_series(series, heart_mask=region, margin_px=margin)
+        moco = motion_mod.correct_series(series, heart_mask=region, margin_px=margin, device=self.device)
         result = self(moco.corrected, motion=moco)
         record.update(corrected=True, quality_score=round(float(moco.quality.get("score", float("nan"))), 4))
         record["key_frame"] = int(moco.key_frame)
         result.qc.motion = record
         result.extras["motion"] = moco
+        self._log_result(series, result)
         return result
+
+    @staticmethod
+    def _log_result(series: PerfusionSeries, result: SegmentationResult) -> None:
+        motion = result.qc.motion or {}
+        _log.info(
+            "segmentation of %s: myocardium %.0f mm2, motion %s, QC flags: %s",
+            series.name or "the slice",
+            result.qc.myo_area_mm2,
+            "corrected" if motion.get("corrected") else "not corrected",
+            ", ".join(result.qc.flags) or "none",
+        )
 
     def _result(
         self,
@@ -405,7 +436,13 @@ class Segmenter:
         return labels, per_frame
 
 
-def load_segmenter(model: str | Path | None = None, *, threads: int | None = None, flip_tta: bool = False) -> Segmenter:
+def load_segmenter(
+    model: str | Path | None = None,
+    *,
+    threads: int | None = None,
+    device: str | torch.device = "auto",
+    flip_tta: bool = False,
+) -> Segmenter:
     """Load the shipped segmentation model (or one named by path), verifying its checksum.
 
     Parameters
@@ -413,16 +450,23 @@ def load_segmenter(model: str | Path | None = None, *, threads: int | None = Non
     model : str or path, optional
         A model name in ``models/``, or the path of its ``.pt`` weights or ``.json`` card.
     threads : int, optional
-        Torch threads to use during inference.
+        Threads of every step (:func:`qperf.runtime.set_threads`; default ``QPERF_THREADS``).
+    device : {"auto", "cpu", "cuda", "mps"} or torch.device
+        Where the network and the motion correction compute; ``"auto"`` takes a GPU when
+        there is one (:func:`qperf.runtime.resolve_device`).
     flip_tta : bool
         Flip test-time augmentation (about twice the time).
 
     Raises
     ------
     NotAvailableError
-        No such model.
+        No such model, or a ``device`` this machine does not have.
     ModelIntegrityError
         The weights do not match the card's sha256.
     """
+    from qperf.runtime import resolve_device
+
+    target = resolve_device(device)  # an unavailable device is refused before the weights are read
     net, card, _ = load_network(model)
-    return Segmenter(net, card, threads=threads, flip_tta=flip_tta)
+    _log.info("segmentation model %s %s on %s", card.get("name", model), card.get("version", ""), target)
+    return Segmenter(net, card, threads=threads, device=target, flip_tta=flip_tta)

@@ -70,6 +70,7 @@ class TrainConfig:
     net: dict[str, Any] = field(default_factory=lambda: NetConfig().to_dict())
     augment: dict[str, Any] = field(default_factory=lambda: asdict(AugmentConfig()))
     threads: int = 2
+    device: str = "auto"
 
     @classmethod
     def from_json(cls, path: str | Path) -> TrainConfig:
@@ -252,8 +253,10 @@ def _validate_all(
     return record
 
 
-def _device() -> torch.device:
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+def _device(name: str) -> torch.device:
+    from qperf.runtime import resolve_device
+
+    return resolve_device(name)
 
 
 def _initial_weights(path: str) -> dict[str, Any]:
@@ -279,10 +282,12 @@ class _Run:
 
     def __init__(self, cfg: TrainConfig, out: Path, resume: bool, log: Callable[[str], None]) -> None:
         self.cfg, self.out, self.log = cfg, out, log
-        torch.set_num_threads(max(1, cfg.threads))
+        from qperf.runtime import set_threads
+
+        self.device = _device(cfg.device)
+        set_threads(max(1, cfg.threads))
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
-        self.device = _device()
         self.net_cfg = NetConfig.from_dict(cfg.net)
         if self.net_cfg.in_channels != pre.N_CHANNELS:
             raise ValidationError(f"net.in_channels: expected {pre.N_CHANNELS}, found {self.net_cfg.in_channels}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -25,6 +26,8 @@ from qperf.workflow.results import FlowMaps, QualityReport, SectorTable, Segment
 from qperf.workflow.sectorise import sectorise_study
 from qperf.workflow.segment import segment_study
 
+_log = logging.getLogger(__name__)
+
 #: Steps in order, with the share of the progress bar each takes.
 STEPS: tuple[tuple[str, float], ...] = (("segmentation", 0.55), ("flow", 0.35), ("segments", 0.02), ("report", 0.08))
 
@@ -41,8 +44,10 @@ class _Steps:
         start = time.perf_counter()
         self.progress(self._done, name)
         yield scaled(self.progress, self._done, self._done + share)
-        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        self.timings[name] = self.timings.get(name, 0.0) + elapsed
         self._done += share
+        _log.info("%s done in %.2f s", name, elapsed)
 
 
 def analyze_study(
@@ -331,4 +336,5 @@ def write_analysis(result: StudyAnalysis, out_dir: str | os.PathLike[str], *, ov
                 dict(sl.segmentation.insertion_points_yx), sl.insertion_points_per_frame, sl.series, i - 1
             )
             (d / "insertion.json").write_text(json.dumps({"slices": [record]}, indent=2) + "\n", encoding="utf-8")
+    _log.info("wrote the report and %d slice folder(s) to %s", len(result.slices), out_dir)
     return Path(out_dir)

@@ -65,7 +65,10 @@ class AnalysisOptions:
         One AIF-to-tissue delay for the study (the earliest of the slices'), one per slice, or
         one searched for every pixel (single pixels cannot tell a later delay from a higher flow).
     threads : int, optional
-        Torch threads of the segmentation network.
+        Threads of every step (:func:`qperf.runtime.set_threads`; default ``QPERF_THREADS``).
+    device : {"auto", "cpu", "cuda", "mps"}
+        Where the segmentation network, the AIF detector's network and the motion correction
+        compute (:func:`qperf.runtime.resolve_device`; ``"auto"``: a GPU when there is one).
     """
 
     model: str = "btex"
@@ -83,8 +86,12 @@ class AnalysisOptions:
     myocardial_smoothing_px: float = 0.7
     delay: str = "study"
     threads: int | None = None
+    device: str = "auto"
 
     def __post_init__(self) -> None:
+        from qperf.runtime import check_device_name
+
+        check_device_name(self.device)
         if self.model not in KINETIC_MODELS:
             raise ValidationError(f"model: expected one of {', '.join(KINETIC_MODELS)}, found {self.model!r}")
         if self.motion not in MOTION_MODES:

@@ -41,8 +41,8 @@ def segment_study(
     ----------
     study : PerfusionStudy
     options : AnalysisOptions, optional
-        ``motion``, ``labels``, ``insertion_points_yx``, ``label_frames``, ``segmenter`` and
-        ``threads`` are used.
+        ``motion``, ``labels``, ``insertion_points_yx``, ``label_frames``, ``segmenter``,
+        ``threads`` and ``device`` are used.
     segmenter : qperf.segmentation.Segmenter, optional
         An already loaded network (default: ``options.segmenter`` or the shipped model).
     progress : callable(fraction, message), optional
@@ -68,7 +68,7 @@ def segment_study(
         from qperf.segmentation import load_segmenter
 
         model = None if options.segmenter is None else Path(options.segmenter)
-        segmenter = load_segmenter(model, threads=options.threads)
+        segmenter = load_segmenter(model, threads=options.threads, device=options.device)
     start = time.perf_counter()
     n = study.n_slices
     slices = []
@@ -82,7 +82,15 @@ def segment_study(
             frame = None if options.label_frames is None else int(options.label_frames[i])
             step = scaled(progress, i / n, (i + 1) / n)
             slices.append(
-                supplied_slice(series, options.labels[i], options.insertion_points_yx[i], options.motion, frame, step)
+                supplied_slice(
+                    series,
+                    options.labels[i],
+                    options.insertion_points_yx[i],
+                    options.motion,
+                    frame,
+                    step,
+                    device=options.device,
+                )
             )
     progress(1.0, "segmentation done")
     return Segmentation(tuple(slices), {"segmentation": time.perf_counter() - start})
@@ -114,6 +122,8 @@ def supplied_slice(
     motion: str = "auto",
     label_frame: int | None = None,
     progress: ProgressCallback | None = None,
+    *,
+    device: Any = "auto",
 ) -> SliceSegmentation:
     """A slice labelled by the caller: motion corrected around the supplied heart, labels and
     points carried to the corrected grid and to every acquired frame.
@@ -129,6 +139,8 @@ def supplied_slice(
     motion : {"auto", "on", "off"}
     label_frame : int, optional
         The acquired frame ``(y, x)`` labels and points were drawn on.
+    device : {"auto", "cpu", "cuda", "mps"} or torch.device
+        Where the motion correction computes (:func:`qperf.runtime.resolve_device`).
     """
     from qperf import motion as motion_mod
     from qperf.motion.detect import MOVING_MM, heart_shifts_mm, motion_extent_mm
@@ -150,7 +162,9 @@ def supplied_slice(
             correct = extent >= MOVING_MM and not bool(series.metadata.get("motion_corrected", False))
         if correct:
             margin = int(np.ceil(MOTION_MARGIN_MM / min(series.spacing_mm)))
-            result = motion_mod.correct_series(series, heart_mask=heart, margin_px=margin, progress=progress)
+            result = motion_mod.correct_series(
+                series, heart_mask=heart, margin_px=margin, progress=progress, device=device
+            )
             record.update(corrected=True, quality_score=round(float(result.quality.get("score", float("nan"))), 4))
     key = result.key_frame if result is not None else series.n_pd_frames
     labels_ref = _labels_on_reference(lab, result, key, label_frame)

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from qperf.cli.argtypes import nonnegative_int, open_fraction, positive_float, seconds
+from qperf.runtime import DEVICES
 
 
 def add_series_options(parser: argparse.ArgumentParser) -> None:
@@ -52,10 +53,12 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
         default="study",
         help="AIF-tissue delay: one for the study (default), one per slice, or searched for every pixel",
     )
+    add_device_option(parser)
 
 
 def analysis_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Keyword arguments of :class:`qperf.workflow.AnalysisOptions` from :func:`add_analysis_options`."""
+    """Keyword arguments of :class:`qperf.workflow.AnalysisOptions` from :func:`add_analysis_options`
+    (the device checked now: :func:`device_of`)."""
     return {
         "model": args.model,
         "dt_s": args.dt,
@@ -63,4 +66,28 @@ def analysis_options(args: argparse.Namespace) -> dict[str, Any]:
         "segmenter": args.segmenter,
         "hematocrit": args.hematocrit,
         "delay": args.delay,
+        "threads": args.threads,
+        "device": device_of(args),
     }
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """``--device``: where torch computes (the network, the motion correction)."""
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="where the network and motion correction compute: auto (a GPU when there is one; default), cpu, cuda, mps",
+    )
+
+
+def device_of(args: argparse.Namespace) -> str:
+    """``args.device``, refused now, before any output is written, when this machine lacks it."""
+    from qperf.errors import NotAvailableError
+    from qperf.runtime import resolve_device
+
+    try:
+        resolve_device(args.device)
+    except NotAvailableError as exc:
+        raise NotAvailableError(f"--{exc}") from None
+    return str(args.device)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from qperf.cli.argtypes import nonnegative_int
-from qperf.cli.commands._options import add_series_options, series_options
+from qperf.cli.commands._options import add_device_option, add_series_options, device_of, series_options
 from qperf.errors import ValidationError
 from qperf.types import AifCurve
 
@@ -39,6 +39,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reference-label", type=nonnegative_int, default=1, metavar="L", help="LV label in --reference"
     )
+    add_device_option(parser)
     add_series_options(parser)
 
 
@@ -70,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from qperf.metrics import dice
     from qperf.segmentation import aif_lv
 
+    device = device_of(args) if args.method != "classical" else "cpu"
     io.check_output(args.out, args.overwrite, inputs=[args.aif_series])
     study = io.read_study(args.aif_series, **series_options(args))
     series = study.aif_series[0] if study.aif_series else study.slices[0]
@@ -79,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
         from qperf.segmentation.model_store import load_network
 
         load_network(args.model)  # a model that does not load is refused, not passed over by "auto"
-        aif_lv.register(args.model)  # "cnn" with this model
+        aif_lv.register(args.model, device=device)  # "cnn" with this model
+    elif args.method != "classical":
+        aif_lv.use_device(device)
     mask = aif_lv.detect_lv(study.aif_series or series, method=args.method)
     source = args.method
     if args.method == "auto":

@@ -46,7 +46,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--threads-per-worker",
         type=positive_int,
         metavar="N",
-        help="threads of each worker (default: cores / workers, 1 alone)",
+        help="threads of each worker (default: --threads or QPERF_THREADS, else cores / workers, 1 alone)",
     )
     engine.add_argument("--scheduler", metavar="ADDRESS", help="run on the Dask cluster of this scheduler")
     run = parser.add_argument_group("what it runs")
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     _check_extra(args.scheduler)
     batch = BatchOptions(
         workers=args.workers,
-        threads_per_worker=args.threads_per_worker,
+        threads_per_worker=args.threads_per_worker if args.threads_per_worker is not None else args.threads,
         scheduler=args.scheduler,
         resume=args.resume,
         overwrite=args.overwrite,

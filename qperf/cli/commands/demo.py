@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from qperf.cli.argtypes import seed
+from qperf.cli.commands._options import add_device_option, device_of
 from qperf.cli.commands.analyze import summary
 
 NAME = "demo"
@@ -28,6 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="use the phantom's true labels and insertion points instead of the CNN (tests the rest of the chain)",
     )
+    add_device_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,11 +38,14 @@ def run(args: argparse.Namespace) -> int:
     from qperf.progress import TerminalProgress
     from qperf.workflow import AnalysisOptions, analyze_study, write_analysis
 
+    device = device_of(args)
     check_output(args.out, args.overwrite)
     ps = phantom.generate_study(seed=args.seed, n_slices=3, n_frames=60, condition=args.condition, field_t=args.field)
-    options = AnalysisOptions()
+    options = AnalysisOptions(threads=args.threads, device=device)
     if args.truth_labels:
         options = AnalysisOptions(
+            threads=args.threads,
+            device=device,
             labels=[t.labels_moving for t in ps.truth.slices],
             insertion_points_yx=[phantom.insertion_points_over_frames(t) for t in ps.truth.slices],
         )

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from qperf.cli.argtypes import int_range, slice_number
-from qperf.cli.commands._options import add_series_options, series_options
+from qperf.cli.commands._options import add_device_option, add_series_options, device_of, series_options
 from qperf.errors import ValidationError
 from qperf.types import PerfusionSeries
 
@@ -36,6 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask", metavar="M", help="rough heart region (.nrrd, non-zero = heart) on the series grid")
     parser.add_argument("--rounds", type=int_range(1, 10), default=3, metavar="N", help="synthetic-frame rounds (3)")
     parser.add_argument("--engine", choices=["torch", "sitk"], default="torch", help="registration engine (torch)")
+    add_device_option(parser)
     add_series_options(parser)
 
 
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from qperf.progress import TerminalProgress
 
     out = Path(args.out)
+    device = device_of(args) if args.engine == "torch" else "cpu"
     check_output(out, args.overwrite, inputs=[args.series])
     series = _read_slice(args)
     check_series(series, Path(args.series).name)
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         heart_mask = image.array != 0
     with TerminalProgress("moco", enabled=not args.quiet) as progress:
         result = motion.correct_series(
-            series, heart_mask=heart_mask, n_rounds=args.rounds, progress=progress, engine=args.engine
+            series, heart_mask=heart_mask, n_rounds=args.rounds, progress=progress, engine=args.engine, device=device
         )
     corrected_name = _output_name(Path(args.series))
     with atomic_dir(out, overwrite=args.overwrite, inputs=[args.series]) as tmp:

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from qperf.cli.argtypes import positive_int, slice_number
-from qperf.cli.commands._options import add_series_options, series_options
+from qperf.cli.argtypes import slice_number
+from qperf.cli.commands._options import add_device_option, add_series_options, device_of, series_options
 from qperf.errors import ValidationError
 
 NAME = "segment"
@@ -46,7 +46,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--model", metavar="PATH", help="model weights (.pt) or card (.json); default: the shipped model"
     )
     parser.add_argument("--slice", type=slice_number, metavar="N", help="segment only slice N (1-based)")
-    parser.add_argument("--threads", type=positive_int, default=None, metavar="N", help="torch threads")
+    add_device_option(parser)
     parser.add_argument(
         "--motion",
         choices=("auto", "on", "off"),
@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from qperf.io.insertion import slice_record
     from qperf.segmentation import load_segmenter
 
+    device = device_of(args)
     study = io.read_study(args.series, **series_options(args))
     indices = list(range(study.n_slices))
     if args.slice is not None:
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         indices = [args.slice - 1]
     io.check_output(args.out, args.overwrite, inputs=[args.series])
     notes = {i: check_series(study.slices[i], f"slice {i + 1}") for i in indices}
-    segmenter = load_segmenter(args.model, threads=args.threads)
+    segmenter = load_segmenter(args.model, threads=args.threads, device=device)
     records = []
     with atomic_dir(args.out, overwrite=args.overwrite, inputs=[args.series]) as tmp:
         for i in indices:

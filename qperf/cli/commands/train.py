@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from qperf.cli.argtypes import fraction, open_unit, positive_float, positive_int, seed
-from qperf.cli.commands._options import add_series_options, series_options
+from qperf.cli.commands._options import add_device_option, add_series_options, device_of, series_options
 from qperf.errors import ValidationError
 
 NAME = "train"
@@ -39,7 +39,8 @@ learning rate 3e-4. --max-minutes bounds the whole run. RUN_DIR then holds model
 (card: data, split, held-out figures) and model.md, and works as qperf segment --model RUN_DIR
 and in QPerf Seg. Every run writes config.json, log.jsonl (losses, validation Dice, held-out
 figures), checkpoint.pt (every few minutes; an existing one is resumed) and best.pt. Uses a GPU
-when one is present."""
+when one is present (--device auto, the default; or as --device or the configuration's device
+says)."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +73,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="stop after this many minutes (with --real: the whole run)",
     )
     parser.add_argument("--batch-size", type=positive_int, help="samples per step")
-    parser.add_argument("--threads", type=positive_int, help="CPU threads")
+    add_device_option(parser)
     parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in RUN_DIR")
     add_series_options(parser)
 
@@ -145,6 +146,15 @@ def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, attr, value)
+    if args.device != "auto" or not args.config:
+        cfg.device = args.device
+    from qperf.runtime import check_device_name
+
+    try:
+        check_device_name(cfg.device)
+    except ValidationError:
+        raise ValidationError(f"device: expected one of auto, cpu, cuda, mps, found {cfg.device!r}") from None
+    device_of(argparse.Namespace(device=cfg.device))
     if cfg.max_steps < 1 or cfg.batch_size < 1:
         raise ValidationError(
             f"--max-steps/--batch-size: expected positive integers, found {cfg.max_steps}/{cfg.batch_size}"
