@@ -157,3 +157,17 @@ def test_analyze_dicom_writes_the_maps_and_labels_of_the_report(tmp_path: Path) 
         as_segmentation = slicerio.read_segmentation(str(out / f"slice_{k}" / "labels_ref.seg.nrrd"))
         np.testing.assert_array_equal(as_segmentation["voxels"][:, :, 0].T, labels)
         assert mbf.ReferencedSeriesSequence[0].SeriesInstanceUID == study.slices[k - 1].metadata["series_uid"]
+
+
+def test_a_map_name_cut_at_an_underscore_gives_a_valid_content_label(
+    source: tuple[Path, PerfusionStudy], tmp_path: Path
+) -> None:
+    """Content Label is a code string (no trailing "_"): the Fermi model's amplitude map, cut at 16
+    characters, ended with one and could not be written."""
+    folder, study = source
+    first = _results(study)[0]
+    maps = {"fermi_amplitude_ml_min_g": first.maps["mbf_ml_min_g"]}
+    write_dicom_results(folder, [SliceResults(first.series, maps, first.labels, first.key_frame)], tmp_path / "d")
+    ds = pydicom.dcmread(tmp_path / "d" / "slice_1" / "fermi_amplitude.dcm")
+    assert ds.ContentLabel == "FERMI_AMPLITUDE"
+    np.testing.assert_array_equal(ds.pixel_array, maps["fermi_amplitude_ml_min_g"])

@@ -167,7 +167,7 @@ def _parametric_map(
         voi_lut_transformations=[
             hd.VOILUTTransformation(window_center=(low + high) / 2.0, window_width=max(high - low, 1e-6))
         ],
-        content_label=name.upper()[:16].replace("-", "_"),
+        content_label=name.upper().replace("-", "_")[:16].rstrip("_") or "MAP",  # CS: no trailing "_"
         content_description=f"QPerf {name}",
         **_geometry(hd, series),
     )
