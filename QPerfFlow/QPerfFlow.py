@@ -168,6 +168,11 @@ class QPerfFlowWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.value = int(round(100 * fraction))
         slicer.app.processEvents()
 
+    def onLog(self, message):
+        """A line of the core library's log: added to the summary text below the panel."""
+        self.ui.inputSummaryText.appendPlainText(message)
+        slicer.app.processEvents()
+
     def onCheckInputsButton(self):
         with slicer.util.tryWithErrorDisplay("The flow inputs are not valid.", waitCursor=True):
             self.ui.inputSummaryText.setPlainText("")
@@ -187,7 +192,7 @@ class QPerfFlowWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._running = True
             self.updateGui()
             try:
-                done = self.logic.compute(self._parameterNode, self.onProgress)
+                done = self.logic.compute(self._parameterNode, self.onProgress, log=self.onLog)
             finally:
                 self._running = False
                 self.updateGui()
@@ -268,10 +273,14 @@ class QPerfFlowLogic(ScriptedLoadableModuleLogic):
         sources = "\n".join(f"{key}: {value}" for key, value in inputs.sources.items())
         return f"{describeInputs(inputs.study)}\n{sources}"
 
-    def compute(self, node, progress):
-        """Compute flow for the panel's study; False when the user cancelled."""
+    def compute(self, node, progress, log=None):
+        """Compute flow for the panel's study; False when the user cancelled.
+
+        ``log(line)`` receives the core library's log lines while it runs.
+        """
         from qperf.progress import AnalysisCancelled
 
+        self.core.log = log
         try:
             self.core.compute(node.studyBrowser, model=node.model, progress=progress, **self._inputArguments(node))
         except AnalysisCancelled:

@@ -156,6 +156,11 @@ class QPerfSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = message
         slicer.app.processEvents()
 
+    def onLog(self, message):
+        """A line of the core library's log: shown on the status line."""
+        self.ui.statusLabel.text = message
+        slicer.app.processEvents()
+
     def onLoadButton(self):
         with slicer.util.tryWithErrorDisplay("Failed to load the perfusion study.", waitCursor=True):
             self.logic.ensureDependencies(slicer.util.confirmOkCancelDisplay)
@@ -174,7 +179,9 @@ class QPerfSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.updateGui()
             try:
                 model = node.modelPath if _isSet(node.modelPath) else None
-                done = self.logic.segment(node.studyBrowser, node.motion, node.segmenter, model, self.onProgress)
+                done = self.logic.segment(
+                    node.studyBrowser, node.motion, node.segmenter, model, self.onProgress, log=self.onLog
+                )
             finally:
                 self._running = False
                 self.updateGui()
@@ -268,12 +275,16 @@ class QPerfSegLogic(ScriptedLoadableModuleLogic):
     def hasSession(self, browserNode):
         return self.core.hasSegmentation(browserNode)
 
-    def segment(self, browserNode, motion, segmenter, model, progress):
-        """Run motion correction and segmentation; False when the user cancelled."""
+    def segment(self, browserNode, motion, segmenter, model, progress, log=None):
+        """Run motion correction and segmentation; False when the user cancelled.
+
+        ``log(line)`` receives the core library's log lines while it runs.
+        """
         from qperf.progress import AnalysisCancelled
         from qperf.workflow import AnalysisOptions
 
         options = AnalysisOptions(motion=motion, segmenter=None if model is None else str(model))
+        self.core.log = log
         try:
             self.core.segment(browserNode, options, segmenter, progress=progress)
         except AnalysisCancelled:

@@ -44,6 +44,9 @@ from .sequences import (
 ROLE_STUDY = "study"
 ROLE_AIF_CURVE = "aifCurve"
 ATTR_CONDITION = "qperf_condition"
+#: The file or folder a study was loaded from (absolute path; absent for a study given in memory):
+#: QPerf Flow's DICOM export references the source images found there.
+ATTR_SOURCE_PATH = "qperf_source_path"
 ATTR_HEMATOCRIT = "qperf_hematocrit"
 ATTR_AIF_KIND = "qperf_aif_kind"
 REFERENCE_AIF_TABLE = "QPerfAifTable"
@@ -162,8 +165,10 @@ def loadStudy(study: StudyOrPath, scene: Any | None = None, name: str | None = N
         AIF image sequences.
     """
     scene = getScene(scene)
+    sourcePath = None
     if not isinstance(study, PerfusionStudy):
         if isinstance(study, (str, os.PathLike)):
+            sourcePath = os.path.abspath(os.fspath(study))
             study = _readStudy(study)
         else:
             raise ValidationError(f"study: expected a qperf.PerfusionStudy or a path, found {type(study).__name__}")
@@ -173,6 +178,8 @@ def loadStudy(study: StudyOrPath, scene: Any | None = None, name: str | None = N
     browserNode.SetAttribute(ATTR_CONDITION, study.condition)
     browserNode.SetAttribute(ATTR_HEMATOCRIT, repr(study.hematocrit))
     browserNode.SetAttribute(ATTR_METADATA, jsonMetadata(study.metadata))
+    if sourcePath is not None:
+        browserNode.SetAttribute(ATTR_SOURCE_PATH, sourcePath)
     nodes = StudyNodes(browserNode=browserNode)
     for i, series in enumerate(study.slices):
         sequenceNode = sequenceNodeFromSeries(series, scene, name=series.name or f"slice {i + 1}", role=ROLE_SLICE)

@@ -9,6 +9,7 @@
 >>> flow.segmentRows(browserNode)                       # the per-segment table as dicts
 >>> flow.perfusionReserve(stressBrowser, restBrowser)   # stress / rest MBF table
 >>> flow.exportReport(browserNode, "report/"); flow.saveScene("scene/")
+>>> flow.exportDicom(browserNode, "dicom-results/")      # a study loaded from a DICOM folder
 
 ``compute`` runs ``qperf.workflow.analyze_study`` on the study and on QPerf Seg's segmentation
 as the scene holds it (the same step and options as ``qperf analyze``; pass ``options`` for the
@@ -20,18 +21,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import slicer
 from QPerfCommonLib.scene import getScene, saveScene
 
 from qperf.errors import ValidationError
+from qperf.logs import forward_log
 from qperf.progress import CancelToken
 
 from .aifnodes import aifFromRegion, detectAifRegion
 from .compute import DEFAULT_MODEL, computeFlow, flowInputs
-from .export import exportReport
+from .export import exportDicom, exportReport
 from .results import REFERENCE_SEGMENT_TABLE, addFlowOutputs, addPerfusionReserve
 
 
@@ -42,14 +44,18 @@ class FlowLogic:
     ----------
     scene : vtkMRMLScene, optional
         Defaults to ``slicer.mrmlScene`` (inside the application).
+    log : callable(str), optional
+        Receives the core library's log lines (``qperf.logs.forward_log``: what each step did)
+        while :meth:`compute` and the exports run; the module panel shows them.
     """
 
-    def __init__(self, scene: Any | None = None) -> None:
+    def __init__(self, scene: Any | None = None, log: Callable[[str], None] | None = None) -> None:
         self.scene = getScene(scene)
         self.results: dict = {}
         self.nodes: dict = {}
         self.settings: dict = {}
         self.cancelToken: CancelToken | None = None
+        self.log = log
 
     def detectAifRegion(self, browserNode: Any) -> Any:
         """Segmentation of the LV blood pool found in the study's AIF images (editable)."""
@@ -108,9 +114,10 @@ class FlowLogic:
         }
         inputs = self.inputs(browserNode, aifTable, hematocrit, condition, labelsSegmentation, insertionPoints)
         self.cancelToken = CancelToken()
-        result = computeFlow(
-            inputs, model=model, hematocrit=hematocrit, progress=progress, cancel=self.cancelToken, options=options
-        )
+        with forward_log(self.log):
+            result = computeFlow(
+                inputs, model=model, hematocrit=hematocrit, progress=progress, cancel=self.cancelToken, options=options
+            )
         self.nodes[browserNode.GetID()] = addFlowOutputs(browserNode, result)
         self.results[browserNode.GetID()] = result
         return result
@@ -168,7 +175,38 @@ class FlowLogic:
         self, browserNode: Any, folder: str | os.PathLike, overwrite: bool = False, withMaps: bool = False
     ) -> Path:
         """Write the report files (JSON, CSV, HTML, figures), or the whole analysis folder with ``withMaps``."""
-        return exportReport(self.result(browserNode), folder, overwrite=overwrite, withMaps=withMaps)
+        with forward_log(self.log):
+            return exportReport(self.result(browserNode), folder, overwrite=overwrite, withMaps=withMaps)
+
+    def exportDicom(
+        self,
+        browserNode: Any,
+        folder: str | os.PathLike,
+        source: str | os.PathLike | None = None,
+        overwrite: bool = False,
+    ) -> list:
+        """Write the study's maps and labels as DICOM Parametric Maps and a SEG, new series of its study.
+
+        ``source`` is the DICOM folder the study was read from; by default the folder it was
+        loaded from (``QPerfCommonLib.study.ATTR_SOURCE_PATH``). Returns the files written.
+
+        Raises
+        ------
+        ValidationError
+            No flow result, a study not loaded from DICOM, or source images no longer there.
+        """
+        from QPerfCommonLib.study import ATTR_SOURCE_PATH
+
+        result = self.result(browserNode)
+        if source is None:
+            source = browserNode.GetAttribute(ATTR_SOURCE_PATH)
+        if not source or not os.path.isdir(source) or os.path.isfile(os.path.join(source, "study.json")):
+            raise ValidationError(
+                f"source: expected the DICOM folder {browserNode.GetName()!r} was read from, found "
+                f"{source or 'none recorded (a study not loaded from a folder)'}"
+            )
+        with forward_log(self.log):
+            return exportDicom(result, source, folder, overwrite=overwrite)
 
     def saveScene(self, folder: str | os.PathLike, name: str = "scene", overwrite: bool = False) -> Path:
         """Save every node and the ``.mrml`` scene file into ``folder``."""

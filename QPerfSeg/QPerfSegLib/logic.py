@@ -19,7 +19,7 @@ browser and rebuilt from the scene when it was saved and reopened. This file imp
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from QPerfCommonLib.labels import labelsFromSegmentationSequence, segmentEditorNode
@@ -30,6 +30,7 @@ from QPerfCommonLib.sequences import referencedSequenceNodes, seriesFromSequence
 from QPerfCommonLib.study import loadStudy, studyFromBrowserNode
 
 from qperf.errors import ValidationError
+from qperf.logs import forward_log
 from qperf.progress import CancelToken
 
 from .groundtruth import exportGroundTruth
@@ -52,12 +53,16 @@ class SegmentationLogic:
     ----------
     scene : vtkMRMLScene, optional
         Defaults to ``slicer.mrmlScene`` (inside the application).
+    log : callable(str), optional
+        Receives the core library's log lines (``qperf.logs.forward_log``: what each step did)
+        while :meth:`segment` runs; the module panel shows them on its status line.
     """
 
-    def __init__(self, scene: Any | None = None) -> None:
+    def __init__(self, scene: Any | None = None, log: Callable[[str], None] | None = None) -> None:
         self.scene = getScene(scene)
         self.sessions: dict = {}
         self.cancelToken: CancelToken | None = None
+        self.log = log
 
     def loadStudy(self, studyOrPath: Any, name: str | None = None) -> Any:
         """Add a study (``qperf.PerfusionStudy`` or a path ``qperf.io.read_study`` reads); returns ``StudyNodes``."""
@@ -83,7 +88,8 @@ class SegmentationLogic:
         """
         study = studyFromBrowserNode(browserNode)
         self.cancelToken = CancelToken()
-        segmentation = segmentStudy(study, options, segmenter=segmenter, progress=progress, cancel=self.cancelToken)
+        with forward_log(self.log):
+            segmentation = segmentStudy(study, options, segmenter=segmenter, progress=progress, cancel=self.cancelToken)
         session = createSession(browserNode, segmentation)
         self.sessions[browserNode.GetID()] = session
         return session

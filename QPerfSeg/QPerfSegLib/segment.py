@@ -2,7 +2,7 @@
 
 :func:`segmentStudy` is the core step ``qperf.workflow.segment_study`` with the options the
 command line takes (``qperf.workflow.AnalysisOptions``: ``motion``, ``labels``,
-``insertion_points_yx``, ``label_frames``, ``segmenter``, ``threads``), plus where the CNN runs:
+``insertion_points_yx``, ``label_frames``, ``segmenter``, ``threads``, ``device``), plus where the CNN runs:
 in this process, or, so that the Slicer GUI stays responsive, in a separate Python process per
 slice through ``qperf segment --reference``, which runs the same per-slice step
 (``qperf.segmentation.Segmenter.segment``) and writes everything it produced (labels over the
@@ -55,7 +55,7 @@ def _qperfRoot() -> str:
 
 def _segmentCommand(python: str, seriesPath: Path, outPath: Path, options: Any) -> list:
     command = [python, "-m", "qperf.cli", "segment", str(seriesPath), "--out", str(outPath), "--quiet", "--reference"]
-    command += ["--motion", options.motion]
+    command += ["--motion", options.motion, "--device", str(options.device)]
     if options.threads is not None:
         command += ["--threads", str(int(options.threads))]
     if options.segmenter is not None:
@@ -139,7 +139,7 @@ def runSegmentCommand(
     ----------
     series : qperf.PerfusionSeries
     options : qperf.workflow.AnalysisOptions, optional
-        ``motion``, ``segmenter`` (model file) and ``threads`` are used.
+        ``motion``, ``segmenter`` (model file), ``threads`` and ``device`` are used.
 
     Returns
     -------
@@ -164,7 +164,9 @@ def runSegmentCommand(
         io.write_series(series, seriesPath)
         env = dict(os.environ)
         if options.threads is not None:
-            env["OMP_NUM_THREADS"] = str(int(options.threads))
+            from qperf.runtime import thread_environment
+
+            env.update(thread_environment(int(options.threads)))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_qperfRoot(), env.get("PYTHONPATH", "")) if p)
         _runProcess(_segmentCommand(python, seriesPath, outPath, options), env, cancel, heartbeat, pollInterval_s)
         return sliceFromSegmentFolder(series, outPath)
@@ -214,7 +216,7 @@ def segmentStudy(
     options : qperf.workflow.AnalysisOptions, optional
         As for ``qperf analyze``: ``motion`` ("auto", "on", "off"), supplied ``labels`` with
         ``insertion_points_yx`` (and the ``label_frames`` they were drawn on) instead of the
-        CNN, ``segmenter`` (model file), ``threads``.
+        CNN, ``segmenter`` (model file), ``threads``, ``device``.
     segmenter : {"auto", "inprocess", "subprocess"}
         Where the CNN runs ("auto": a separate process inside the Slicer application).
         Supplied labels are always carried over the frames in this process.

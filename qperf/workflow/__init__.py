@@ -15,7 +15,14 @@ labels enter as ``AnalysisOptions(labels=..., insertion_points_yx=...)`` or as a
 :class:`Segmentation` passed to :func:`analyze_study`.
 """
 
-from qperf.workflow.analyze import STEPS, analyze_study, build_study_report, quality_report, write_analysis
+from qperf.workflow.analyze import (
+    STEPS,
+    analyze_study,
+    build_study_report,
+    quality_report,
+    write_analysis,
+    write_analysis_dicom,
+)
 from qperf.workflow.files import StudySource, analyze_files, read_source
 from qperf.workflow.options import AnalysisOptions
 from qperf.workflow.quantify import motion_corrected_echoes, quantify_study, study_aif
@@ -72,4 +79,5 @@ __all__ = [
     "study_aif",
     "supplied_slice",
     "write_analysis",
+    "write_analysis_dicom",
 ]

@@ -338,3 +338,56 @@ def write_analysis(result: StudyAnalysis, out_dir: str | os.PathLike[str], *, ov
             (d / "insertion.json").write_text(json.dumps({"slices": [record]}, indent=2) + "\n", encoding="utf-8")
     _log.info("wrote the report and %d slice folder(s) to %s", len(result.slices), out_dir)
     return Path(out_dir)
+
+
+def write_analysis_dicom(
+    result: StudyAnalysis,
+    source: str | os.PathLike[str],
+    folder: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+) -> list[Path]:
+    """Write the analysis' parameter maps and labels as DICOM, as new series of the source study.
+
+    Per slice a DICOM Parametric Map per parameter map and a DICOM SEG of the labels on the
+    corrected (key-frame) grid, referencing the source images
+    (:func:`qperf.io.dicom_results.write_dicom_results`): what ``qperf analyze --dicom`` and
+    QPerf Flow's DICOM export write.
+
+    Parameters
+    ----------
+    result : StudyAnalysis
+        The analysis of a study read from DICOM (its slices keep their SOP Instance UIDs).
+    source : path
+        The DICOM folder the study was read from.
+    folder : path
+        Output folder (``slice_<n>/<map>.dcm``, ``slice_<n>/labels.seg.dcm``), written atomically.
+    overwrite : bool
+        Whether an existing ``folder`` may be replaced.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+
+    Raises
+    ------
+    NotAvailableError
+        highdicom (the dicom extra) is not installed.
+    ValidationError
+        The study was not read from DICOM, or its source instances are not in ``source``.
+    """
+    from qperf.io.dicom_results import SliceResults, write_dicom_results
+
+    slices = [
+        SliceResults(
+            series=sl.series,
+            maps=sl.flow.maps,
+            labels=sl.labels_ref,
+            key_frame=sl.motion.key_frame if sl.motion is not None else sl.series.n_pd_frames,
+        )
+        for sl in result.slices
+    ]
+    written = write_dicom_results(source, slices, folder, overwrite=overwrite)
+    _log.info("wrote %d DICOM result files (Parametric Maps and SEG) to %s", len(written), folder)
+    return written

@@ -139,19 +139,10 @@ def check_dicom_source(study: str) -> None:
 
 
 def write_dicom(result: Any, source: str, folder: Path) -> None:
-    """The analysis' maps and labels as DICOM (:func:`qperf.io.dicom_results.write_dicom_results`)."""
-    from qperf.io.dicom_results import SliceResults, write_dicom_results
+    """The analysis' maps and labels as DICOM (:func:`qperf.workflow.write_analysis_dicom`)."""
+    from qperf.workflow import write_analysis_dicom
 
-    slices = [
-        SliceResults(
-            series=sl.series,
-            maps=sl.flow.maps,
-            labels=sl.labels_ref,
-            key_frame=sl.motion.key_frame if sl.motion is not None else sl.series.n_pd_frames,
-        )
-        for sl in result.slices
-    ]
-    write_dicom_results(source, slices, folder, overwrite=True)
+    write_analysis_dicom(result, source, folder, overwrite=True)
 
 
 def summary(report: dict[str, Any]) -> str:
