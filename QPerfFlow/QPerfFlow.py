@@ -10,6 +10,7 @@ results from the scene and needs nothing else from it.
 
 import importlib
 import logging
+import os
 import pathlib
 import sys
 from typing import Annotated
@@ -109,6 +110,7 @@ class QPerfFlowWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelButton.connect("clicked(bool)", lambda: self.logic.cancel())
         self.ui.reserveButton.connect("clicked(bool)", self.onReserveButton)
         self.ui.exportReportButton.connect("clicked(bool)", self.onExportReportButton)
+        self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicomButton)
         self.ui.saveSceneButton.connect("clicked(bool)", self.onSaveSceneButton)
         self.initializeParameterNode()
 
@@ -162,6 +164,9 @@ class QPerfFlowWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         rest = node.restBrowser if node else None
         self.ui.reserveButton.enabled = hasResult and rest is not None and self.logic.hasResult(rest) and idle
         self.ui.exportReportButton.enabled = hasResult and _isSet(node.reportFolder) and idle
+        self.ui.exportDicomButton.enabled = (
+            hasResult and _isSet(node.reportFolder) and idle and self.logic.loadedFromDicom(browser)
+        )
         self.ui.saveSceneButton.enabled = bool(node) and _isSet(node.sceneFolder) and idle
 
     def onProgress(self, fraction, message):
@@ -222,6 +227,13 @@ class QPerfFlowWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay("The report could not be written.", waitCursor=True):
             node = self._parameterNode
             self.logic.core.exportReport(node.studyBrowser, node.reportFolder, overwrite=True)
+
+    def onExportDicomButton(self):
+        with slicer.util.tryWithErrorDisplay("The DICOM results could not be written.", waitCursor=True):
+            node = self._parameterNode
+            folder = os.path.join(node.reportFolder, "dicom")
+            written = self.logic.core.exportDicom(node.studyBrowser, folder, overwrite=True)
+            self.ui.inputSummaryText.appendPlainText(f"Wrote {len(written)} DICOM files to {folder}")
 
     def onSaveSceneButton(self):
         with slicer.util.tryWithErrorDisplay("The scene could not be saved.", waitCursor=True):
@@ -290,6 +302,10 @@ class QPerfFlowLogic(ScriptedLoadableModuleLogic):
     def cancel(self):
         if self._core is not None:
             self._core.cancel()
+
+    def loadedFromDicom(self, browserNode):
+        """Whether the study was loaded from a DICOM folder (its results can go back as DICOM)."""
+        return browserNode is not None and self.core.dicomSource(browserNode) is not None
 
     def hasResult(self, browserNode):
         return self._core is not None and browserNode.GetID() in self._core.results

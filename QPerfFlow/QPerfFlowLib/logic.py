@@ -188,26 +188,37 @@ class FlowLogic:
         """Write the study's maps and labels as DICOM Parametric Maps and a SEG, new series of its study.
 
         ``source`` is the DICOM folder the study was read from; by default the folder it was
-        loaded from (``QPerfCommonLib.study.ATTR_SOURCE_PATH``). Returns the files written.
+        loaded from (:meth:`dicomSource`). Returns the files written.
 
         Raises
         ------
         ValidationError
             No flow result, a study not loaded from DICOM, or source images no longer there.
         """
-        from QPerfCommonLib.study import ATTR_SOURCE_PATH
-
         result = self.result(browserNode)
         if source is None:
-            source = browserNode.GetAttribute(ATTR_SOURCE_PATH)
-        if not source or not os.path.isdir(source) or os.path.isfile(os.path.join(source, "study.json")):
+            source = self.dicomSource(browserNode)
+        if not source or not _isDicomFolder(source):
             raise ValidationError(
                 f"source: expected the DICOM folder {browserNode.GetName()!r} was read from, found "
-                f"{source or 'none recorded (a study not loaded from a folder)'}"
+                f"{source or 'none recorded (a study not loaded from a DICOM folder)'}"
             )
         with forward_log(self.log):
             return exportDicom(result, source, folder, overwrite=overwrite)
 
+    def dicomSource(self, browserNode: Any) -> str | None:
+        """The DICOM folder a study browser was loaded from (``QPerfCommonLib.study.ATTR_SOURCE_PATH``),
+        or None for a study loaded from other files or given in memory."""
+        from QPerfCommonLib.study import ATTR_SOURCE_PATH
+
+        source = browserNode.GetAttribute(ATTR_SOURCE_PATH)
+        return source if source and _isDicomFolder(source) else None
+
     def saveScene(self, folder: str | os.PathLike, name: str = "scene", overwrite: bool = False) -> Path:
         """Save every node and the ``.mrml`` scene file into ``folder``."""
         return saveScene(self.scene, folder, name=name, overwrite=overwrite)
+
+
+def _isDicomFolder(path: str | os.PathLike) -> bool:
+    """A folder that is not a study folder (``study.json``): what ``qperf.io.read_study`` reads as DICOM."""
+    return os.path.isdir(path) and not os.path.isfile(os.path.join(path, "study.json"))

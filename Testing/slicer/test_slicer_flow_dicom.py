@@ -10,6 +10,7 @@ slice's grid it must be the labels the flow result used.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +69,8 @@ def test_dicom_study_flow_log_and_dicom_results_that_slicer_loads(scene, dicomSt
     ps, folder = dicomStudy
     truth = ps.truth.slices[0]
     nodes = loadStudy(folder, scene)
-    assert nodes.browserNode.GetAttribute(ATTR_SOURCE_PATH) == str(Path(folder).resolve())
+    assert nodes.browserNode.GetAttribute(ATTR_SOURCE_PATH) == os.path.abspath(folder)
+    assert FlowLogic(scene).dicomSource(nodes.browserNode) == os.path.abspath(folder)
     series = studyFromBrowserNode(nodes.browserNode).slices[0]
     assert len(series.metadata["sop_instance_uids"]) == series.n_frames  # kept through the scene
     segmentation = segmentationNodeFromLabels(truth.labels_ref, series.ijk_to_ras(), scene, "drawn")
@@ -110,6 +112,7 @@ def test_dicom_export_asks_for_the_source_of_a_study_not_loaded_from_dicom(scene
     nodes = loadStudy(ps.study, scene)  # in memory: no source folder recorded
     logic = FlowLogic(scene)
     logic.results[nodes.browserNode.GetID()] = object()  # a result, so that the source is what is missing
+    assert logic.dicomSource(nodes.browserNode) is None
     with pytest.raises(ValidationError, match="source: expected the DICOM folder .* none recorded"):
         logic.exportDicom(nodes.browserNode, tmp_path / "results")
     assert not (tmp_path / "results").exists()
