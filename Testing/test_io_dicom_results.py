@@ -8,6 +8,7 @@ runs ``qperf analyze --dicom`` and compares the DICOM maps with the NRRD ones.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -157,6 +158,12 @@ def test_analyze_dicom_writes_the_maps_and_labels_of_the_report(tmp_path: Path) 
         as_segmentation = slicerio.read_segmentation(str(out / f"slice_{k}" / "labels_ref.seg.nrrd"))
         np.testing.assert_array_equal(as_segmentation["voxels"][:, :, 0].T, labels)
         assert mbf.ReferencedSeriesSequence[0].SeriesInstanceUID == study.slices[k - 1].metadata["series_uid"]
+    # the report names its source images
+    report = json.loads((out / "report.json").read_text())
+    assert report["study"]["study_instance_uid"] == study.slices[0].metadata["study_uid"]
+    assert [s["source"]["series_instance_uid"] for s in report["slices"]] == [
+        s.metadata["series_uid"] for s in study.slices
+    ]
 
 
 def test_a_map_name_cut_at_an_underscore_gives_a_valid_content_label(

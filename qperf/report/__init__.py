@@ -14,7 +14,15 @@ The JSON schema (``qperf.report`` 1.1) is documented in ``qperf/report/schema.md
 by :func:`validate_report`.
 """
 
-from qperf.report.build import PRIMARY_MAP, SliceResult, add_perfusion_reserve, build_report, report_rows, versions
+from qperf.report.build import (
+    PRIMARY_MAP,
+    SliceResult,
+    add_perfusion_reserve,
+    build_report,
+    report_rows,
+    source_uids,
+    versions,
+)
 from qperf.report.curves import aif_figure, curves_figure, motion_figure, segment_curves
 from qperf.report.figures import (
     ReportFigures,
@@ -50,6 +58,7 @@ __all__ = [
     "read_report",
     "render_figures",
     "render_html",
+    "source_uids",
     "report_rows",
     "report_study",
     "segment_curves",

@@ -60,6 +60,10 @@ class SliceResult:
     qc : mapping, optional
         Per-slice quality values of earlier steps (for example a motion-correction score),
         reported as the slice's ``"qc"`` object.
+    source : mapping, optional
+        Identifiers of the source images, reported as the slice's ``"source"``:
+        ``study_instance_uid`` and ``series_instance_uid`` for a series read from DICOM
+        (:func:`source_uids`).
     """
 
     sectors: SliceSectors
@@ -68,6 +72,17 @@ class SliceResult:
     name: str = ""
     geometry: SliceGeometry | None = None
     qc: Mapping[str, Any] = field(default_factory=dict)
+    source: Mapping[str, str] = field(default_factory=dict)
+
+
+def source_uids(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """The DICOM Study and Series Instance UIDs a reader recorded in a series' metadata (empty for other files)."""
+    out = {}
+    for key, name in (("study_uid", "study_instance_uid"), ("series_uid", "series_instance_uid")):
+        value = metadata.get(key)
+        if isinstance(value, str) and value and not value.startswith("("):  # "(no series UID) ..." is no UID
+            out[name] = value
+    return out
 
 
 def jsonable(value: Any) -> Any:
@@ -223,11 +238,20 @@ def build_report(
         slice_entries.append(_slice_entry(i, s, map_names))
         flags += _slice_warnings(slice_entries[-1], s.sectors)
         flags += slice_flags(slice_title(slice_entries[-1]), s.qc)
+    study_uids = {s.source.get("study_instance_uid") for s in slices}
+    study_entry: dict[str, Any] = {
+        "name": study_name,
+        "condition": condition,
+        "n_slices": len(slices),
+        "level_source": level_source,
+    }
+    if len(study_uids) == 1 and None not in study_uids:
+        study_entry["study_instance_uid"] = study_uids.pop()
     report: dict[str, Any] = {
         "schema": SCHEMA_NAME,
         "schema_version": SCHEMA_VERSION,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "study": {"name": study_name, "condition": condition, "n_slices": len(slices), "level_source": level_source},
+        "study": study_entry,
         "maps": {n: {"quantity": split_map_name(n)[0], "unit": unit_label(n)} for n in map_names},
         "segments": segments,
         "territories": territories,
@@ -273,6 +297,7 @@ def _slice_entry(i: int, s: SliceResult, map_names: list[str]) -> dict[str, Any]
         "segments": sorted(int(v) for v in np.unique(sec.segments) if v > 0),
         **_region_entry(one, "all", "global"),
         "qc": jsonable(dict(s.qc)),
+        "source": dict(s.source) or None,
     }
 
 

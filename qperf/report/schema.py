@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 SCHEMA_NAME = "qperf.report"
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 #: Map-name unit suffixes and their display units, longest first.
 UNIT_SUFFIXES: tuple[tuple[str, str], ...] = (
@@ -211,6 +211,11 @@ def _check_slices(slices: Any, n_slices: int, maps: list[str]) -> None:
         if entry["level"] not in LEVELS:
             _fail(f"{where}.level", f"one of {', '.join(LEVELS)}", entry["level"])
         _region(where, entry, maps, False)
+        source = entry.get("source")
+        if source is not None:
+            for key, value in _mapping(f"{where}.source", source).items():
+                if not isinstance(value, str):
+                    _fail(f"{where}.source.{key}", "a UID string", value)
 
 
 _FLAG_KEYS = ("flag", "where", "meaning", "source", "detail")

@@ -15,7 +15,7 @@ from numpy.typing import ArrayLike
 
 from qperf.aha.study import per_slice, sectorise
 from qperf.errors import ValidationError, describe
-from qperf.report.build import SliceResult, build_report
+from qperf.report.build import SliceResult, build_report, source_uids
 from qperf.types import PerfusionSeries
 
 __all__ = ["report_study"]
@@ -80,7 +80,12 @@ def report_study(
     )
     results = [
         SliceResult(
-            sectors, dict(maps_l[i]), np.asarray(labels[i]).astype(np.int16), s.name or f"slice {i + 1}", s.geometry
+            sectors,
+            dict(maps_l[i]),
+            np.asarray(labels[i]).astype(np.int16),
+            s.name or f"slice {i + 1}",
+            s.geometry,
+            source=source_uids(s.metadata),
         )
         for i, (s, sectors) in enumerate(zip(series, table.slices, strict=True))
     ]

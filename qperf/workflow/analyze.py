@@ -231,7 +231,7 @@ def build_study_report(
     timings_s: dict[str, float],
 ) -> tuple[dict[str, Any], Any]:
     """The report (schema ``qperf.report``) and its figures."""
-    from qperf.report import SliceResult, build_report, render_figures
+    from qperf.report import SliceResult, build_report, render_figures, source_uids
 
     report_slices = [
         SliceResult(
@@ -241,6 +241,7 @@ def build_study_report(
             name=seg.series.name or f"slice {i + 1}",
             geometry=fm.gd.geometry,
             qc=quality.slices[i],
+            source=source_uids(seg.series.metadata),
         )
         for i, (seg, fm, sec, mask) in enumerate(
             zip(segmentation.slices, flow_maps.slices, sectors.slices, sectors.statistics_masks, strict=True)
