@@ -397,6 +397,7 @@ def test_aif_from_phantom_images_matches_the_true_blood_curve() -> None:
     assert found.aif.time_s[np.argmax(truth)] == pytest.approx(marks.peak_s, abs=1.5)
 
 
+@pytest.mark.slow
 def test_lv_detection_on_noisy_moving_phantom_aif_images() -> None:
     from qperf import phantom
     from qperf.segmentation import aif_lv

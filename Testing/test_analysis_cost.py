@@ -65,6 +65,7 @@ def test_files_of_other_code_are_removed(tmp_path: Path, monkeypatch: pytest.Mon
     assert old.name not in names and len(names) == 1
 
 
+@pytest.mark.slow
 def test_motion_correction_and_btex_fits_import_neither_sympy_nor_scipy_signal() -> None:
     """torch.autograd.backward with gradient tensors imports sympy (0.6 s), scikit-image's
     template match imports scipy.signal and scipy.stats (0.65 s): the analysis needs neither."""

@@ -180,6 +180,7 @@ def fake_analysis(task: StudyTask) -> StudyRecord:
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="no SIGKILL on this platform")
+@pytest.mark.slow
 def test_a_killed_worker_fails_only_its_study(tmp_path: Path) -> None:
     tasks = [_task(name, tmp_path) for name in ("a", "b", "killer", "c", "d")]
     seen: list[tuple[str, StudyRecord]] = []
@@ -222,6 +223,7 @@ def test_dry_run_lists_and_writes_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_an_unreachable_scheduler_is_one_line(tmp_path: Path) -> None:
     _fake_study(tmp_path / "p1")
     args = ["batch", str(tmp_path / "p1"), "--out", str(tmp_path / "o"), "--scheduler", "tcp://127.0.0.1:1", "-q"]

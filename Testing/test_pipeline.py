@@ -146,6 +146,7 @@ def test_insertion_documents_resolve_per_slice(static_study: phantom.PhantomStud
     assert records[0]["per_frame"]["anterior"][3]["time_s"] == static_study.study.slices[0].time_s[3]
 
 
+@pytest.mark.slow
 def test_motion_corrected_analysis(tmp_path: Path) -> None:
     """Breathing phantom: labels follow the moving frames, and correction cuts the flow error."""
     ps = phantom.generate_study(
@@ -352,6 +353,7 @@ def test_missing_aif_and_bad_labels(static_study: phantom.PhantomStudy) -> None:
         analyze_study(static_study.study, AnalysisOptions(labels=[np.zeros((96, 96), np.uint8)]))
 
 
+@pytest.mark.slow
 def test_analyze_cli_with_supplied_labels(static_study: phantom.PhantomStudy, tmp_path: Path) -> None:
     study_dir = tmp_path / "study"
     io.write_study(static_study.study, study_dir)

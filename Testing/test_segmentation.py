@@ -288,6 +288,7 @@ def test_network_shapes_any_size() -> None:
     assert tuple(out.shape) == (1, 6, 48, 40)
 
 
+@pytest.mark.slow
 def test_training_loop_learns_rings(tmp_path) -> None:
     """A few dozen steps on drawn rings: loss decreases, checkpoints are written and resumable."""
     from qperf.segmentation.train import TrainConfig, train

@@ -54,6 +54,7 @@ def test_synthesised_series_put_the_labels_on_the_anatomy() -> None:
         assert 30 <= series.n_frames - series.n_pd_frames <= 120
 
 
+@pytest.mark.slow
 def test_synthesis_covers_the_contrast_of_real_scans_with_margin() -> None:
     """Ranges measured on real series (LV peak / baseline 2.8-25, LV / myocardium baseline
     0.47-1.40, bright background / myocardium 2.0-7.1) lie inside what the synthesis draws."""
