@@ -202,7 +202,8 @@ def test_pip_install_into_an_environment_finds_the_model(tmp_path: Path) -> None
         env,
     )
     shutil.rmtree(src)  # the install stands alone
-    _probe(bin_dir / "python", tmp_path / "fresh", env, tmp_path / "venv")
+    found = _probe(bin_dir / "python", tmp_path / "fresh", env, tmp_path / "venv")
+    assert Path(found["models"]).name == "_models"  # the package data, not a source folder
 
 
 @pytest.mark.slow

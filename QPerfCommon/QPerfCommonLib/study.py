@@ -231,6 +231,13 @@ def recordSliceReferences(browserNode: Any) -> list:
     return nodes
 
 
+def checkBrowserNode(browserNode: Any) -> None:
+    """Raise ValidationError unless ``browserNode`` is a sequence browser node."""
+    if browserNode is None or not browserNode.IsA("vtkMRMLSequenceBrowserNode"):
+        found = "None" if browserNode is None else browserNode.GetClassName()
+        raise ValidationError(f"browserNode: expected a vtkMRMLSequenceBrowserNode, found {found}")
+
+
 def studyFromBrowserNode(
     browserNode: Any,
     aifTableNode: Any | None = None,
@@ -250,9 +257,7 @@ def studyFromBrowserNode(
     condition : {"stress", "rest", "unknown"}, optional
         Overrides the browser's ``qperf_condition``.
     """
-    if browserNode is None or not browserNode.IsA("vtkMRMLSequenceBrowserNode"):
-        found = "None" if browserNode is None else browserNode.GetClassName()
-        raise ValidationError(f"browserNode: expected a vtkMRMLSequenceBrowserNode, found {found}")
+    checkBrowserNode(browserNode)
     sliceNodes = _studySliceNodes(browserNode)
     if not sliceNodes:
         raise ValidationError(f"browser {browserNode.GetName()!r}: expected sequences of slices, found none")

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from QPerfCommonLib.study import ATTR_CONDITION, ATTR_HEMATOCRIT, REFERENCE_AIF_TABLE, studyFromBrowserNode
+from QPerfCommonLib.study import (
+    ATTR_CONDITION,
+    ATTR_HEMATOCRIT,
+    REFERENCE_AIF_TABLE,
+    checkBrowserNode,
+    studyFromBrowserNode,
+)
 
 from qperf.errors import ValidationError
 from qperf.types import CONDITIONS, DEFAULT_HEMATOCRIT, PerfusionStudy
@@ -17,9 +23,7 @@ from qperf.types import CONDITIONS, DEFAULT_HEMATOCRIT, PerfusionStudy
 
 def studySettings(browserNode: Any) -> dict:
     """What a study browser records: ``{"aifTable": node or None, "hematocrit": float, "condition": str}``."""
-    if browserNode is None or not browserNode.IsA("vtkMRMLSequenceBrowserNode"):
-        found = "None" if browserNode is None else browserNode.GetClassName()
-        raise ValidationError(f"browserNode: expected a vtkMRMLSequenceBrowserNode, found {found}")
+    checkBrowserNode(browserNode)
     hematocrit = browserNode.GetAttribute(ATTR_HEMATOCRIT)
     condition = browserNode.GetAttribute(ATTR_CONDITION)
     return {

@@ -30,7 +30,7 @@ from QPerfCommonLib.markups import pointsFromNode
 from QPerfCommonLib.outputs import REFERENCE_LABELS, REFERENCE_POINTS, REFERENCE_SECTORS, outputNodes, removeOutputs
 from QPerfCommonLib.sectors import sectorSegmentationNode
 from QPerfCommonLib.segmentation import addSegmentationOutputs, segmentationFromScene, updateSliceOutputs
-from QPerfCommonLib.study import recordSliceReferences
+from QPerfCommonLib.study import checkBrowserNode, recordSliceReferences
 
 from qperf.errors import ValidationError
 
@@ -81,9 +81,7 @@ def createSession(browserNode: Any, segmentation: Any, names: list | None = None
     """
     from qperf.workflow import SliceSegmentation
 
-    if browserNode is None or not browserNode.IsA("vtkMRMLSequenceBrowserNode"):
-        found = "None" if browserNode is None else browserNode.GetClassName()
-        raise ValidationError(f"browserNode: expected a vtkMRMLSequenceBrowserNode, found {found}")
+    checkBrowserNode(browserNode)
     slices = list(getattr(segmentation, "slices", segmentation) or [])
     if not slices or not all(isinstance(s, SliceSegmentation) for s in slices):
         raise ValidationError("segmentation: expected a qperf.workflow.Segmentation with at least one slice")

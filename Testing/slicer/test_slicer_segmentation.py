@@ -189,13 +189,18 @@ def test_logic_asks_for_a_segmentation_before_editing(scene, phantomStudy):
         logic.recompute(nodes.browserNode)
 
 
-def test_ground_truth_export_keeps_existing_cases_unless_asked(scene, phantomStudy, tmp_path):
+def _truthSession(scene, phantomStudy):
+    """A session of the phantom slice segmented with its true labels and insertion points."""
     truth = phantomStudy.truth.slices[0]
     slices = segmentStudy(
         phantomStudy.study,
         AnalysisOptions(motion="off", labels=[truth.labels_ref], insertion_points_yx=[truth.insertion_points_yx]),
     ).slices
-    session = createSession(SegmentationLogic(scene).loadStudy(phantomStudy.study).browserNode, slices)
+    return createSession(SegmentationLogic(scene).loadStudy(phantomStudy.study).browserNode, slices)
+
+
+def test_ground_truth_export_keeps_existing_cases_unless_asked(scene, phantomStudy, tmp_path):
+    session = _truthSession(scene, phantomStudy)
     first = exportGroundTruth(session.slices, tmp_path, "study A")
     assert sorted(p.name for p in first[0].iterdir()) == [
         "case.json",
@@ -206,7 +211,7 @@ def test_ground_truth_export_keeps_existing_cases_unless_asked(scene, phantomStu
     with pytest.raises(OutputExistsError):
         exportGroundTruth(session.slices, tmp_path, "study A")
     assert exportGroundTruth(session.slices, tmp_path, "study A", overwrite=True) == first
-    empty = [slices[0].with_labels(np.zeros_like(truth.labels_ref))]
+    empty = [session.slices[0].with_labels(np.zeros_like(session.slices[0].labels_ref))]
     with pytest.raises(ValidationError, match="myocardium"):
         exportGroundTruth(empty, tmp_path, "study B")
 
@@ -215,12 +220,7 @@ def test_exported_case_is_the_case_folder_format(scene, phantomStudy, tmp_path):
     """Every frame's labels (after an edit) on the acquired series, as qperf.segmentation.cases reads them."""
     from qperf.segmentation.cases import read_cases
 
-    truth = phantomStudy.truth.slices[0]
-    slices = segmentStudy(
-        phantomStudy.study,
-        AnalysisOptions(motion="off", labels=[truth.labels_ref], insertion_points_yx=[truth.insertion_points_yx]),
-    ).slices
-    session = createSession(SegmentationLogic(scene).loadStudy(phantomStudy.study).browserNode, slices)
+    session = _truthSession(scene, phantomStudy)
     (written,) = exportGroundTruth(session.slices, tmp_path, "patient 7")
     (case,) = read_cases(tmp_path)
     s = session.slices[0]
@@ -243,12 +243,7 @@ def test_exported_cases_train_and_evaluate_without_edits(scene, phantomStudy, tm
     from qperf.segmentation.finetune import fine_tune
     from qperf.segmentation.train import TrainConfig
 
-    truth = phantomStudy.truth.slices[0]
-    slices = segmentStudy(
-        phantomStudy.study,
-        AnalysisOptions(motion="off", labels=[truth.labels_ref], insertion_points_yx=[truth.insertion_points_yx]),
-    ).slices
-    session = createSession(SegmentationLogic(scene).loadStudy(phantomStudy.study).browserNode, slices)
+    session = _truthSession(scene, phantomStudy)
     cases = tmp_path / "cases"
     for patient in ("patient A", "patient B"):
         exportGroundTruth(session.slices, cases, patient)
@@ -264,7 +259,7 @@ def test_exported_cases_train_and_evaluate_without_edits(scene, phantomStudy, tm
     out = tmp_path / "evaluation"
     assert cliMain(["evaluate", str(tmp_path / "predicted"), str(cases), "--out", str(out), "-q"]) == 0
     rows = [r for r in json.loads((out / "evaluation.json").read_text())["rows"] if r["class"] == "lv_myocardium"]
-    assert [r["case"] for r in rows] == ["patient_A_slice1"] and rows[0]["n_frames"] == slices[0].n_frames
+    assert [r["case"] for r in rows] == ["patient_A_slice1"] and rows[0]["n_frames"] == session.slices[0].n_frames
     assert 0.0 <= rows[0]["dice"] <= 1.0
 
 

@@ -48,48 +48,44 @@ def _int(text: str, expected: str) -> int:
         raise _bad(expected, text) from None
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1 (threads, workers, steps, rounds)."""
-    value = _int(text, "a positive integer")
-    if value < 1:
-        raise _bad("a positive integer", text)
-    return value
+def _integer(expected: str, low: int, high: int | None = None) -> Callable[[str], int]:
+    """A whole number from ``low`` (to ``high``), refused in the words of ``expected``."""
+
+    def parse(text: str) -> int:
+        value = _int(text, expected)
+        if value < low or (high is not None and value > high):
+            raise _bad(expected, text)
+        return value
+
+    return parse
 
 
-def nonnegative_int(text: str) -> int:
-    """An integer >= 0 (PD frames, label values)."""
-    value = _int(text, "an integer >= 0")
-    if value < 0:
-        raise _bad("an integer >= 0", text)
-    return value
+def _real(expected: str, inside: Callable[[float], bool]) -> Callable[[str], float]:
+    """A finite number for which ``inside`` holds, refused in the words of ``expected``."""
+
+    def parse(text: str) -> float:
+        value = _float(text, expected)
+        if not inside(value):
+            raise _bad(expected, text)
+        return value
+
+    return parse
 
 
-def seed(text: str) -> int:
-    """A random seed: an integer from 0 to 2**32 - 1."""
-    value = _int(text, "a seed from 0 to 4294967295")
-    if not 0 <= value < 2**32:
-        raise _bad("a seed from 0 to 4294967295", text)
-    return value
-
-
-def slice_number(text: str) -> int:
-    """A 1-based slice number."""
-    value = _int(text, "a slice number from 1 (slices are numbered from 1)")
-    if value < 1:
-        raise _bad("a slice number from 1 (slices are numbered from 1)", text)
-    return value
+#: An integer >= 1 (threads, workers, steps, rounds).
+positive_int = _integer("a positive integer", 1)
+#: An integer >= 0 (PD frames, label values).
+nonnegative_int = _integer("an integer >= 0", 0)
+#: A random seed: an integer from 0 to 2**32 - 1.
+seed = _integer("a seed from 0 to 4294967295", 0, 2**32 - 1)
+#: A 1-based slice number.
+slice_number = _integer("a slice number from 1 (slices are numbered from 1)", 1)
 
 
 def positive_float(high: float | None = None, what: str = "a positive number") -> Callable[[str], float]:
     """A finite number > 0 (and <= ``high``)."""
     expected = what + ("" if high is None else f" up to {high:g}")
-
-    def parse(text: str) -> float:
-        value = _float(text, expected)
-        if value <= 0 or (high is not None and value > high):
-            raise _bad(expected, text)
-        return value
-
+    parse = _real(expected, lambda v: v > 0.0 and (high is None or v <= high))
     parse.__name__ = "positive number"
     return parse
 
@@ -99,27 +95,12 @@ def seconds(high: float | None = None) -> Callable[[str], float]:
     return positive_float(high, "a positive number of seconds")
 
 
-def nonnegative_seconds(text: str) -> float:
-    value = _float(text, "a number of seconds >= 0")
-    if value < 0:
-        raise _bad("a number of seconds >= 0", text)
-    return value
-
-
-def fraction(text: str) -> float:
-    """A fraction from 0 to 1."""
-    value = _float(text, "a fraction from 0 to 1")
-    if not 0.0 <= value <= 1.0:
-        raise _bad("a fraction from 0 to 1", text)
-    return value
-
-
-def open_fraction(text: str) -> float:
-    """A fraction strictly between 0 and 1 (hematocrit)."""
-    value = _float(text, "a fraction between 0 and 1 (exclusive)")
-    if not 0.0 < value < 1.0:
-        raise _bad("a fraction between 0 and 1 (exclusive)", text)
-    return value
+#: A number of seconds >= 0.
+nonnegative_seconds = _real("a number of seconds >= 0", lambda v: v >= 0.0)
+#: A fraction from 0 to 1.
+fraction = _real("a fraction from 0 to 1", lambda v: 0.0 <= v <= 1.0)
+#: A fraction strictly between 0 and 1 (hematocrit).
+open_fraction = _real("a fraction between 0 and 1 (exclusive)", lambda v: 0.0 < v < 1.0)
 
 
 def point_yx(text: str) -> tuple[float, float]:
@@ -138,20 +119,8 @@ NEGATIVE_VALUE = rf"^-{_NUMBER}$|^-(inf|nan)$|^-?{_NUMBER},-?{_NUMBER}$"
 
 def int_range(low: int, high: int) -> Callable[[str], int]:
     """An integer from ``low`` to ``high``."""
-    expected = f"an integer from {low} to {high}"
-
-    def parse(text: str) -> int:
-        value = _int(text, expected)
-        if not low <= value <= high:
-            raise _bad(expected, text)
-        return value
-
-    return parse
+    return _integer(f"an integer from {low} to {high}", low, high)
 
 
-def open_unit(text: str) -> float:
-    """A fraction above 0, up to 1."""
-    value = _float(text, "a fraction above 0, up to 1")
-    if not 0.0 < value <= 1.0:
-        raise _bad("a fraction above 0, up to 1", text)
-    return value
+#: A fraction above 0, up to 1.
+open_unit = _real("a fraction above 0, up to 1", lambda v: 0.0 < v <= 1.0)

@@ -151,17 +151,7 @@ def _parametric_map(
         intercept=0.0,
     )
     return hd.pm.ParametricMap(
-        source_images=sources[:1],
-        further_source_images=sources[1:],
         pixel_array=pixels,
-        series_instance_uid=hd.UID(),
-        series_number=number,
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer=_MANUFACTURER,
-        manufacturer_model_name="qperf",
-        software_versions=version,
-        device_serial_number="none",
         contains_recognizable_visual_features=False,
         real_world_value_mappings=[mapping],
         voi_lut_transformations=[
@@ -169,8 +159,26 @@ def _parametric_map(
         ],
         content_label=name.upper().replace("-", "_")[:16].rstrip("_") or "MAP",  # CS: no trailing "_"
         content_description=f"QPerf {name}",
-        **_geometry(hd, series),
+        **_new_series(hd, sources, series, number, version),
     )
+
+
+def _new_series(hd: Any, sources: list[Dataset], series: PerfusionSeries, number: int, version: str) -> dict[str, Any]:
+    """The arguments every derived object shares: its sources, a new series and instance, the
+    device, and the source's geometry."""
+    return {
+        "source_images": sources[:1],
+        "further_source_images": sources[1:],
+        "series_instance_uid": hd.UID(),
+        "series_number": number,
+        "sop_instance_uid": hd.UID(),
+        "instance_number": 1,
+        "manufacturer": _MANUFACTURER,
+        "manufacturer_model_name": "qperf",
+        "software_versions": version,
+        "device_serial_number": "none",
+        **_geometry(hd, series),
+    }
 
 
 def _segmentation(
@@ -201,22 +209,12 @@ def _segmentation(
             + (f" values {lab.min()} to {lab.max()}" if lab.size else "")
         )
     return hd.seg.Segmentation(
-        source_images=sources[:1],
-        further_source_images=sources[1:],
         pixel_array=lab.astype(np.uint8),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
-        series_instance_uid=hd.UID(),
-        series_number=number,
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer=_MANUFACTURER,
-        manufacturer_model_name="qperf",
-        software_versions=version,
-        device_serial_number="none",
         series_description="QPerf labels",
         omit_empty_frames=False,
-        **_geometry(hd, series),
+        **_new_series(hd, sources, series, number, version),
     )
 
 

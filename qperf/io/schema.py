@@ -62,6 +62,19 @@ def _scalar(value: Any) -> Any:
     return value
 
 
+def _finite(value: Any, text: bool, expected: str) -> int | float:
+    """A finite int or float (a numeric string too, with ``text``); ``True`` and NaN are not numbers."""
+    value = _scalar(value)
+    if text and isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise Bad(expected) from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise Bad(expected)
+    return value
+
+
 def number(low: float | None = None, high: float | None = None, *, open_low: bool = False, text: bool = False):  # type: ignore[no-untyped-def]
     """A finite real number within ``[low, high]`` (``(low, high]`` with ``open_low``)."""
     lo = "" if low is None else (f" > {low:g}" if open_low else f" >= {low:g}")
@@ -69,14 +82,7 @@ def number(low: float | None = None, high: float | None = None, *, open_low: boo
     expected = "a finite number" + (lo + (" and" if lo and hi else "") + hi if lo or hi else "")
 
     def parse(value: Any) -> float:
-        value = _scalar(value)
-        if text and isinstance(value, str):
-            try:
-                value = float(value.strip())
-            except ValueError:
-                raise Bad(expected) from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise Bad(expected)
+        value = _finite(value, text, expected)
         if low is not None and (value <= low if open_low else value < low):
             raise Bad(expected)
         if high is not None and value > high:
@@ -91,14 +97,7 @@ def integer(low: int = 0, high: int | None = None, *, text: bool = False):  # ty
     expected = f"an integer >= {low}" + ("" if high is None else f" and <= {high}")
 
     def parse(value: Any) -> int:
-        value = _scalar(value)
-        if text and isinstance(value, str):
-            try:
-                value = float(value.strip())
-            except ValueError:
-                raise Bad(expected) from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise Bad(expected)
+        value = _finite(value, text, expected)
         if not float(value).is_integer() or value < low or (high is not None and value > high):
             raise Bad(expected)
         return int(value)
