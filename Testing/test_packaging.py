@@ -20,6 +20,7 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
+import nrrd
 import pytest
 
 try:
@@ -27,6 +28,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+from qperf import phantom
 from qperf.segmentation import model_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -180,14 +182,19 @@ def test_built_wheel_ships_the_model_not_the_training_files_and_runs_the_demo(tm
 
 
 @pytest.mark.slow
-def test_pip_install_target_finds_the_model_and_runs_the_demo(tmp_path: Path) -> None:
+def test_pip_install_target_finds_the_model_and_segments(tmp_path: Path) -> None:
     src = _source_copy(tmp_path)
     target = tmp_path / "target"
     _pip("--target", target, src, cwd=tmp_path, env=_env(tmp_path))
     assert not (target / "share").exists()
     env = _env(tmp_path, target)
     _probe(sys.executable, tmp_path / "fresh", env, target)
-    _demo([sys.executable, "-m", "qperf.cli"], tmp_path / "fresh", env)
+    study = phantom.generate_study(seed=3, n_slices=1, n_frames=36, shape=(96, 96), spacing_mm=2.6)
+    phantom.write_study(study, tmp_path / "study")
+    series = tmp_path / "study" / "slice_1.seq.nrrd"
+    _run([sys.executable, "-m", "qperf.cli", "segment", str(series), "--out", "seg", "-q"], tmp_path / "fresh", env)
+    labels = nrrd.read(str(tmp_path / "fresh" / "seg" / "labels.nrrd"))[0]
+    assert (labels == 2).sum() > 100  # a myocardium from the shipped weights
 
 
 @pytest.mark.slow
