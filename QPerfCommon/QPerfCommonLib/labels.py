@@ -67,11 +67,28 @@ SEGMENTS: tuple = (
 )
 
 
-def segmentationsLogic(scene: Any) -> Any:
-    """A ``vtkSlicerSegmentationsModuleLogic`` attached to ``scene`` (registers the converters)."""
-    logic = slicer.vtkSlicerSegmentationsModuleLogic()
-    logic.SetMRMLScene(scene)
-    return logic
+_segmentationsLogic: Any = None
+
+
+def segmentationsLogic() -> Any:
+    """The process's one ``vtkSlicerSegmentationsModuleLogic`` (the Segmentations module's in the application).
+
+    Only its static import and export functions are used, which work on any scene. Every logic
+    attached to a scene registers the representation converters again in the process-wide
+    converter factory, and every conversion and every copy of a segmentation walks all of them:
+    a logic made per call slowed a session with every use (a sequence item of a segmentation
+    took 37 ms instead of under 1 ms after a few hundred calls). This one is attached once, to
+    a scene of its own, which registers the converters where no application has.
+    """
+    global _segmentationsLogic
+    module = getattr(getattr(slicer, "modules", None), "segmentations", None)
+    if module is not None:
+        return module.logic()
+    if _segmentationsLogic is None:
+        logic = slicer.vtkSlicerSegmentationsModuleLogic()
+        logic.SetMRMLScene(slicer.vtkMRMLScene())
+        _segmentationsLogic = logic
+    return _segmentationsLogic
 
 
 def _segmentIds(specs: tuple = SEGMENTS) -> Any:
@@ -115,8 +132,7 @@ def addQPerfSegments(segmentationNode: Any) -> None:
 def setSegmentationLabels(segmentationNode: Any, labels: Any, ijkToRas: np.ndarray, logic: Any | None = None) -> None:
     """Replace the three QPerf segments of ``segmentationNode`` by the label map ``labels`` (y, x)."""
     labels = _checkLabels(labels, 2, "labels")
-    scene = segmentationNode.GetScene()
-    logic = logic or segmentationsLogic(scene)
+    logic = logic or segmentationsLogic()
     addQPerfSegments(segmentationNode)
     if not logic.ImportLabelmapToSegmentationNode(labelmapNode(labels, ijkToRas), segmentationNode, _segmentIds()):
         raise ValidationError(f"segmentation {segmentationNode.GetName()!r}: the label map could not be imported")
@@ -170,7 +186,7 @@ def labelsFromSegmentationNode(segmentationNode: Any, shape: tuple, ijkToRas: np
         for i in range(segmentation.GetNumberOfSegments())
     }
     scene = segmentationNode.GetScene()
-    logic = segmentationsLogic(scene) if scene is not None else slicer.vtkSlicerSegmentationsModuleLogic()
+    logic = segmentationsLogic()
     reference = referenceVolumeNode(tuple(shape), ijkToRas)
     labels = np.zeros(tuple(shape), dtype=np.uint8)
     found = 0
@@ -196,7 +212,7 @@ def exportSegmentsMask(segmentationNode: Any, segmentIds: list, reference: Any, 
     makes for it are removed afterwards, so repeated reads leave the scene as it was.
     """
     scene = segmentationNode.GetScene()
-    logic = logic or (segmentationsLogic(scene) if scene is not None else slicer.vtkSlicerSegmentationsModuleLogic())
+    logic = logic or segmentationsLogic()
     ids = vtk.vtkStringArray()
     for segmentId in segmentIds:
         ids.InsertNextValue(segmentId)
@@ -242,7 +258,7 @@ def segmentationSequenceFromLabels(
     if labels.shape[0] != time_s.shape[0]:
         raise ValidationError(f"labels: expected {time_s.shape[0]} frames (one per time), found {labels.shape[0]}")
     sequenceNode = newTimeSequence(scene, name)
-    logic = segmentationsLogic(scene)
+    logic = segmentationsLogic()
     # The frame being filled lives in the scene while the sequence copies it, then goes.
     frame = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{sequenceNode.GetName()} frame")
     wasModifying = sequenceNode.StartModify()

@@ -53,7 +53,7 @@ def sectorSegmentationNode(segments: Any, ijkToRas: np.ndarray, scene: Any | Non
         segmentId = sectorSegmentId(number)
         segmentation.AddEmptySegment(segmentId, f"{number} {SEGMENTS[number].name}", list(sectorColor(number)))
         ids.InsertNextValue(segmentId)
-    if not segmentationsLogic(scene).ImportLabelmapToSegmentationNode(
+    if not segmentationsLogic().ImportLabelmapToSegmentationNode(
         labelmapNode(array.astype(np.uint8), ijkToRas), node, ids
     ):
         raise ValidationError(f"segmentation {node.GetName()!r}: the AHA segments could not be imported")

@@ -208,7 +208,7 @@ def updateSliceOutputs(browserNode: Any, index: int, sliceResult: Any, updateLab
     if updateLabels:
         labelsSequence = outputNodes(browserNode, REFERENCE_LABELS)[index]
         frame = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "QPerf labels frame")
-        logic = segmentationsLogic(scene)
+        logic = segmentationsLogic()
         wasModifying = labelsSequence.StartModify()
         try:
             for t in range(sliceResult.n_frames):

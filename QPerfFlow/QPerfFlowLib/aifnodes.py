@@ -66,7 +66,7 @@ def regionSegmentationNode(mask: np.ndarray, ijkToRas: np.ndarray, scene: Any | 
     ids = vtk.vtkStringArray()
     ids.InsertNextValue(AIF_SEGMENT_ID)
     image = labelmapNode(np.asarray(mask, dtype=np.uint8), ijkToRas)
-    if not segmentationsLogic(scene).ImportLabelmapToSegmentationNode(image, node, ids):
+    if not segmentationsLogic().ImportLabelmapToSegmentationNode(image, node, ids):
         raise ValidationError(f"segmentation {node.GetName()!r}: the AIF region could not be imported")
     node.SetAttribute("qperf_role", "aifRegion")
     return node

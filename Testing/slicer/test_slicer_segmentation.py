@@ -15,6 +15,7 @@ from QPerfCommonLib.labels import (  # noqa: E402
     segmentationNodeFromLabels,
     segmentationSequenceFromLabels,
     segmentationsLogic,
+    setSegmentationLabels,
 )
 from QPerfCommonLib.outputs import PER_SLICE_REFERENCES, outputNodes  # noqa: E402
 from QPerfSegLib import SegmentationLogic  # noqa: E402
@@ -70,9 +71,22 @@ def test_labels_become_three_segments_with_terminology_colours_and_geometry(scen
     np.testing.assert_array_equal(labelsFromSegmentationNode(node, labels.shape, IJK_TO_RAS), labels)
 
 
+def test_reading_and_writing_labels_registers_the_converters_once(slicer_core):
+    factory = slicer_core.vtkSegmentationConverterFactory.GetInstance()
+    labels = ringLabels()
+    counts = []
+    for _ in range(3):
+        scene = slicer_core.vtkMRMLScene()
+        node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+        setSegmentationLabels(node, labels, IJK_TO_RAS)
+        np.testing.assert_array_equal(labelsFromSegmentationNode(node, labels.shape, IJK_TO_RAS), labels)
+        counts.append(len(factory.GetConverterRules()))
+    assert counts[0] == counts[-1] > 0  # each new logic would have registered them again
+
+
 def test_a_segmentation_drawn_elsewhere_is_read_by_segment_names(scene):
     labels = ringLabels()
-    logic = segmentationsLogic(scene)  # registers the representation converters, as Slicer does at start-up
+    logic = segmentationsLogic()  # the converters registered, as Slicer does at start-up
     node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "drawn elsewhere")
     ids = vtk.vtkStringArray()
     for segmentId, name in (
