@@ -290,6 +290,11 @@ def test_a_batch_with_a_corrupt_study(local_batch: tuple[Path, int, str]) -> Non
     assert failed["study_id"] == CORRUPT and "slice_1.seq.nrrd" in failed["error"] and "NRRD" in failed["error"]
     assert {r["study_id"] for r in rows if r["region"] == "global"} == set(finished)
     assert all(r["slice"] and int(r["n_pixels"]) > 0 for r in rows if r["status"] == "ok" and r["region"] != "global")
+    for name in finished:  # the report's flag of segments too small to trust, empty on the global row
+        segments = json.loads((out / name / "report.json").read_text())["segments"]
+        flags = {r["region"]: r["low_pixel_count"] for r in rows if r["study_id"] == name}
+        assert flags.pop("global") == ""
+        assert flags == {k: str(seg["low_pixel_count"]) for k, seg in segments.items() if seg["slices"]}
     assert f"[{N_STUDIES}/{N_STUDIES}]" in stderr and "studies/min" in stderr and f"{CORRUPT} FAILED" in stderr
     index = (out / "index.html").read_text()
     assert all(f'href="{name}/report.html"' in index for name in finished) and f"{N_STUDIES} studies, 1 failed" in index

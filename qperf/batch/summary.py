@@ -3,7 +3,9 @@
 One row per study and AHA segment present in its slices (with the slice that holds it), one
 ``global`` row per study, and for a failed study a single row with its error. The numbers come
 from each study's ``report.json`` (the same file ``qperf analyze`` writes), so the table and
-the reports cannot disagree. Columns: see :data:`BASE_COLUMNS`; after them the mean of every
+the reports cannot disagree. Columns: see :data:`BASE_COLUMNS` (``low_pixel_count``: the
+segment has fewer than :data:`qperf.aha.MIN_SEGMENT_PIXELS` pixels, as the report's bull's-eye
+hatches it; empty on global rows); after them the mean of every
 parameter map (``<quantity>_mean<_unit>``), and for MBF its median, SD and valid pixel count.
 """
 
@@ -40,6 +42,7 @@ BASE_COLUMNS: tuple[tuple[str, type], ...] = (
     ("slice", str),
     ("slice_name", str),
     ("n_pixels", int),
+    ("low_pixel_count", bool),
 )
 #: Columns after the map statistics: QC, provenance and cost.
 TAIL_COLUMNS: tuple[tuple[str, type], ...] = (
@@ -122,6 +125,7 @@ def _segment_row(number: str, seg: Mapping[str, Any], slices: Sequence[Any], map
         "slice": ";".join(str(s["index"] + 1) for s in held),
         "slice_name": "; ".join(s["name"] for s in held),
         "n_pixels": seg["n_pixels"],
+        "low_pixel_count": seg.get("low_pixel_count"),  # absent from reports before schema 1.1
         **{k: seg.get(k) for k in maps},
         **_qc_columns(held, numbered=False),
     }
