@@ -119,6 +119,7 @@ def labelmapNode(labels: np.ndarray, ijkToRas: np.ndarray) -> Any:
 
 def addQPerfSegments(segmentationNode: Any) -> None:
     """Give ``segmentationNode`` the three QPerf segments (empty), with names, colours and terminology."""
+    segmentationsLogic()  # an empty segment needs the converters that the logic registers
     segmentation = segmentationNode.GetSegmentation()
     for spec in SEGMENTS:
         if segmentation.GetSegment(spec.segmentId) is None:
@@ -129,12 +130,13 @@ def addQPerfSegments(segmentationNode: Any) -> None:
         segment.SetTerminology(spec.terminology)
 
 
-def setSegmentationLabels(segmentationNode: Any, labels: Any, ijkToRas: np.ndarray, logic: Any | None = None) -> None:
+def setSegmentationLabels(segmentationNode: Any, labels: Any, ijkToRas: np.ndarray) -> None:
     """Replace the three QPerf segments of ``segmentationNode`` by the label map ``labels`` (y, x)."""
     labels = _checkLabels(labels, 2, "labels")
-    logic = logic or segmentationsLogic()
     addQPerfSegments(segmentationNode)
-    if not logic.ImportLabelmapToSegmentationNode(labelmapNode(labels, ijkToRas), segmentationNode, _segmentIds()):
+    if not segmentationsLogic().ImportLabelmapToSegmentationNode(
+        labelmapNode(labels, ijkToRas), segmentationNode, _segmentIds()
+    ):
         raise ValidationError(f"segmentation {segmentationNode.GetName()!r}: the label map could not be imported")
 
 
@@ -185,8 +187,6 @@ def labelsFromSegmentationNode(segmentationNode: Any, shape: tuple, ijkToRas: np
         segmentation.GetNthSegment(i).GetName().strip().lower(): segmentation.GetNthSegmentID(i)
         for i in range(segmentation.GetNumberOfSegments())
     }
-    scene = segmentationNode.GetScene()
-    logic = segmentationsLogic()
     reference = referenceVolumeNode(tuple(shape), ijkToRas)
     labels = np.zeros(tuple(shape), dtype=np.uint8)
     found = 0
@@ -195,8 +195,8 @@ def labelsFromSegmentationNode(segmentationNode: Any, shape: tuple, ijkToRas: np
         if segmentId is None:
             continue
         found += 1
-        mask = _segmentMask(logic, segmentationNode, segmentId, reference, scene)
-        labels[mask] = spec.label
+        mask = exportSegmentsMask(segmentationNode, [segmentId], reference)
+        labels[mask[0] if mask.ndim == 3 else mask] = spec.label
     if not found:
         raise ValidationError(
             f"segmentation {segmentationNode.GetName()!r}: expected segments "
@@ -205,14 +205,13 @@ def labelsFromSegmentationNode(segmentationNode: Any, shape: tuple, ijkToRas: np
     return labels
 
 
-def exportSegmentsMask(segmentationNode: Any, segmentIds: list, reference: Any, logic: Any | None = None) -> np.ndarray:
+def exportSegmentsMask(segmentationNode: Any, segmentIds: list, reference: Any) -> np.ndarray:
     """Boolean mask ``(k, j, i)`` of the union of segments, resampled on ``reference``'s grid.
 
     Goes through a temporary label map node; the node and the colour table that the export
     makes for it are removed afterwards, so repeated reads leave the scene as it was.
     """
     scene = segmentationNode.GetScene()
-    logic = logic or segmentationsLogic()
     ids = vtk.vtkStringArray()
     for segmentId in segmentIds:
         ids.InsertNextValue(segmentId)
@@ -223,7 +222,7 @@ def exportSegmentsMask(segmentationNode: Any, segmentIds: list, reference: Any, 
         colorsBefore = {colors.GetItemAsObject(i).GetID() for i in range(colors.GetNumberOfItems())}
         scene.AddNode(labelmap)
     try:
-        if not logic.ExportSegmentsToLabelmapNode(segmentationNode, ids, labelmap, reference):
+        if not segmentationsLogic().ExportSegmentsToLabelmapNode(segmentationNode, ids, labelmap, reference):
             raise ValidationError(f"segmentation {segmentationNode.GetName()!r}: could not be exported to a label map")
         return np.asarray(slicer.util.arrayFromVolume(labelmap) > 0)
     finally:
@@ -233,11 +232,6 @@ def exportSegmentsMask(segmentationNode: Any, segmentIds: list, reference: Any, 
             for i in range(colors.GetNumberOfItems()):
                 if colors.GetItemAsObject(i).GetID() not in colorsBefore:
                     scene.RemoveNode(colors.GetItemAsObject(i))
-
-
-def _segmentMask(logic: Any, segmentationNode: Any, segmentId: str, reference: Any, scene: Any) -> np.ndarray:
-    mask = exportSegmentsMask(segmentationNode, [segmentId], reference, logic)
-    return mask[0] if mask.ndim == 3 else mask
 
 
 def segmentationSequenceFromLabels(
@@ -258,13 +252,12 @@ def segmentationSequenceFromLabels(
     if labels.shape[0] != time_s.shape[0]:
         raise ValidationError(f"labels: expected {time_s.shape[0]} frames (one per time), found {labels.shape[0]}")
     sequenceNode = newTimeSequence(scene, name)
-    logic = segmentationsLogic()
     # The frame being filled lives in the scene while the sequence copies it, then goes.
     frame = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{sequenceNode.GetName()} frame")
     wasModifying = sequenceNode.StartModify()
     try:
         for i in range(labels.shape[0]):
-            setSegmentationLabels(frame, labels[i], ijkToRas, logic)
+            setSegmentationLabels(frame, labels[i], ijkToRas)
             sequenceNode.SetDataNodeAtValue(frame, formatTime(time_s[i]))
     finally:
         sequenceNode.EndModify(wasModifying)

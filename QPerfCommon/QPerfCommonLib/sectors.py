@@ -45,6 +45,7 @@ def sectorSegmentationNode(segments: Any, ijkToRas: np.ndarray, scene: Any | Non
     array = np.asarray(segments)
     if array.ndim != 2 or array.size == 0 or array.min() < 0 or array.max() > N_SEGMENTS:
         raise ValidationError(f"segments: expected a (y, x) map of AHA numbers 0 to {N_SEGMENTS}, found {array.shape}")
+    logic = segmentationsLogic()  # first: the empty segments need the converters it registers
     node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GenerateUniqueName(name))
     node.CreateDefaultDisplayNodes()
     segmentation = node.GetSegmentation()
@@ -53,9 +54,7 @@ def sectorSegmentationNode(segments: Any, ijkToRas: np.ndarray, scene: Any | Non
         segmentId = sectorSegmentId(number)
         segmentation.AddEmptySegment(segmentId, f"{number} {SEGMENTS[number].name}", list(sectorColor(number)))
         ids.InsertNextValue(segmentId)
-    if not segmentationsLogic().ImportLabelmapToSegmentationNode(
-        labelmapNode(array.astype(np.uint8), ijkToRas), node, ids
-    ):
+    if not logic.ImportLabelmapToSegmentationNode(labelmapNode(array.astype(np.uint8), ijkToRas), node, ids):
         raise ValidationError(f"segmentation {node.GetName()!r}: the AHA segments could not be imported")
     display = node.GetDisplayNode()
     if display is not None:

@@ -38,7 +38,6 @@ from .labels import (
     labelsFromSegmentationSequence,
     segmentationNodeFromLabels,
     segmentationSequenceFromLabels,
-    segmentationsLogic,
     setSegmentationLabels,
 )
 from .markups import pointsFromNode, setLine, setPoints
@@ -208,11 +207,10 @@ def updateSliceOutputs(browserNode: Any, index: int, sliceResult: Any, updateLab
     if updateLabels:
         labelsSequence = outputNodes(browserNode, REFERENCE_LABELS)[index]
         frame = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "QPerf labels frame")
-        logic = segmentationsLogic()
         wasModifying = labelsSequence.StartModify()
         try:
             for t in range(sliceResult.n_frames):
-                setSegmentationLabels(frame, sliceResult.labels[t], ijkToRas, logic)
+                setSegmentationLabels(frame, sliceResult.labels[t], ijkToRas)
                 labelsSequence.SetDataNodeAtValue(frame, formatTime(time_s[t]))
         finally:
             labelsSequence.EndModify(wasModifying)

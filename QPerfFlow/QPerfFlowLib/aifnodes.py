@@ -60,13 +60,14 @@ def detectAifRegion(browserNode: Any, method: str = "classical") -> Any:
 def regionSegmentationNode(mask: np.ndarray, ijkToRas: np.ndarray, scene: Any | None = None, name: str = "AIF") -> Any:
     """A segmentation with the single segment "AIF LV blood pool" from a boolean mask (y, x)."""
     scene = getScene(scene)
+    logic = segmentationsLogic()  # first: the empty segment needs the converters it registers
     node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GenerateUniqueName(name))
     node.CreateDefaultDisplayNodes()
     node.GetSegmentation().AddEmptySegment(AIF_SEGMENT_ID, AIF_SEGMENT_NAME, list(AIF_SEGMENT_COLOR))
     ids = vtk.vtkStringArray()
     ids.InsertNextValue(AIF_SEGMENT_ID)
     image = labelmapNode(np.asarray(mask, dtype=np.uint8), ijkToRas)
-    if not segmentationsLogic().ImportLabelmapToSegmentationNode(image, node, ids):
+    if not logic.ImportLabelmapToSegmentationNode(image, node, ids):
         raise ValidationError(f"segmentation {node.GetName()!r}: the AIF region could not be imported")
     node.SetAttribute("qperf_role", "aifRegion")
     return node
