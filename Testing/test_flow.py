@@ -23,7 +23,7 @@ from qperf.flow import (
     smooth_within,
 )
 from qperf.gd import SrSequence, pd_signal, sr_signal
-from qperf.kinetics.fitting import exp_convolve
+from qperf.kinetics.convolution import exp_convolve
 from qperf.types import AifCurve, PerfusionSeries, SliceGeometry
 
 HCT = 0.42

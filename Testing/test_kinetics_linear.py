@@ -9,7 +9,7 @@ import pytest
 from qperf import kinetics
 from qperf.errors import ValidationError
 from qperf.kinetics import FitStatus
-from qperf.kinetics.fitting import delayed_curves
+from qperf.kinetics.convolution import delayed_curves
 from qperf.kinetics.linear import (
     cumulative_integral,
     extended_tofts_linear,

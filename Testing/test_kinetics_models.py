@@ -12,7 +12,7 @@ import pytest
 
 from qperf import kinetics
 from qperf.kinetics import FitStatus
-from qperf.kinetics.fitting import exp_convolve
+from qperf.kinetics.convolution import exp_convolve
 
 
 def _osipi_rows(path: Path) -> list[dict[str, str]]:

@@ -21,7 +21,7 @@ import numpy as np
 
 from qperf.kinetics._lsq_model import LeastSquaresModel
 from qperf.kinetics.base import FloatArray, ParameterInfo
-from qperf.kinetics.fitting import exp_convolve
+from qperf.kinetics.convolution import exp_convolve
 from qperf.kinetics.linear import extended_tofts_linear, tofts_linear, two_compartment_linear
 
 

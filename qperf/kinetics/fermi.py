@@ -19,7 +19,7 @@ from numpy.typing import ArrayLike
 from qperf.errors import ValidationError
 from qperf.kinetics._lsq_model import LeastSquaresModel
 from qperf.kinetics.base import Acquisition, FitResult, FloatArray, ParameterInfo, check_tissue
-from qperf.kinetics.fitting import kernel_convolve
+from qperf.kinetics.convolution import kernel_convolve
 
 
 def fermi_residue(time_s: FloatArray, params: FloatArray) -> FloatArray:
