@@ -155,9 +155,11 @@ def _simulate_condition(
     field_t: float,
     subject: _Subject,
     progress: Callable[[float, str], None],
+    tissue_delay_s: float = 0.0,
 ) -> _Condition:
     """Beat times, the bolus (arriving within the first third of short acquisitions) and the
-    blood and tissue curves of the condition (tissue from the plasma parameters)."""
+    blood and tissue curves of the condition (tissue from the plasma parameters, its input the
+    LV blood curve ``tissue_delay_s`` later)."""
     cs = _CONDITION_STREAMS[condition]
     timing = _timing(_rng(seed, cs + _TIMING), condition, n_frames, n_slices)
     starts = timing["beat_start_s"]
@@ -178,7 +180,12 @@ def _simulate_condition(
     params_all = {k: np.concatenate([cparams[k], [muscle[k], mean[k]]]) for k in physiology.PARAM_NAMES}
     progress(0.05, "simulating tissue curves")
     sim_grid, curves = simulate_tissue(
-        tissue_model, lambda tt: blood.at("lv", tt), hct, 0.0, t_stop, {k: v for k, v in params_all.items()}
+        tissue_model,
+        lambda tt: blood.at("lv", np.asarray(tt) - tissue_delay_s),
+        hct,
+        0.0,
+        t_stop,
+        {k: v for k, v in params_all.items()},
     )
     n_cl = cparams["Fp"].shape[0]
     sims = {"myo": curves[:n_cl], "other": curves[n_cl:]}
@@ -256,6 +263,7 @@ def generate_study(
     spacing_mm: float | None = None,
     standard_view: bool = False,
     aif_images: bool = True,
+    tissue_delay_s: float = 0.0,
     progress: ProgressCallback | None = None,
 ) -> PhantomStudy:
     """Simulate a first-pass perfusion study with its ground truth.
@@ -295,6 +303,11 @@ def generate_study(
         Anterior up and septum on the image left (no random in-plane rotation or flip).
     aif_images : bool
         Also simulate the dual-echo AIF image series.
+    tissue_delay_s : float
+        How long after the LV blood pool (the AIF) the blood reaches the myocardium, s (0 to
+        5). Real scans lag by a fraction of a second to about two seconds (the coronary
+        transit, and the AIF image acquired at another moment of the heartbeat); a delay
+        between the samples of the fitting grid tests the delay estimate.
     progress : callable, optional
         ``progress(fraction, message)``.
 
@@ -304,9 +317,11 @@ def generate_study(
         ``.study`` (signal units, PD frames, acquisition metadata) and ``.truth``.
     """
     _check(seed, n_slices, n_frames, condition, field_t, motion_scale, t1_variation)
+    if not (isinstance(tissue_delay_s, (int, float)) and 0.0 <= tissue_delay_s <= 5.0):
+        raise ValidationError(f"tissue_delay_s: expected a delay in [0, 5] s, found {tissue_delay_s!r}")
     report = progress or null_progress
     subject = _draw_subject(seed, field_t, readout, t1_variation, shape, spacing_mm, standard_view)
-    cond = _simulate_condition(seed, condition, n_frames, n_slices, model, field_t, subject, report)
+    cond = _simulate_condition(seed, condition, n_frames, n_slices, model, field_t, subject, report, tissue_delay_s)
     breathing, mrng, motion_vec = _draw_respiration(seed, condition, cond.t_stop_s)
     zetas = an.slice_zetas(n_slices, _rng(seed, _PLACEMENT, 1))
     frames = [subject.placement.slice_frame(subject.heart, zeta) for zeta in zetas]
@@ -320,6 +335,7 @@ def generate_study(
         report(0.85, "AIF images")
         aif_series, aif_labels = _aif_images(seed, condition, subject, cond, resp, noise=noise, coil=coil, blur=blur)
     parameters = _describe(seed, subject, cond, scanner, snr_pd, motion_vec)
+    parameters["tissue_delay_s"] = float(tissue_delay_s)
     ps = _assemble(seed, condition, subject, cond, series, truths, aif_series, aif_labels, parameters)
     report(1.0, "done")
     return ps
