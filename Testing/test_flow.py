@@ -14,9 +14,10 @@ from qperf import io, kinetics
 from qperf.cli import main
 from qperf.errors import ValidationError
 from qperf.flow import (
+    best_delay,
+    common_delay,
     compute_flow_maps,
     delay_chi2_profile,
-    earliest_delay,
     flow_at_upper_bound,
     map_file_stem,
     mean_curve_delay,
@@ -259,9 +260,10 @@ def test_flowmap_command(tmp_path: Path, known_slice) -> None:
     # An existing output is not replaced without --overwrite; with it, it is.
     assert main(args + ["-q"]) == 2
     assert main(args + ["-q", "--overwrite", "--model", "btex"]) == 0
-    # one delay from the mean curve of the mask: the simulated 0.5 s for every pixel
+    # one delay shared by the pixels of the mask: the simulated 0.5 s for every pixel
     assert main(args + ["-q", "--overwrite", "--delay", "mean"]) == 0
-    np.testing.assert_allclose(io.read_image(out / "delay.nrrd").array[myo], 0.5)
+    delay = io.read_image(out / "delay.nrrd").array[myo]
+    assert np.ptp(delay) == 0.0 and delay[0] == pytest.approx(0.5, abs=0.03)
 
 
 def test_flowmap_command_errors(tmp_path: Path, known_slice, capsys) -> None:
@@ -386,15 +388,16 @@ def test_smoothing_within_the_myocardium() -> None:
     with pytest.raises(ValidationError, match="mask"):
         smooth_within(series, myo[:5], 0.7)
     # the fit at 10 % noise: per-pixel delays send many pixels far along the delay-flow valley
-    # (the mean flow is biased high); one delay from the mean curve and the smoothing remove it
+    # (the mean flow is biased high); one shared delay and the smoothing remove most of it
     inner = myo & np.pad(np.ones((8, 8), bool), 3)
     raw = compute_flow_maps(series, aif, hematocrit=HCT, mask=inner)
     fit = compute_flow_maps(smoothed, aif, hematocrit=HCT, mask=inner, delay_mask=inner)
     bias_raw = abs(np.nanmean(raw.maps["fp_ml_min_g"][inner]) / 2.0 - 1.0)
     bias = abs(np.nanmean(fit.maps["fp_ml_min_g"][inner]) / 2.0 - 1.0)
-    assert bias < 0.05 and bias < 0.5 * bias_raw
-    # one delay for every pixel: the true 0.5 s (the simulated delay)
-    np.testing.assert_allclose(fit.maps["delay_s"][inner], 0.5)
+    assert bias < 0.1 and bias < 0.5 * bias_raw
+    # one delay for every pixel: near the simulated 0.5 s
+    delays = fit.maps["delay_s"][inner]
+    assert np.ptp(delays) == 0.0 and delays[0] == pytest.approx(0.5, abs=0.06)
     with pytest.raises(ValidationError, match="delay_mask"):
         compute_flow_maps(smoothed, aif, hematocrit=HCT, mask=inner, delay_mask=~myo)
 
@@ -411,24 +414,62 @@ def test_flow_at_upper_bound(known_slice) -> None:
     assert at_bound[1, 2] and at_bound.sum() == 1
 
 
-def test_earliest_delay_that_fits_as_well() -> None:
-    # a later delay is taken only when it fits better by more than the 95 % chi-square (3.84)
-    assert earliest_delay(np.array([10.0, 2.0, 0.0, 5.0])) == 1
-    assert earliest_delay(np.array([10.0, 5.0, 0.0, 5.0])) == 2
-    assert earliest_delay(np.array([0.0, 0.0])) == 0
-    assert earliest_delay(np.array([np.inf, np.inf])) is None
+def test_best_delay_is_the_earliest_that_fits_as_well() -> None:
+    delays = np.arange(6) * 0.125
+    # a later delay is taken only when it fits better by more than the 95 % chi-square (3.84);
+    # between steps, where the profile crosses that level
+    assert best_delay(delays, np.array([20.0, 10.0, 0.0, 5.0, 9.0, 16.0])) == pytest.approx(
+        0.125 + 0.125 * (10 - 3.84) / 10
+    )
+    assert best_delay(delays, np.array([20.0, 3.0, 0.0, 5.0, 9.0, 16.0])) == pytest.approx(0.125 * 16.16 / 17)
+    assert best_delay(delays, np.array([0.0, 1.0, 4.0, 9.0, 16.0, 25.0])) == 0.0
+    assert best_delay(delays, np.full(6, np.inf)) is None
+    # several curves sharing one delay: their chi-squares add up
+    flat = (delays, np.full(6, 5.0))
+    sharp = (delays, (delays - 0.5) ** 2 * 4000.0)
+    assert common_delay([flat, sharp]) == pytest.approx(0.5 - 0.125 * 3.84 / 62.5)
+    assert common_delay([(delays, np.full(6, np.inf)), sharp]) == common_delay([sharp])
+    assert common_delay([]) is None
 
 
-def test_delay_profile_of_the_mean_curve(known_slice) -> None:
+def test_delay_profile_of_the_region(known_slice) -> None:
     series, aif, _ = known_slice
-    profile = delay_chi2_profile(series, aif, np.ones(series.shape, bool), hematocrit=HCT)
-    assert profile.shape == (7,)  # 0 to 3 s at 0.5 s
-    # the simulated tissue lags the AIF by 0.5 s: one sample
-    assert earliest_delay(profile) == 1
+    delays, chi2 = delay_chi2_profile(series, aif, np.ones(series.shape, bool), hematocrit=HCT)
+    assert delays.shape == chi2.shape == (25,)  # 0 to 3 s in steps of 0.125 s
+    np.testing.assert_allclose(np.diff(delays), 0.125)
+    # the simulated tissue lags the AIF by 0.5 s
+    assert best_delay(delays, chi2) == pytest.approx(0.5, abs=0.03)
     fixed = compute_flow_maps(series, aif, hematocrit=HCT, fixed_delay_s=0.375)
     np.testing.assert_allclose(fixed.maps["delay_s"], 0.375)  # between grid samples too
     with pytest.raises(ValidationError, match="fixed_delay_s"):
         compute_flow_maps(series, aif, hematocrit=HCT, fixed_delay_s=9.0)
+
+
+@pytest.mark.parametrize("lag_s", [0.7, 1.2])
+def test_stress_flow_behind_a_delay_between_grid_samples(lag_s: float) -> None:
+    """Stress tissue lagging the AIF between the 0.5 s samples: the shared delay is found to
+    0.1 s and the flow to 12 %. The earliest whole-sample delay that fitted within the noise,
+    refined only towards earlier delays, read such curves 15-25 % low: at stress an earlier
+    delay fits almost as well with a lower flow."""
+    rng = np.random.default_rng(11)
+    fine = np.arange(0.0, 70.0, 0.05)
+    fp = rng.uniform(1.7, 2.3, (6, 8))  # plasma flow of about 3.5 ml/min/g blood flow
+    x = np.clip(fine - 8.0, 0.0, None)
+    sharp = x**2.5 * np.exp(-x / 1.1)  # a stress bolus
+    blood = 6.0 * sharp / sharp.max() + 0.3 * (x > 12)
+    curves = kinetics.get_model("btex").simulate(
+        blood / (1.0 - HCT), fine, Fp=fp, PS=1.3, Vp=0.05, Visf=0.2, delay_s=lag_s
+    )
+    times = np.arange(110) * 0.5
+    tissue = np.stack([np.interp(times, fine, c) for c in curves.reshape(-1, fine.size)]).reshape(*fp.shape, -1)
+    gd = np.moveaxis(tissue, -1, 0)
+    gd = gd + rng.normal(0.0, 0.03 * gd.max(), gd.shape)
+    series = PerfusionSeries(gd.astype(np.float32), times, units="gd_mmol_l")
+    aif = AifCurve(np.interp(times, fine, blood) + rng.normal(0.0, 0.02, times.size), times, kind="blood")
+    everywhere = np.ones(fp.shape, bool)
+    result = compute_flow_maps(series, aif, hematocrit=HCT, delay_mask=everywhere)
+    assert result.maps["delay_s"][0, 0] == pytest.approx(lag_s, abs=0.1)
+    assert np.median(result.maps["fp_ml_min_g"] / fp) == pytest.approx(1.0, abs=0.12)
 
 
 @pytest.mark.parametrize("lag_s", [0.25, 0.75])
@@ -439,11 +480,11 @@ def test_delay_between_grid_samples(lag_s: float) -> None:
     gd, times, aif = simulated_slice(rng, fp, delay_s=lag_s)
     series = PerfusionSeries(gd, times, units="gd_mmol_l")
     refined = compute_flow_maps(series, aif, hematocrit=HCT, delay_mask=np.ones(fp.shape, bool))
-    np.testing.assert_allclose(refined.maps["delay_s"], lag_s)
+    np.testing.assert_allclose(refined.maps["delay_s"], lag_s, atol=0.02)
     np.testing.assert_allclose(refined.maps["fp_ml_min_g"], fp, rtol=0.03)
     whole = compute_flow_maps(series, aif, hematocrit=HCT)  # per-pixel whole-sample delays
     assert np.nanmean(whole.maps["fp_ml_min_g"]) > 1.1
-    assert mean_curve_delay(series, aif, np.ones(fp.shape, bool), hematocrit=HCT) == pytest.approx(lag_s)
+    assert mean_curve_delay(series, aif, np.ones(fp.shape, bool), hematocrit=HCT) == pytest.approx(lag_s, abs=0.02)
 
 
 def test_robust_baseline_ignores_frames_of_other_tissue() -> None:

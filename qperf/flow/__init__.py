@@ -31,38 +31,38 @@ outlying frames), :mod:`~qperf.flow.smoothing` (smoothing within the myocardium)
 from __future__ import annotations
 
 from qperf.flow.delay import (
-    DELAY_CHI2,
     DELAY_STEPS_PER_SAMPLE,
+    best_delay,
     chi2_profile,
+    common_delay,
     curve_delay,
     delay_chi2_profile,
     delayed_aif,
-    earliest_delay,
     mean_curve_delay,
-    refine_delay,
+    profile_delays,
 )
 from qperf.flow.frames import OUTLYING_FRAME_FRACTION, OUTLYING_FRAME_MAX_FRACTION, outlying_frames, robust_baseline
 from qperf.flow.maps import STATUS_MASKED, FlowResult, compute_flow_maps, flow_at_upper_bound, map_file_stem
 from qperf.flow.smoothing import smooth_within
 
 __all__ = [
-    "DELAY_CHI2",
     "DELAY_STEPS_PER_SAMPLE",
     "OUTLYING_FRAME_FRACTION",
     "OUTLYING_FRAME_MAX_FRACTION",
     "STATUS_MASKED",
     "FlowResult",
+    "best_delay",
     "chi2_profile",
+    "common_delay",
     "compute_flow_maps",
     "curve_delay",
     "delay_chi2_profile",
     "delayed_aif",
-    "earliest_delay",
     "flow_at_upper_bound",
     "map_file_stem",
     "mean_curve_delay",
     "outlying_frames",
-    "refine_delay",
+    "profile_delays",
     "robust_baseline",
     "smooth_within",
 ]

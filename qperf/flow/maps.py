@@ -12,7 +12,7 @@ from numpy.typing import ArrayLike, NDArray
 from qperf import kinetics
 from qperf.aif.curve import BolusLandmarks, DelayEstimate
 from qperf.errors import ValidationError, describe
-from qperf.flow.delay import curve_delay, delayed_aif
+from qperf.flow.delay import curve_delay, delayed_aif, group_curves
 from qperf.flow.inputs import AifInput, PreparedCurves, check_pixel_mask, kinetic_model, prepare_curves
 from qperf.gd import SrSequence
 from qperf.progress import ProgressCallback, null_progress
@@ -154,14 +154,14 @@ def _common_delay(
     max_delay_s: float,
     hematocrit: float,
 ) -> float | None:
-    """The delay (s) every pixel is fitted with: the fixed one, that of the mean curve of
-    ``delay_pixels``, or None (each pixel's own delay is searched)."""
+    """The delay (s) every pixel is fitted with: the fixed one, the one shared delay that fits
+    the curves of ``delay_pixels`` best, or None (each pixel's own delay is searched)."""
     if fixed_delay_s is not None:
         return float(fixed_delay_s)
     if delay_pixels is None:
         return None
-    mean_curve = prep.tissue[delay_pixels[pixels]].mean(axis=0)
-    return curve_delay(model, mean_curve, prep.plasma, prep.grid - prep.grid[0], max_delay_s, hematocrit)
+    curves = group_curves(prep.tissue[delay_pixels[pixels]])
+    return curve_delay(model, curves, prep.plasma, prep.grid - prep.grid[0], max_delay_s, hematocrit)
 
 
 def _fit_pixels(

@@ -121,23 +121,22 @@ def _fit_inputs(
 def _study_delay(
     inputs: Sequence[_FitInputs], aif_blood: AifCurve, options: AnalysisOptions, hematocrit: float
 ) -> float | None:
-    """One delay (s) for all slices: the earliest of the slices' own delays.
+    """One delay (s) for all slices: the minimum of the sum of the slices' delay profiles.
 
-    Each slice's delay is the earliest that fits the mean curve of its delay region as well as
-    any (:func:`qperf.flow.mean_curve_delay`). A later delay mimics a higher flow, and blood at
-    the border of a thin slice can make a later delay fit one slice a little better; the slices
-    share one heart and one AIF.
+    Each profile is the chi-square of the mean curve of a slice's delay region at every delay
+    (:func:`qperf.flow.delay_chi2_profile`), in that curve's noise variances; their sum is
+    the chi-square of all slices fitted with one delay (:func:`qperf.flow.common_delay`).
+    The slices share one heart and one AIF.
     """
     from qperf import flow
 
-    delays = []
-    for item in inputs:
-        delay_s = flow.mean_curve_delay(
+    profiles = [
+        flow.delay_chi2_profile(
             item.fit_series, aif_blood, item.delay_region, model=options.model, dt_s=options.dt_s, hematocrit=hematocrit
         )
-        if delay_s is not None:
-            delays.append(delay_s)
-    return min(delays) if delays else None
+        for item in inputs
+    ]
+    return flow.common_delay(profiles)
 
 
 def study_aif(study: PerfusionStudy, options: AnalysisOptions) -> tuple[AifCurve, dict[str, Any]]:
