@@ -102,10 +102,15 @@ def test_regular_frames_give_the_direct_fit() -> None:
     times = np.arange(0.0, 50.0, 0.5)
     tissue = np.stack([np.interp(times, fine, c) for c in curves.reshape(-1, fine.size)]).reshape(2, 2, -1)
     series = PerfusionSeries(np.moveaxis(tissue, -1, 0), times, units="gd_mmol_l")
-    result = compute_flow_maps(series, AifCurve(blood_aif(times), times), hematocrit=HCT)
+    aif = AifCurve(blood_aif(times), times)
+    result = compute_flow_maps(series, aif, hematocrit=HCT, delay="pixel")
     direct = model.bind(blood_aif(times) / (1.0 - HCT), times, HCT).fit(tissue)
     np.testing.assert_allclose(result.maps["fp_ml_min_g"], direct.params["Fp"], rtol=1e-3)
     np.testing.assert_allclose(result.maps["mbf_ml_min_g"], fp / (1.0 - HCT), rtol=0.08)
+    with pytest.raises(ValidationError, match="delay"):
+        compute_flow_maps(series, aif, delay="later")
+    with pytest.raises(ValidationError, match="delay_mask"):
+        compute_flow_maps(series, aif, delay="pixel", delay_mask=np.ones((2, 2), bool))
 
 
 def test_mask_and_signal_series(known_slice) -> None:
@@ -390,7 +395,7 @@ def test_smoothing_within_the_myocardium() -> None:
     # the fit at 10 % noise: per-pixel delays send many pixels far along the delay-flow valley
     # (the mean flow is biased high); one shared delay and the smoothing remove most of it
     inner = myo & np.pad(np.ones((8, 8), bool), 3)
-    raw = compute_flow_maps(series, aif, hematocrit=HCT, mask=inner)
+    raw = compute_flow_maps(series, aif, hematocrit=HCT, mask=inner, delay="pixel")
     fit = compute_flow_maps(smoothed, aif, hematocrit=HCT, mask=inner, delay_mask=inner)
     bias_raw = abs(np.nanmean(raw.maps["fp_ml_min_g"][inner]) / 2.0 - 1.0)
     bias = abs(np.nanmean(fit.maps["fp_ml_min_g"][inner]) / 2.0 - 1.0)
@@ -482,7 +487,7 @@ def test_delay_between_grid_samples(lag_s: float) -> None:
     refined = compute_flow_maps(series, aif, hematocrit=HCT, delay_mask=np.ones(fp.shape, bool))
     np.testing.assert_allclose(refined.maps["delay_s"], lag_s, atol=0.02)
     np.testing.assert_allclose(refined.maps["fp_ml_min_g"], fp, rtol=0.03)
-    whole = compute_flow_maps(series, aif, hematocrit=HCT)  # per-pixel whole-sample delays
+    whole = compute_flow_maps(series, aif, hematocrit=HCT, delay="pixel")  # whole-sample delays
     assert np.nanmean(whole.maps["fp_ml_min_g"]) > 1.1
     assert mean_curve_delay(series, aif, np.ones(fp.shape, bool), hematocrit=HCT) == pytest.approx(lag_s, abs=0.02)
 

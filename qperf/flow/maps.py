@@ -223,6 +223,7 @@ def compute_flow_maps(
     progress: ProgressCallback | None = None,
     delay_mask: ArrayLike | None = None,
     fixed_delay_s: float | None = None,
+    delay: str = "shared",
 ) -> FlowResult:
     """Pixel-wise kinetic parameter maps of one slice.
 
@@ -252,12 +253,19 @@ def compute_flow_maps(
         LV detector for AIF images (see :func:`qperf.aif.detect_lv`; "auto" by default).
     progress : callable(fraction, message), optional
     delay_mask : array_like of bool, (y, x), optional
-        When given (e.g. the myocardium), one delay, that of the mean curve of these pixels
-        (:func:`qperf.flow.delay.curve_delay`), for every pixel; otherwise each pixel's delay
-        is searched in ``[0, max_delay_s]``, which at 5 % noise read stress flow 25 % high.
+        The pixels whose curves give the shared delay (e.g. the myocardium away from blood);
+        the fitted pixels (``mask``) when None.
     fixed_delay_s : float, optional
         Every pixel fitted with this delay behind the AIF (s; a cubic spline between grid
-        samples), e.g. one delay for all slices of a study; overrides ``delay_mask``.
+        samples), e.g. one delay for all slices of a study; overrides ``delay`` and
+        ``delay_mask``.
+    delay : {"shared", "pixel"}
+        ``"shared"`` (default): one delay for every pixel, the one that fits the curves of
+        ``delay_mask`` (:func:`qperf.flow.delay.curve_delay`). ``"pixel"``: each pixel's own
+        delay searched in whole grid samples in ``[0, max_delay_s]``, as the original
+        look-up-table fit does. Per pixel, a stress flow is read 25 % high at 5 % noise (the
+        later delay and higher flow fit the noise), and a delay between grid samples reads
+        it 10-25 % high or low (``benchmarks/bench_delay.py``).
 
     Returns
     -------
@@ -273,9 +281,17 @@ def compute_flow_maps(
     _check_options(series, aif_kind, hematocrit, dt_s, fixed_delay_s, max_delay_s)
     pixels = check_pixel_mask(mask, series.shape)
     fitted_model = kinetic_model(model)
-    delay_pixels = None if delay_mask is None else check_pixel_mask(delay_mask, series.shape, "delay_mask") & pixels
-    if delay_pixels is not None and not delay_pixels.any():
-        raise ValidationError("delay_mask: expected pixels inside the fitted mask, found none")
+    if delay not in ("shared", "pixel"):
+        raise ValidationError(f"delay: expected 'shared' or 'pixel', found {delay!r}")
+    if delay == "pixel" and delay_mask is not None:
+        raise ValidationError("delay_mask: only for a shared delay (delay='shared'), found delay='pixel'")
+    delay_pixels = None
+    if delay == "shared":
+        delay_pixels = (
+            pixels if delay_mask is None else check_pixel_mask(delay_mask, series.shape, "delay_mask") & pixels
+        )
+        if not delay_pixels.any():
+            raise ValidationError("delay_mask: expected pixels inside the fitted mask, found none")
 
     report(0.0, "converting to Gd")
     prep = prepare_curves(

@@ -93,6 +93,7 @@ def quantify_study(
             mask=heart_region(item.labels_ref, item.fit_series.spacing_mm),
             delay_mask=item.delay_region if options.delay == "slice" else None,
             fixed_delay_s=study_delay,
+            delay="pixel" if options.delay == "pixel" else "shared",
             progress=scaled(progress, i / n, (i + 1) / n),
         )
         slices.append(SliceFlowMaps(item.gd, result, item.frames_left_out))

@@ -61,9 +61,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--delay",
         choices=["pixel", "mean"],
-        default="pixel",
-        help="AIF-tissue delay searched for every pixel (default), or one delay from the mean curve of the "
-        "--mask pixels, used for all (robust at stress flows)",
+        default="mean",
+        help="AIF-tissue delay: one shared by every pixel, the one that fits the --mask pixels' curves "
+        "(default; right at stress flows), or searched in whole samples for every pixel (pixel)",
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist unless --overwrite)")
     add_series_options(parser)
@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
             aif_kind=args.aif_kind,
             mask=mask,
             max_delay_s=args.max_delay,
-            delay_mask=(mask if mask is not None else np.ones(series.shape, bool)) if args.delay == "mean" else None,
+            delay="shared" if args.delay == "mean" else "pixel",
             progress=progress,
         )
     with atomic_dir(args.out, overwrite=args.overwrite, inputs=inputs) as tmp:
