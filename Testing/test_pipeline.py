@@ -87,6 +87,25 @@ def test_one_delay_for_the_study(static_study: phantom.PhantomStudy, static_resu
         analyze_study(static_study.study, truth_options(static_study, motion="off", aif_motion_correction=False, delay="voxel"))
 
 
+def test_study_delay_between_grid_samples() -> None:
+    """Myocardium 1.2 s behind the AIF, between the 0.5 s samples, as in real stress scans: the
+    study delay is found to 0.1 s and the global flow to 7 % (measured: 1.125 s, 6 % low). The
+    earliest whole-sample delay, refined only towards earlier delays, took 1.0 s here and read
+    the global flow 13 % low."""
+    ps = phantom.generate_study(
+        seed=4, n_slices=3, n_frames=45, noise=False, motion=False, blur=False, tissue_delay_s=1.2, **SMALL
+    )
+    assert ps.truth.parameters["tissue_delay_s"] == 1.2
+    result = analyze_study(ps.study, truth_options(ps, motion="off", aif_motion_correction=False))
+    assert result.report["qc"]["delay"]["study_delay_s"] == pytest.approx(1.2, abs=0.1)
+    truth_global = np.nanmean(
+        np.concatenate([t.mbf_ml_min_g[statistics_mask(t.labels_ref, t.aha_segments)] for t in ps.truth.slices])
+    )
+    assert result.report["global"]["mbf_mean_ml_min_g"] == pytest.approx(truth_global, rel=0.07)
+    with pytest.raises(ValidationError, match="tissue_delay_s"):
+        phantom.generate_study(seed=4, tissue_delay_s=-1.0)
+
+
 def test_ischaemic_territory_is_lowest(static_study: phantom.PhantomStudy, static_result) -> None:  # type: ignore[no-untyped-def]
     truth = static_study.truth.segments
     ischaemic = [k for k in range(1, 17) if truth[k]["ischaemic"]]
