@@ -244,7 +244,7 @@ def delay_chi2_profile(
     max_delay_s: float = 3.0,
     aif_method: str = "auto",
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """The delays (s) and the chi-square of the mean curve of ``region`` at each (see :func:`chi2_profile`).
+    """The delays (s) and the chi-square of the grouped curves of ``region`` (:func:`group_curves`) at each (see :func:`chi2_profile`).
 
     ``series``, ``aif`` and the options are those of :func:`qperf.flow.compute_flow_maps`;
     ``region`` is a ``(y, x)`` boolean mask. The profiles of several slices add up
@@ -267,7 +267,7 @@ def mean_curve_delay(
     max_delay_s: float = 3.0,
     aif_method: str = "auto",
 ) -> float | None:
-    """The delay (s) of the mean curve of ``region`` (:func:`curve_delay`).
+    """The delay (s) shared by the pixels of ``region``: :func:`curve_delay` of their grouped curves.
 
     None when no delay could be fitted. The value is what ``delay_mask`` of
     :func:`qperf.flow.compute_flow_maps` uses, and can be passed to other slices as
