@@ -13,14 +13,14 @@ The chain of the inline mapping pipeline:
 6. the global AIF-to-tissue delay measured from the bolus arrival and bounded to
    ``[0, max_delay_s]`` (an excess becomes a shift of the AIF);
 7. the kinetic model bound to the plasma AIF and fitted to every pixel in the mask
-   (:mod:`qperf.kinetics`), with each pixel's delay searched or one delay for all
-   (:mod:`qperf.flow.delay`);
+   (:mod:`qperf.kinetics`), with one delay for all that fits the region's curves
+   (:mod:`qperf.flow.delay`) or each pixel's delay searched;
 8. myocardial blood flow reported as whole-blood flow, ``MBF = Fp / (1 - Hct)`` (the plasma
    flow ``Fp`` is kept as ``fp_ml_min_g``), like ``Vb = Vp / (1 - Hct)``, the convention of
    the published BTEX maps (see ``Testing/test_flow.py``, real rest case).
 
 Modules: :mod:`~qperf.flow.maps` (the maps of a slice), :mod:`~qperf.flow.inputs` (steps 1-6),
-:mod:`~qperf.flow.delay` (the delay of a mean curve), :mod:`~qperf.flow.frames` (baseline and
+:mod:`~qperf.flow.delay` (the delay shared by a region's pixels), :mod:`~qperf.flow.frames` (baseline and
 outlying frames), :mod:`~qperf.flow.smoothing` (smoothing within the myocardium).
 
 >>> from qperf.flow import compute_flow_maps

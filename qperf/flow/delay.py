@@ -101,7 +101,7 @@ def chi2_profile(
     by its noise variance, estimated from its best fit with the degrees of freedom of its
     samples, and the curves' chi-squares add up: the profile of one delay shared by curves
     that each keep their own kinetic parameters. A curve that could not be fitted at every
-    delay is left out.
+    delay is left out; the curves must be finite.
 
     The fits run on a grid :data:`PROFILE_OVERSAMPLING` times finer than ``time_s`` (curves
     and AIF by cubic splines). On the 0.5 s grid itself the model's discretisation moves the
@@ -190,7 +190,7 @@ def curve_delay(
     max_delay_s: float,
     hematocrit: float = DEFAULT_HEMATOCRIT,
 ) -> float | None:
-    """The delay (s) of one curve: :func:`best_delay` of its :func:`chi2_profile`.
+    """The delay (s) shared by curves (t,) or (k, t): :func:`best_delay` of their :func:`chi2_profile`.
 
     None when no delay could be fitted.
     """

@@ -223,7 +223,7 @@ def compute_flow_maps(
     progress: ProgressCallback | None = None,
     delay_mask: ArrayLike | None = None,
     fixed_delay_s: float | None = None,
-    delay: str = "shared",
+    delay: str | None = None,
 ) -> FlowResult:
     """Pixel-wise kinetic parameter maps of one slice.
 
@@ -259,9 +259,11 @@ def compute_flow_maps(
         Every pixel fitted with this delay behind the AIF (s; a cubic spline between grid
         samples), e.g. one delay for all slices of a study; overrides ``delay`` and
         ``delay_mask``.
-    delay : {"shared", "pixel"}
-        ``"shared"`` (default): one delay for every pixel, the one that fits the curves of
-        ``delay_mask`` (:func:`qperf.flow.delay.curve_delay`). ``"pixel"``: each pixel's own
+    delay : {"shared", "pixel"} or None
+        ``"shared"``: one delay for every pixel, the one that fits the curves of
+        ``delay_mask`` (:func:`qperf.flow.delay.curve_delay`). None (default): ``"shared"``
+        when ``mask`` or ``delay_mask`` says where the tissue is, ``"pixel"`` otherwise (a
+        delay shared by a whole image would follow its blood pools). ``"pixel"``: each pixel's own
         delay searched in whole grid samples in ``[0, max_delay_s]``, as the original
         look-up-table fit does. Per pixel, a stress flow is read 25 % high at 5 % noise (the
         later delay and higher flow fit the noise), and a delay between grid samples reads
@@ -282,6 +284,8 @@ def compute_flow_maps(
     _check_options(series, aif_kind, hematocrit, dt_s, fixed_delay_s, max_delay_s)
     pixels = check_pixel_mask(mask, series.shape)
     fitted_model = kinetic_model(model)
+    if delay is None:
+        delay = "pixel" if mask is None and delay_mask is None else "shared"
     if delay not in ("shared", "pixel"):
         raise ValidationError(f"delay: expected 'shared' or 'pixel', found {delay!r}")
     if delay == "pixel" and delay_mask is not None:

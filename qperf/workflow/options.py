@@ -62,7 +62,7 @@ class AnalysisOptions:
         Gaussian smoothing (sigma, pixels) of the myocardial curves within the myocardium away
         from blood before the fit; 0 fits every pixel as measured.
     delay : {"study", "slice", "pixel"}
-        One AIF-to-tissue delay for the study (the earliest of the slices'), one per slice, or
+        One AIF-to-tissue delay for the study (one that fits all slices), one per slice, or
         one searched for every pixel (single pixels cannot tell a later delay from a higher flow).
     threads : int, optional
         Threads of every step (:func:`qperf.runtime.set_threads`; default ``QPERF_THREADS``).

@@ -93,7 +93,10 @@ def quantify_study(
             mask=heart_region(item.labels_ref, item.fit_series.spacing_mm),
             delay_mask=item.delay_region if options.delay == "slice" else None,
             fixed_delay_s=study_delay,
-            delay="pixel" if options.delay == "pixel" else "shared",
+            # no study delay could be fitted: each pixel's own
+            delay="pixel"
+            if options.delay == "pixel" or (options.delay == "study" and study_delay is None)
+            else "shared",
             progress=scaled(progress, i / n, (i + 1) / n),
         )
         slices.append(SliceFlowMaps(item.gd, result, item.frames_left_out))
@@ -122,12 +125,10 @@ def _fit_inputs(
 def _study_delay(
     inputs: Sequence[_FitInputs], aif_blood: AifCurve, options: AnalysisOptions, hematocrit: float
 ) -> float | None:
-    """One delay (s) for all slices: the minimum of the sum of the slices' delay profiles.
-
-    Each profile is the chi-square of the mean curve of a slice's delay region at every delay
-    (:func:`qperf.flow.delay_chi2_profile`), in that curve's noise variances; their sum is
-    the chi-square of all slices fitted with one delay (:func:`qperf.flow.common_delay`).
-    The slices share one heart and one AIF.
+    """One delay (s) for all slices: the earliest that fits the slices' delay regions as well as
+    the best (:func:`qperf.flow.common_delay` of :func:`qperf.flow.delay_chi2_profile`: each
+    region's pixels in groups of like enhancement, the groups' chi-squares summed over the
+    slices). The slices share one heart and one AIF. None when no delay could be fitted.
     """
     from qperf import flow
 

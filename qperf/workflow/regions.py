@@ -154,7 +154,7 @@ DELAY_MIN_PIXELS = 20
 
 
 def delay_region(labels: NDArray[Any]) -> NDArray[np.bool_]:
-    """The myocardium whose mean curve gives a slice's delay: beyond the reach of the pools' ringing.
+    """The myocardium whose curves give a slice's delay: beyond the reach of the pools' ringing.
 
     A blood pool's bolus, many times brighter than the tissue, rings through the acquisition's
     point-spread function into the first two pixels around it (the dark-rim artefact): an

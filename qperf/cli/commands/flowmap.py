@@ -61,9 +61,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--delay",
         choices=["pixel", "mean"],
-        default="mean",
+        default=None,
         help="AIF-tissue delay: one shared by every pixel, the one that fits the --mask pixels' curves "
-        "(default; right at stress flows), or searched in whole samples for every pixel (pixel)",
+        "(mean; right at stress flows; the default with --mask), or searched in whole samples for every "
+        "pixel (pixel; the default without --mask)",
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist unless --overwrite)")
     add_series_options(parser)
@@ -174,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
             aif_kind=args.aif_kind,
             mask=mask,
             max_delay_s=args.max_delay,
-            delay="shared" if args.delay == "mean" else "pixel",
+            delay={"mean": "shared", "pixel": "pixel", None: None}[args.delay],
             progress=progress,
         )
     with atomic_dir(args.out, overwrite=args.overwrite, inputs=inputs) as tmp:
