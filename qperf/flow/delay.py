@@ -201,17 +201,15 @@ def common_delay(profiles: list[tuple[NDArray[np.float64], NDArray[np.float64]]]
     """One delay (s) for several curves: :func:`best_delay` of the sum of their profiles.
 
     Each profile is in its own curve's noise variances, so the sum is the chi-square of all
-    curves fitted with one delay; the profiles are cut to the shortest. None when no delay
-    could be fitted to any curve.
+    curves fitted with one delay; the profiles are cut to the shortest. A profile that could
+    not be fitted at all is left out; a delay that failed in any profile is not taken. None
+    when no delay could be fitted.
     """
     usable = [(d, c) for d, c in profiles if np.isfinite(c).any()]
     if not usable:
         return None
     n = min(d.size for d, _ in usable)
-    total = np.sum([np.where(np.isfinite(c[:n]), c[:n], np.inf) for _, c in usable], axis=0)
-    if not np.isfinite(total).any():  # no delay fits every curve: the curves that fit
-        total = np.sum([np.where(np.isfinite(c[:n]), c[:n], 0.0) for _, c in usable], axis=0)
-    return best_delay(usable[0][0][:n], total)
+    return best_delay(usable[0][0][:n], np.sum([c[:n] for _, c in usable], axis=0))
 
 
 def _mean_curve_inputs(

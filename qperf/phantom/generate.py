@@ -304,8 +304,8 @@ def generate_study(
     aif_images : bool
         Also simulate the dual-echo AIF image series.
     tissue_delay_s : float
-        How long after the LV blood pool (the AIF) the blood reaches the myocardium, s (0 to
-        5). Real scans lag by a fraction of a second to about two seconds (the coronary
+        How long after the LV blood pool (the AIF) the blood reaches the tissue (the
+        myocardium and the chest-wall muscle), s (0 to 5). Real scans lag by a fraction of a second to about two seconds (the coronary
         transit, and the AIF image acquired at another moment of the heartbeat); a delay
         between the samples of the fitting grid tests the delay estimate.
     progress : callable, optional
